@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine:
+#   make reproduce   the main job (MVTec AD from MVTEC_ROOT, else the embedded demo dataset)
+#   make test        the whole test suite (what CI runs through .ci/run)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Extra arguments for the main job, e.g. make reproduce ARGS="--categories bottle -p epochs 200"
+ARGS   ?=
+
+.PHONY: install test reproduce bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+reproduce: $(STAMP)
+	$(BIN)/python -m stfpm_lib.batch reproduce $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m stfpm_lib.bench metrics
+	$(BIN)/python -m stfpm_lib.bench speed
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,313 @@
+"""One configuration object for every knob of STFPM, with named presets.
+
+The presets follow the difference matrix of the reference (``STFPM_REFERENCE.md`` §9):
+
+* ``official`` (default): the official code (gdwang08/STFPM) exactly.
+* ``anomalib``: anomalib's STFPM (½ and batch-sum loss, direct upsampling, wd 1e-3).
+* ``hcw``: hcw-00/STPM_anomaly_detection (½ batch-sum loss, ``==1`` masks, last epoch).
+* ``xia``: xiahaifeng1995/STPM (crop 224, area-scaled layer maps, sum fusion, Gaussian σ=4).
+
+The config is flat (strings, numbers, booleans and one list), so it can be passed as
+papermill parameters and written to JSON or YAML::
+
+    cfg = STFPMConfig.from_preset("official", epochs=2)
+    cfg.to_json("config.json")
+    assert STFPMConfig.from_json("config.json") == cfg
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .io import atomic_write_text
+
+__all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "ConfigError"]
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
+LAYERS = ("layer1", "layer2", "layer3", "layer4")
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "backbone": BACKBONES,
+    "mask_rule": ("gt0", "nearest", "eq1"),
+    "loss_reduction": ("batch_mean", "batch_sum"),
+    "loss_layer_reduction": ("sum", "mean"),
+    "map_scale": ("sq_dist", "half_sq_dist", "half_sq_dist_per_area"),
+    "map_upsample": ("official", "direct"),
+    "map_fusion": ("product", "sum"),
+    "selection": ("val_map", "val_loss", "last"),
+    "split": ("seeded", "random"),
+    "precision": ("fp32", "bf16", "fp16", "auto"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+class ConfigError(ValueError):
+    """An unknown preset, an unknown key or an invalid value in a configuration."""
+
+
+@dataclass(frozen=True)
+class STFPMConfig:
+    """Every setting of an STFPM run. Defaults reproduce the official code.
+
+    Data
+        image_size: side of the square resize (bilinear, antialiased), pixels.
+        crop_size: centre crop after the resize (``None``: no crop).
+        mask_rule: how resized ground-truth masks are binarised: ``gt0`` (bilinear
+            resize, any value > 0, the official code), ``nearest`` (nearest-neighbour
+            resize) or ``eq1`` (bilinear resize, only fully-defective pixels, HCW).
+        val_fraction: share of ``train/good`` held out as normal validation images.
+        split: ``seeded`` (sorted paths, sklearn split with ``split_seed``, official) or
+            ``random`` (a torch random split seeded by ``seed``, XIA-like).
+    Model
+        backbone: torchvision ResNet used by teacher and student.
+        layers: pyramid levels, any non-empty subset of ``layer1..layer4``.
+        teacher_weights: ``imagenet`` (torchvision weights API), ``random`` or a path
+            to a ``.pth`` state dict.
+    Loss
+        loss_half: multiply the per-position loss by ½ (paper, anomalib).
+        loss_reduction: ``batch_mean`` (official) or ``batch_sum`` (anomalib, HCW, XIA).
+        loss_layer_reduction: sum the layer losses (official) or average them (XIA).
+    Anomaly map
+        map_scale: per-layer map ``sq_dist`` = ‖Δ‖² (official), ``half_sq_dist`` = ½‖Δ‖²,
+            or ``half_sq_dist_per_area`` = ½‖Δ‖²/(h·w) (XIA).
+        map_upsample: ``official`` (each layer to 64², fuse, then to the input size)
+            or ``direct`` (each layer straight to the input size).
+        map_fusion: ``product`` or ``sum`` over layers.
+        smoothing_sigma: Gaussian smoothing of the final map in pixels (0: none).
+    Training
+        epochs, batch_size, lr, momentum, weight_decay: SGD recipe.
+        selection: checkpoint kept: ``val_map`` (lowest mean anomaly map on the
+            held-out normals, official), ``val_loss`` or ``last``.
+        seed: seeds Python, NumPy and torch.
+    Runtime
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        precision: ``fp32`` (faithful default), ``bf16``, ``fp16`` or ``auto``.
+        channels_last: use the channels-last memory layout.
+        eval_batch_size: batch size for validation and inference.
+        num_workers: DataLoader workers.
+        cache_teacher_features: cache the frozen teacher's features across epochs.
+        cache_memory_mb: memory budget for that cache, MB.
+    """
+
+    preset: str = "official"
+    # data
+    image_size: int = 256
+    crop_size: int | None = None
+    mask_rule: str = "gt0"
+    val_fraction: float = 0.2
+    split: str = "seeded"
+    split_seed: int = 0
+    # model
+    backbone: str = "resnet18"
+    layers: tuple[str, ...] = ("layer1", "layer2", "layer3")
+    teacher_weights: str = "imagenet"
+    # loss
+    loss_half: bool = False
+    loss_reduction: str = "batch_mean"
+    loss_layer_reduction: str = "sum"
+    # anomaly map
+    map_scale: str = "sq_dist"
+    map_upsample: str = "official"
+    map_fusion: str = "product"
+    smoothing_sigma: float = 0.0
+    # training
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 0.4
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    selection: str = "val_map"
+    seed: int = 0
+    # runtime
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    eval_batch_size: int = 32
+    num_workers: int = 0
+    cache_teacher_features: bool = False
+    cache_memory_mb: int = 4096
+
+    def __post_init__(self) -> None:
+        layers = self.layers
+        if isinstance(layers, str):
+            layers = tuple(s.strip() for s in layers.split(",") if s.strip())
+        object.__setattr__(self, "layers", tuple(layers))
+        self._validate()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        for key, choices in _CHOICES.items():
+            value = getattr(self, key)
+            if value not in choices:
+                raise ConfigError(f"{key}={value!r} is not one of {list(choices)}")
+        if not self.layers:
+            raise ConfigError("layers must name at least one of layer1..layer4")
+        bad = [name for name in self.layers if name not in LAYERS]
+        if bad or len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"layers={list(self.layers)} must be distinct names from {list(LAYERS)}")
+        if self.preset not in PRESETS and self.preset != "custom":
+            raise ConfigError(f"preset={self.preset!r} is unknown; choose from {sorted(PRESETS)}")
+        for key in ("image_size", "epochs", "batch_size", "eval_batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)!r} must be a positive integer")
+        if self.crop_size is not None and not 0 < self.crop_size <= self.image_size:
+            raise ConfigError(f"crop_size={self.crop_size!r} must be in (0, image_size={self.image_size}]")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction={self.val_fraction!r} must be in (0, 1)")
+        if self.smoothing_sigma < 0:
+            raise ConfigError(f"smoothing_sigma={self.smoothing_sigma!r} must be >= 0")
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr!r} must be > 0")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def input_size(self) -> int:
+        """Side of the square network input, pixels (the crop if any, else the resize)."""
+        return self.crop_size or self.image_size
+
+    @property
+    def ordered_layers(self) -> tuple[str, ...]:
+        """``layers`` in network order (``layer1`` first)."""
+        return tuple(name for name in LAYERS if name in self.layers)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_preset(cls, name: str = "official", **overrides: Any) -> "STFPMConfig":
+        """Build the preset ``name`` with ``overrides`` applied (unknown keys raise)."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        values = {**PRESETS[name], "preset": name}
+        _check_keys(overrides, origin="override")
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "STFPMConfig":
+        """Inverse of :meth:`to_dict`. A ``preset`` key picks the base; unknown keys raise."""
+        values = dict(values)
+        _check_keys(values, origin="config")
+        preset = values.pop("preset", "official")
+        if preset == "custom":
+            return cls(preset="custom", **values)
+        return cls.from_preset(preset, **values)
+
+    def replace(self, **overrides: Any) -> "STFPMConfig":
+        """A copy with ``overrides`` applied (unknown keys raise)."""
+        _check_keys(overrides, origin="override")
+        return dataclasses.replace(self, **overrides)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, JSON-friendly dict (``layers`` as a list)."""
+        values = dataclasses.asdict(self)
+        values["layers"] = list(self.layers)
+        return values
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """JSON text; also written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """YAML text; also written atomically to ``path`` when given."""
+        import yaml
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
+        """Read a config from a JSON file path or a JSON string."""
+        return cls.from_dict(_load_mapping(path_or_text, json.loads, "JSON"))
+
+    @classmethod
+    def from_yaml(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
+        """Read a config from a YAML file path or a YAML string."""
+        import yaml
+
+        return cls.from_dict(_load_mapping(path_or_text, yaml.safe_load, "YAML"))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "STFPMConfig":
+        """Read ``.json``, ``.yaml`` or ``.yml`` by extension."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".json":
+            return cls.from_json(Path(path))
+        if suffix in (".yaml", ".yml"):
+            return cls.from_yaml(Path(path))
+        raise ConfigError(f"{path}: config files must end in .json, .yaml or .yml")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # gdwang08/STFPM main.py: the dataclass defaults.
+    "official": {},
+    # anomalib (HEAD): ½ and batch-sum loss, direct upsampling, ½‖Δ‖² map, wd 1e-3.
+    # Its early stopping on *test* pixel AUROC is leakage and is not reproduced: last epoch.
+    "anomalib": {
+        "loss_half": True,
+        "loss_reduction": "batch_sum",
+        "map_scale": "half_sq_dist",
+        "map_upsample": "direct",
+        "weight_decay": 1e-3,
+        "selection": "last",
+    },
+    # hcw-00/STPM_anomaly_detection: ½ batch-sum loss, 1-cos map to 256², ==1 masks, last epoch.
+    "hcw": {
+        "loss_half": True,
+        "loss_reduction": "batch_sum",
+        "map_scale": "half_sq_dist",
+        "map_upsample": "direct",
+        "mask_rule": "eq1",
+        "selection": "last",
+    },
+    # xiahaifeng1995/STPM: crop 224, ½ batch-sum loss / n_layers, area-scaled maps, sum, σ=4.
+    "xia": {
+        "crop_size": 224,
+        "loss_half": True,
+        "loss_reduction": "batch_sum",
+        "loss_layer_reduction": "mean",
+        "map_scale": "half_sq_dist_per_area",
+        "map_upsample": "direct",
+        "map_fusion": "sum",
+        "smoothing_sigma": 4.0,
+        "mask_rule": "nearest",
+        "selection": "val_loss",
+        "split": "random",
+    },
+}
+
+_FIELDS = {f.name for f in dataclasses.fields(STFPMConfig)}
+
+
+def _check_keys(values: Mapping[str, Any], origin: str) -> None:
+    unknown = sorted(set(values) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown {origin} key(s) {unknown}; valid keys: {sorted(_FIELDS)}")
+
+
+def _load_mapping(path_or_text: str | os.PathLike, parse, kind: str) -> dict[str, Any]:
+    text = str(path_or_text)
+    source = "string"
+    if isinstance(path_or_text, Path) or (len(text) < 4096 and "\n" not in text and Path(text).is_file()):
+        path = Path(path_or_text)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    try:
+        values = parse(text)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the source named
+        raise ConfigError(f"{source}: not valid {kind}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: a config must be a mapping, got {type(values).__name__}")
+    return values
+
+
