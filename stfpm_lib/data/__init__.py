@@ -1,0 +1,15 @@
+"""Datasets: the MVTec AD layout, preprocessing, a torch Dataset and synthetic defects."""
+
+from .dataset import ImageDataset
+from .mvtec import (
+    MVTEC_CATEGORIES, MVTEC_OBJECTS, MVTEC_TEXTURES, CategoryIndex, DataError, Sample, index_category,
+    list_categories, list_images, resolve_data_root, split_train_val,
+)
+from .synthetic import make_synthetic_category
+from .transforms import denormalize, image_size_of, load_image, load_mask, normalize
+
+__all__ = [
+    "CategoryIndex", "DataError", "ImageDataset", "MVTEC_CATEGORIES", "MVTEC_OBJECTS", "MVTEC_TEXTURES",
+    "Sample", "denormalize", "image_size_of", "index_category", "list_categories", "list_images",
+    "load_image", "load_mask", "make_synthetic_category", "normalize", "resolve_data_root", "split_train_val",
+]

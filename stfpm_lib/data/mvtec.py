@@ -1,0 +1,153 @@
+"""The MVTec AD folder layout: listing categories, indexing images and masks, splits.
+
+Layout::
+
+    <root>/<category>/train/good/*.png
+    <root>/<category>/test/<defect_type>/*.png          (``good`` for normal images)
+    <root>/<category>/ground_truth/<defect_type>/<stem>_mask.png
+
+Every dataset adapter of this project converts to this layout, so the runner and the
+notebooks treat all datasets alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..config import STFPMConfig
+
+__all__ = [
+    "DataError", "Sample", "CategoryIndex", "IMAGE_EXTENSIONS", "MVTEC_CATEGORIES", "MVTEC_TEXTURES", "MVTEC_OBJECTS",
+    "list_categories", "index_category", "split_train_val", "resolve_data_root", "list_images",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MVTEC_TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
+MVTEC_OBJECTS = (
+    "bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush", "transistor", "zipper",
+)
+MVTEC_CATEGORIES = MVTEC_TEXTURES + MVTEC_OBJECTS
+
+
+class DataError(ValueError):
+    """A dataset problem; the message names the file or directory at fault."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test image: its path, label (0 normal, 1 anomalous), defect type and mask path."""
+
+    image_path: Path
+    label: int
+    defect_type: str
+    mask_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class CategoryIndex:
+    """All files of one category. ``test`` is in the official order: good first, then defects by path."""
+
+    root: Path
+    category: str
+    train: tuple[Path, ...]
+    test: tuple[Sample, ...]
+
+    def counts(self) -> dict[str, int]:
+        """Number of images per split and defect type, e.g. ``{"train_good": 209, "test_good": 40, ...}``."""
+        counts = {"train_good": len(self.train)}
+        for sample in self.test:
+            key = f"test_{sample.defect_type}"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    @property
+    def defect_types(self) -> tuple[str, ...]:
+        """Sorted defect types of the test split (``good`` excluded)."""
+        return tuple(sorted({s.defect_type for s in self.test if s.label == 1}))
+
+    def describe(self) -> dict[str, object]:
+        """JSON-safe description for provenance records."""
+        return {"root": str(self.root), "category": self.category, "counts": self.counts()}
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """The dataset root: ``data_root`` if given, else ``$MVTEC_ROOT``; must be a directory."""
+    if data_root in (None, ""):
+        data_root = os.environ.get("MVTEC_ROOT") or None
+        if data_root is None:
+            raise DataError("no data root given: pass data_root / --data-root or set MVTEC_ROOT")
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist or is not a directory")
+    return root
+
+
+def list_images(directory: Path) -> list[Path]:
+    """Sorted image files (by extension) directly inside ``directory``."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def list_categories(root: str | os.PathLike) -> list[str]:
+    """Sorted names of the sub-directories of ``root`` that contain ``train/good``."""
+    root = resolve_data_root(root)
+    return sorted(p.name for p in root.iterdir() if (p / "train" / "good").is_dir())
+
+
+def index_category(root: str | os.PathLike, category: str) -> CategoryIndex:
+    """Index one category, checking that it exists, has training images and a mask per defect image."""
+    root = resolve_data_root(root)
+    folder = root / category
+    if not (folder / "train" / "good").is_dir():
+        found = list_categories(root)
+        raise DataError(
+            f"category {category!r} not found under {root} (no {folder / 'train' / 'good'}); "
+            f"categories found: {found or 'none'}"
+        )
+    train = tuple(list_images(folder / "train" / "good"))
+    if not train:
+        raise DataError(f"no training images in {folder / 'train' / 'good'} (extensions {IMAGE_EXTENSIONS})")
+    good = [Sample(p, 0, "good", None) for p in list_images(folder / "test" / "good")]
+    defects = []
+    test_dir = folder / "test"
+    types = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name != "good") if test_dir.is_dir() else []
+    for defect_type in types:
+        for image in list_images(test_dir / defect_type):
+            defects.append(Sample(image, 1, defect_type, _find_mask(folder, defect_type, image)))
+    defects.sort(key=lambda s: str(s.image_path))
+    return CategoryIndex(root=root, category=category, train=train, test=tuple(good + defects))
+
+
+def _find_mask(folder: Path, defect_type: str, image: Path) -> Path:
+    mask_dir = folder / "ground_truth" / defect_type
+    for ext in (".png", image.suffix):
+        candidate = mask_dir / f"{image.stem}_mask{ext}"
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"defect image {image} has no mask: expected {mask_dir / (image.stem + '_mask.png')}")
+
+
+def split_train_val(paths: Sequence[Path], cfg: STFPMConfig) -> tuple[list[Path], list[Path]]:
+    """Split normal training images into (train, validation).
+
+    ``cfg.split == "seeded"`` reproduces the official code: the sorted paths go through
+    ``sklearn.model_selection.train_test_split(test_size=cfg.val_fraction,
+    random_state=cfg.split_seed)``. ``"random"`` uses a torch permutation seeded by ``cfg.seed``.
+    """
+    paths = sorted(Path(p) for p in paths)
+    if len(paths) < 2:
+        raise DataError(f"need at least 2 training images to hold out a validation set, got {len(paths)}")
+    if cfg.split == "seeded":
+        from sklearn.model_selection import train_test_split
+
+        train, val = train_test_split(paths, test_size=cfg.val_fraction, random_state=cfg.split_seed)
+        return list(train), list(val)
+    import torch
+
+    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    n_val = max(1, int(round(cfg.val_fraction * len(paths))))
+    return [paths[i] for i in order[n_val:]], [paths[i] for i in order[:n_val]]

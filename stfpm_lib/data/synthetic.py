@@ -1,0 +1,142 @@
+"""Reproducible synthetic defects with exact masks on real CC0 textures (offline).
+
+The textures are scikit-image's ``brick``, ``grass`` and ``gravel`` (CC0, shipped with the
+package). Normal images are random crops; defective images add one of
+
+* ``scratch``: a bright or dark line a few pixels wide at a random angle;
+* ``blob``: a darkened or brightened ellipse;
+* ``patch``: a square cut from another place of a rotated copy of the texture and pasted.
+
+The mask is exactly the set of changed pixels (255 = defect, as in MVTec AD).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["TEXTURES", "DEFECT_TYPES", "make_synthetic_category", "load_texture"]
+
+TEXTURES = ("brick", "grass", "gravel")
+DEFECT_TYPES = ("scratch", "blob", "patch")
+
+
+def load_texture(name: str) -> np.ndarray:
+    """A scikit-image CC0 texture as uint8 (H, W)."""
+    if name not in TEXTURES:
+        raise ValueError(f"texture={name!r} is not one of {list(TEXTURES)}")
+    import skimage.data
+
+    image = getattr(skimage.data, name)()
+    if image.ndim == 3:
+        image = image.mean(axis=2)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _crop(texture: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    crop = 2 * size if min(texture.shape) >= 2 * size else size
+    top = rng.integers(0, texture.shape[0] - crop + 1)
+    left = rng.integers(0, texture.shape[1] - crop + 1)
+    patch = texture[top:top + crop, left:left + crop]
+    return np.asarray(Image.fromarray(patch).resize((size, size), Image.BILINEAR))
+
+
+def _scratch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from skimage.draw import polygon
+
+    size = image.shape[0]
+    centre = rng.uniform(0.3, 0.7, size=2) * size
+    angle = rng.uniform(0, np.pi)
+    half_len, half_w = rng.uniform(0.15, 0.35) * size, max(1.0, size / 40)
+    d, n = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+    corners = [centre + sl * half_len * d + sw * half_w * n for sl, sw in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+    rr, cc = polygon([c[0] for c in corners], [c[1] for c in corners], shape=image.shape)
+    mask = np.zeros(image.shape, bool)
+    mask[rr, cc] = True
+    return mask
+
+
+def _blob(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from skimage.draw import ellipse
+
+    size = image.shape[0]
+    r, c = rng.uniform(0.3, 0.7, size=2) * size
+    rr, cc = ellipse(r, c, rng.uniform(0.06, 0.15) * size, rng.uniform(0.06, 0.15) * size,
+                     shape=image.shape, rotation=rng.uniform(0, np.pi))
+    mask = np.zeros(image.shape, bool)
+    mask[rr, cc] = True
+    return mask
+
+
+def _square(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    size = image.shape[0]
+    side = max(3, int(rng.uniform(0.15, 0.3) * size))
+    top, left = rng.integers(0, size - side + 1, size=2)
+    mask = np.zeros(image.shape, bool)
+    mask[top:top + side, left:left + side] = True
+    return mask
+
+
+def _apply(kind: str, image: np.ndarray, texture: np.ndarray,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    region: dict[str, Callable] = {"scratch": _scratch, "blob": _blob, "patch": _square}
+    if kind not in region:
+        raise ValueError(f"defect type {kind!r} is not one of {list(DEFECT_TYPES)}")
+    mask = region[kind](image, rng)
+    out = image.astype(np.int16)
+    if kind == "patch":
+        donor = np.rot90(_crop(texture, image.shape[0], rng), k=int(rng.integers(1, 4)))
+        out[mask] = 255 - donor[mask]
+    else:
+        dark = rng.random() < 0.5
+        out[mask] = out[mask] // 3 if dark else 255 - (255 - out[mask]) // 3
+    out = out.astype(np.uint8)
+    changed = mask & (out != image)
+    return out, changed
+
+
+def make_synthetic_category(
+    root: str | os.PathLike,
+    category: str = "brick",
+    *,
+    texture: str | None = None,
+    n_train: int = 12,
+    n_test_good: int = 4,
+    defect_types: Sequence[str] = ("scratch", "blob"),
+    n_per_defect: int = 3,
+    size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write an MVTec-layout category of synthetic defects on a real texture; return its folder.
+
+    Args:
+        root: dataset root; the category goes to ``root/category``.
+        texture: one of :data:`TEXTURES` (default: ``category`` if it is one, else ``brick``).
+        n_train, n_test_good, n_per_defect: image counts.
+        defect_types: subset of :data:`DEFECT_TYPES`.
+        size: side of the square grayscale PNGs, pixels.
+        seed: the images depend on nothing else.
+    """
+    texture = texture or (category if category in TEXTURES else "brick")
+    source = load_texture(texture)
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / category
+
+    def save(array: np.ndarray, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
+
+    for i in range(n_train):
+        save(_crop(source, size, rng), folder / "train" / "good" / f"{i:03d}.png")
+    for i in range(n_test_good):
+        save(_crop(source, size, rng), folder / "test" / "good" / f"{i:03d}.png")
+    for kind in defect_types:
+        for i in range(n_per_defect):
+            image, mask = _apply(kind, _crop(source, size, rng), source, rng)
+            save(image, folder / "test" / kind / f"{i:03d}.png")
+            save(mask.astype(np.uint8) * 255, folder / "ground_truth" / kind / f"{i:03d}_mask.png")
+    return folder

@@ -1,0 +1,18 @@
+"""Shared fixtures: tiny MVTec-layout datasets of real PNG files, made on disk by the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stfpm_lib.data import make_synthetic_category
+
+
+@pytest.fixture(scope="session")
+def tiny_mvtec(tmp_path_factory) -> Path:
+    """Root with categories ``brick`` and ``grass``: 12 train, 4 good + 2×3 defective test images, 64×64."""
+    root = tmp_path_factory.mktemp("tiny_mvtec")
+    make_synthetic_category(root, "brick", seed=1)
+    make_synthetic_category(root, "grass", seed=2, defect_types=("blob", "patch"))
+    return root
