@@ -47,6 +47,7 @@ class ImageDataset(torch.utils.data.Dataset):
         mask = read_mask_uint8(sample.mask_path, size, self.cfg, sample.image_path)
         if self.cache:
             self._cache[index] = (image, mask)
+            return self._cache[index]
         return image, mask
 
     def __getitem__(self, index: int) -> dict[str, Any]:
