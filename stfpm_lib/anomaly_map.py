@@ -1,0 +1,176 @@
+"""Anomaly maps from teacher/student feature pyramids.
+
+Per layer l the map is the squared distance of the channel-normalised features,
+``Ωˡ = Σ_c (F̂t − F̂s)²`` (``map_scale="sq_dist"``, official), ``½Ωˡ`` (``half_sq_dist``,
+paper/anomalib/HCW) or ``½Ωˡ/(h_l·w_l)`` (``half_sq_dist_per_area``, XIA).
+
+Upsampling (``map_upsample``)
+    ``official``: every layer map is resized bilinearly (``align_corners=False``) to a quarter
+        of the output size (64×64 for a 256 input), the maps are fused, and the fused map is
+        resized bilinearly to the output size. The official code does the last step with
+        ``cv2.resize(..., INTER_LINEAR)``; for upsampling this is the same half-pixel-centred
+        bilinear interpolation as ``F.interpolate(mode="bilinear", align_corners=False,
+        antialias=False)``, which is what is used here (no OpenCV dependency).
+    ``direct``: every layer map goes straight to the output size, then they are fused.
+Fusion (``map_fusion``): ``product`` (starting from ones) or ``sum`` over layers.
+Smoothing: optional Gaussian filter of the final map (``smoothing_sigma`` in pixels, kernel
+truncated at 4σ and reflect boundary like ``scipy.ndimage.gaussian_filter(mode="reflect")``).
+Image score: maximum of the final map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .loss import normalized_sq_dist
+
+__all__ = ["MapSettings", "layer_maps", "fused_map", "anomaly_map", "gaussian_blur", "image_scores"]
+
+_SCALES = ("sq_dist", "half_sq_dist", "half_sq_dist_per_area")
+_UPSAMPLES = ("official", "direct")
+_FUSIONS = ("product", "sum")
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """The four map knobs of :class:`~stfpm_lib.config.STFPMConfig` (same names and meaning)."""
+
+    map_scale: str = "sq_dist"
+    map_upsample: str = "official"
+    map_fusion: str = "product"
+    smoothing_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key, choices in (("map_scale", _SCALES), ("map_upsample", _UPSAMPLES), ("map_fusion", _FUSIONS)):
+            if getattr(self, key) not in choices:
+                raise ValueError(f"{key}={getattr(self, key)!r} is not one of {list(choices)}")
+        if not self.smoothing_sigma >= 0:
+            raise ValueError(f"smoothing_sigma={self.smoothing_sigma!r} must be >= 0")
+
+    @classmethod
+    def from_any(cls, cfg_or_kwargs: Any = None) -> "MapSettings":
+        """From an ``STFPMConfig`` (or any object with those attributes), a mapping, or ``None``."""
+        if cfg_or_kwargs is None:
+            return cls()
+        if isinstance(cfg_or_kwargs, MapSettings):
+            return cfg_or_kwargs
+        names = ("map_scale", "map_upsample", "map_fusion", "smoothing_sigma")
+        if isinstance(cfg_or_kwargs, Mapping):
+            unknown = sorted(set(cfg_or_kwargs) - set(names))
+            if unknown:
+                raise ValueError(f"unknown anomaly-map setting(s) {unknown}; valid: {list(names)}")
+            return cls(**cfg_or_kwargs)
+        return cls(**{name: getattr(cfg_or_kwargs, name) for name in names})
+
+
+def _size2(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    h, w = size
+    return (int(h), int(w))
+
+
+def layer_maps(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor],
+               map_scale: str = "sq_dist") -> list[torch.Tensor]:
+    """Per-layer maps at feature resolution: list of (B, h_l, w_l) float32."""
+    if map_scale not in _SCALES:
+        raise ValueError(f"map_scale={map_scale!r} is not one of {list(_SCALES)}")
+    if len(teacher_feats) != len(student_feats) or not teacher_feats:
+        raise ValueError("need the same non-zero number of teacher and student layers")
+    maps = []
+    for t, s in zip(teacher_feats, student_feats):
+        d = normalized_sq_dist(t, s)
+        if map_scale != "sq_dist":
+            d = 0.5 * d
+        if map_scale == "half_sq_dist_per_area":
+            d = d / (d.shape[-2] * d.shape[-1])
+        maps.append(d)
+    return maps
+
+
+def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B,h,w) -> (B,H,W) bilinear, align_corners=False, no antialias (identity if same size)."""
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+
+
+def _fuse(maps: list[torch.Tensor], fusion: str) -> torch.Tensor:
+    out = torch.ones_like(maps[0]) if fusion == "product" else torch.zeros_like(maps[0])
+    for m in maps:
+        out = out * m if fusion == "product" else out + m
+    return out
+
+
+def fused_map(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor],
+              cfg_or_kwargs: Any, output_size: int | Sequence[int]) -> torch.Tensor:
+    """The fused map before the last resize and smoothing, (B, h, w) float32.
+
+    ``official`` upsampling: at a quarter of ``output_size`` (64×64 for 256, the quantity
+    whose mean the official code uses for model selection). ``direct``: at ``output_size``.
+    """
+    st = MapSettings.from_any(cfg_or_kwargs)
+    out_hw = _size2(output_size)
+    size = (max(out_hw[0] // 4, 1), max(out_hw[1] // 4, 1)) if st.map_upsample == "official" else out_hw
+    maps = [_resize(m, size) for m in layer_maps(teacher_feats, student_feats, st.map_scale)]
+    return _fuse(maps, st.map_fusion)
+
+
+def anomaly_map(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor],
+                cfg_or_kwargs: Any, output_size: int | Sequence[int]) -> torch.Tensor:
+    """Final anomaly map, (B, H, W) float32, ``(H, W) = output_size``.
+
+    ``cfg_or_kwargs``: an ``STFPMConfig``, a :class:`MapSettings`, or a dict with any of
+    ``map_scale``, ``map_upsample``, ``map_fusion``, ``smoothing_sigma``.
+    """
+    st = MapSettings.from_any(cfg_or_kwargs)
+    out = _resize(fused_map(teacher_feats, student_feats, st, output_size), _size2(output_size))
+    if st.smoothing_sigma > 0:
+        out = gaussian_blur(out, st.smoothing_sigma)
+    return out
+
+
+def _gaussian_kernel(sigma: float, truncate: float = 4.0, *, dtype=torch.float64) -> torch.Tensor:
+    radius = int(truncate * float(sigma) + 0.5)  # scipy's radius rule
+    x = torch.arange(-radius, radius + 1, dtype=dtype)
+    k = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    return k / k.sum()
+
+
+def _reflect_index(n: int, radius: int, device) -> torch.Tensor:
+    """Indices of a length-n axis padded by ``radius`` with scipy ``reflect`` (d c b a | a b c d | d c b a)."""
+    i = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Gaussian smoothing of (B,H,W) or (H,W) maps, separable, reflect boundary.
+
+    Matches ``scipy.ndimage.gaussian_filter(m, sigma, mode="reflect", truncate=4.0)`` applied
+    to each map (kernel radius ``int(truncate·σ + 0.5)``; works for radii beyond the map size).
+    """
+    if sigma <= 0:
+        return maps
+    squeeze = maps.ndim == 2
+    x = maps.unsqueeze(0) if squeeze else maps
+    if x.ndim != 3:
+        raise ValueError(f"expected maps of shape (B,H,W) or (H,W), got {tuple(maps.shape)}")
+    kernel = _gaussian_kernel(sigma, truncate).to(device=x.device, dtype=x.dtype)
+    radius = (kernel.numel() - 1) // 2
+    B, H, W = x.shape
+    x = x.index_select(1, _reflect_index(H, radius, x.device))
+    x = F.conv2d(x.unsqueeze(1), kernel.view(1, 1, -1, 1)).squeeze(1)
+    x = x.index_select(2, _reflect_index(W, radius, x.device))
+    x = F.conv2d(x.unsqueeze(1), kernel.view(1, 1, 1, -1)).squeeze(1)
+    return x.squeeze(0) if squeeze else x
+
+
+def image_scores(maps: torch.Tensor) -> torch.Tensor:
+    """Image-level score = max of each map: (B,H,W) -> (B,)."""
+    if maps.ndim != 3:
+        raise ValueError(f"expected maps of shape (B,H,W), got {tuple(maps.shape)}")
+    return maps.flatten(1).amax(dim=1)

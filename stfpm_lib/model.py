@@ -1,0 +1,168 @@
+"""Teacher and student feature pyramids over torchvision ResNets.
+
+A :class:`FeaturePyramid` keeps the ResNet stem (conv1, bn1, relu, maxpool) and the
+residual stages up to the deepest requested one; later stages, avgpool and fc are dropped,
+so they are neither stored nor run (the official code keeps and runs layer4 for nothing).
+Feature maps of a 256² input (resnet18): layer1 64ch@64², layer2 128ch@32²,
+layer3 256ch@16², layer4 512ch@8² (×4 channels for the bottleneck backbones).
+
+:func:`build_stfpm` builds the pair under ``torch.manual_seed(cfg.seed)`` in a forked RNG:
+first the teacher (a full torchvision model, default init, then the teacher weights if
+any), then the student. This is the order of the official code (``torch.manual_seed(0)``,
+teacher ``resnet18(pretrained=True)``, student ``resnet18(pretrained=False)``), so the
+student's initial tensors follow the same RNG stream. A ``random`` teacher is the first
+draw of that stream, so teacher and student differ.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .config import BACKBONES, LAYERS, STFPMConfig
+from .weights import TeacherWeights, resolve_teacher_weights, state_dict_sha256
+
+__all__ = ["FeaturePyramid", "STFPM", "build_stfpm", "feature_shapes"]
+
+_STEM = ("conv1", "bn1", "relu", "maxpool")
+
+
+class FeaturePyramid(nn.Module):
+    """ResNet truncated after the deepest requested stage.
+
+    Args:
+        backbone: one of ``resnet18``, ``resnet34``, ``resnet50``, ``wide_resnet50_2``.
+        layers: non-empty subset of ``layer1..layer4`` (any order; output is in network order).
+        weights: teacher weights to load; ``None`` or a ``random`` record keeps the
+            torchvision default init drawn from the current global RNG.
+        frozen: no gradients and always in eval mode (the teacher).
+
+    ``forward(x: (B,3,H,W)) -> list[Tensor]``, one ``(B, C_l, H/2^(l+1), W/2^(l+1))`` map per
+    requested layer, in network order (layer1 first).
+    """
+
+    def __init__(self, backbone: str, layers: Sequence[str], weights: TeacherWeights | None = None,
+                 *, frozen: bool = False) -> None:
+        super().__init__()
+        import torchvision
+
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone={backbone!r} is not one of {list(BACKBONES)}")
+        layers = tuple(layers)
+        if not layers or any(name not in LAYERS for name in layers) or len(set(layers)) != len(layers):
+            raise ValueError(f"layers={list(layers)} must be distinct names from {list(LAYERS)}")
+        self.backbone = backbone
+        self.layers = tuple(name for name in LAYERS if name in layers)
+        deepest = LAYERS.index(self.layers[-1])
+        self.stages = _STEM + LAYERS[: deepest + 1]
+
+        full = torchvision.models.get_model(backbone, weights=None)  # default init, consumes the RNG
+        if weights is not None and weights.state_dict is not None:
+            if weights.backbone != backbone:
+                raise ValueError(f"teacher weights are for {weights.backbone}, model is {backbone}")
+            full.load_state_dict(weights.state_dict, strict=False)
+        for name in self.stages:
+            self.add_module(name, getattr(full, name))
+        del full
+
+        self.frozen = frozen
+        if frozen:
+            self.requires_grad_(False)
+            self.eval()
+
+    def train(self, mode: bool = True) -> "FeaturePyramid":
+        """Set train mode, except that a frozen pyramid always stays in eval mode."""
+        return super().train(mode and not self.frozen)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
+        feats = []
+        for name in self.stages:
+            x = getattr(self, name)(x)
+            if name in self.layers:
+                feats.append(x)
+        return feats
+
+
+class STFPM(nn.Module):
+    """Frozen teacher and trainable student pyramids of the same architecture.
+
+    ``forward(x) -> (teacher_feats, student_feats)``; teacher features are computed
+    without autograd. ``.train()`` never puts the teacher in train mode.
+    """
+
+    def __init__(self, teacher: FeaturePyramid, student: FeaturePyramid,
+                 teacher_weights: TeacherWeights | None = None) -> None:
+        super().__init__()
+        if (teacher.backbone, teacher.layers) != (student.backbone, student.layers):
+            raise ValueError("teacher and student must have the same backbone and layers")
+        self.teacher = teacher
+        self.student = student
+        self.teacher_weights = teacher_weights
+
+    @property
+    def backbone(self) -> str:
+        return self.student.backbone
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.student.layers
+
+    def train(self, mode: bool = True) -> "STFPM":
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def teacher_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Teacher pyramid of ``x`` under ``torch.no_grad``."""
+        with torch.no_grad():
+            return self.teacher(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return self.teacher_features(x), self.student(x)
+
+    def teacher_fingerprint(self) -> str:
+        """sha256 of the teacher's tensors (see :func:`stfpm_lib.weights.state_dict_sha256`)."""
+        return state_dict_sha256(self.teacher.state_dict())
+
+
+def build_stfpm(cfg: STFPMConfig, weights: TeacherWeights | None = None) -> STFPM:
+    """Teacher (``cfg.teacher_weights``, resolved unless ``weights`` is given) and a fresh student.
+
+    Deterministic for a given ``cfg.seed``; the global RNG state is left untouched.
+    """
+    if weights is None:
+        weights = resolve_teacher_weights(cfg.teacher_weights, cfg.backbone)
+    if weights.backbone != cfg.backbone:
+        raise ValueError(f"teacher weights are for {weights.backbone}, config asks for {cfg.backbone}")
+    if weights.source == "random":
+        weights.seed = int(cfg.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.seed))
+        teacher = FeaturePyramid(cfg.backbone, cfg.layers, weights, frozen=True)
+        student = FeaturePyramid(cfg.backbone, cfg.layers)
+    return STFPM(teacher, student, weights)
+
+
+def feature_shapes(backbone: str, layers: Sequence[str], input_size: int) -> list[tuple[int, int, int]]:
+    """Expected ``(C, h, w)`` of each layer for a square input of side ``input_size``.
+
+    Spatial sides follow the stem (conv stride 2, maxpool stride 2) and stride-2 stages.
+    """
+    def down(n: int) -> int:  # conv k3/k7 s2 p(k//2) and maxpool k3 s2 p1 both give floor((n-1)/2)+1
+        return (n - 1) // 2 + 1
+
+    # Bottleneck backbones (resnet50, wide_resnet50_2) output 4x the channels; the "wide"
+    # variant widens only the inside of each block.
+    width = 1 if backbone in ("resnet18", "resnet34") else 4
+    side = down(down(input_size))
+    shapes = []
+    for i, name in enumerate(LAYERS):
+        if i > 0:
+            side = down(side)
+        if name in layers:
+            shapes.append((64 * 2**i * width, side, side))
+    return shapes
