@@ -1,0 +1,266 @@
+"""The notebook runner (stfpm_lib.batch) on throwaway notebooks built here.
+
+Kernel start-ups cost seconds, so the executed runs are shared through module-scoped fixtures:
+one sequential CLI run over two categories (one made to fail), its rerun (resume), and one
+parallel run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from stfpm_lib import batch
+from stfpm_lib.batch import BatchError, parse_overrides, parse_value
+from stfpm_lib.config import STFPMConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+PARAMS = '''category = None
+data_root = None
+out_dir = None
+run_dir = None
+preset = "official"
+epochs = None
+n_repeat = 1
+'''
+
+BODY = '''import json, time
+from pathlib import Path
+from stfpm_lib.pipeline import config_from_namespace
+from stfpm_lib.data import index_category, load_image
+cfg = config_from_namespace(globals())
+index = index_category(data_root, category)
+for i, path in enumerate(index.train):
+    load_image(path, cfg.replace(image_size=16))
+    print(f"checked {i + 1}/{len(index.train)}: {Path(path).name}", flush=True)
+Path(out_dir, "result.json").write_text(json.dumps(
+    {"category": category, "epochs": cfg.epochs, "preset": cfg.preset, "lr": cfg.lr, "n_repeat": n_repeat,
+     "run_dir": run_dir, "pid": __import__("os").getpid(), "t": time.time()}))
+'''
+
+
+def _notebook(path: Path, params: str | None = PARAMS, body: str = BODY) -> Path:
+    nb = nbformat.v4.new_notebook()
+    if params is not None:
+        cell = nbformat.v4.new_code_cell(params)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells.append(nbformat.v4.new_code_cell(body))
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    env.pop("MVTEC_ROOT", None)
+    return env
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stfpm_lib.batch", *args], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def work(tiny_mvtec, tmp_path_factory) -> dict:
+    """A copy of the tiny dataset whose ``grass`` has a corrupted training image, and a notebook."""
+    base = tmp_path_factory.mktemp("batch")
+    root = base / "data"
+    shutil.copytree(tiny_mvtec, root)
+    bad = sorted((root / "grass" / "train" / "good").iterdir())[3]
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated PNG: PIL fails on load()
+    return {"base": base, "root": root, "bad": bad, "nb": _notebook(base / "check.ipynb")}
+
+
+@pytest.fixture(scope="module")
+def failing_run(work) -> dict:
+    """Run twice over brick (ok) and grass (corrupted image) through the real CLI."""
+    args = ["run", "--notebook", str(work["nb"]), "--categories", "all", "--data-root", str(work["root"]),
+            "--run-name", "r1", "--results-dir", str(work["base"] / "runs"), "-p", "epochs", "3",
+            "-p", "n_repeat", "2", "--no-progress"]
+    first = _cli(*args, cwd=work["base"])
+    run_dir = work["base"] / "runs" / "r1"
+    brick_result = json.loads((run_dir / "brick" / "result.json").read_text())
+    second = _cli(*args, cwd=work["base"])
+    return {"first": first, "second": second, "run_dir": run_dir, "brick_result": brick_result}
+
+
+# ----------------------------------------------------------------------------- value parsing
+@pytest.mark.parametrize("text, value", [
+    ("2", 2), ("-3", -3), ("0.5", 0.5), ("1e-4", 1e-4), ("True", True), ("false", False), ("None", None),
+    ("none", None), ("random", "random"), ("layer1,layer2", "layer1,layer2"), ("1.0", 1.0),
+])
+def test_parse_value_like_papermill(text, value):
+    parsed = parse_value(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_parse_overrides_rejects_duplicates():
+    assert parse_overrides([["epochs", "2"], ["lr", "0.1"]]) == {"epochs": 2, "lr": 0.1}
+    with pytest.raises(BatchError, match="'epochs' given twice"):
+        parse_overrides([["epochs", "2"], ["epochs", "3"]])
+
+
+def test_validate_overrides_against_parameters_cell_and_config(tmp_path):
+    spec = batch.load_notebook_spec(_notebook(tmp_path / "a.ipynb"))
+    assert set(spec.parameters) == {"category", "data_root", "out_dir", "run_dir", "preset", "epochs", "n_repeat"}
+    assert spec.per_category and spec.takes_config
+    cfg = batch.validate_overrides([spec], "anomalib", {"epochs": 2, "lr": 0.01, "n_repeat": 4})
+    assert cfg == STFPMConfig.from_preset("anomalib", epochs=2, lr=0.01)
+    with pytest.raises(BatchError, match="unknown notebook parameter 'epoch'.*n_repeat"):
+        batch.validate_overrides([spec], "official", {"epoch": 2})
+    with pytest.raises(BatchError, match="set by the runner.*--categories"):
+        batch.validate_overrides([spec], "official", {"category": "brick"})
+    with pytest.raises(BatchError, match="invalid configuration: backbone='vgg'"):
+        batch.validate_overrides([spec], "official", {"backbone": "vgg"})
+    # A notebook without `preset` does not take config fields.
+    plain = batch.load_notebook_spec(_notebook(tmp_path / "b.ipynb", params="category = None\nk = 1\n"))
+    assert batch.validate_overrides([plain], "official", {"k": 3}) is None
+    with pytest.raises(BatchError, match="unknown notebook parameter 'epochs'"):
+        batch.validate_overrides([plain], "official", {"epochs": 3})
+
+
+def test_resolve_categories(tiny_mvtec, tmp_path):
+    assert batch.resolve_categories(tiny_mvtec, "all") == ["brick", "grass"]
+    assert batch.resolve_categories(tiny_mvtec, "grass, brick") == ["grass", "brick"]
+    with pytest.raises(BatchError, match=r"unknown category \['wood'\].*found: \['brick', 'grass'\]"):
+        batch.resolve_categories(tiny_mvtec, "brick,wood")
+    (tmp_path / "not_a_category").mkdir()
+    with pytest.raises(BatchError, match="contains no category"):
+        batch.resolve_categories(tmp_path, "all")
+
+
+def test_prepare_run_dir_refuses_other_config_unless_forced(tmp_path):
+    record = {"preset": "official", "overrides": {"epochs": 2}, "data_root": "/d", "notebooks": ["a.ipynb"]}
+    first = batch.prepare_run_dir(tmp_path / "r", record, force=False, categories=["brick"])
+    again = batch.prepare_run_dir(tmp_path / "r", {**record, "notebooks": ["b.ipynb"]}, force=False,
+                                  categories=["grass"])
+    assert again["created"] == first["created"]
+    assert again["notebooks"] == ["a.ipynb", "b.ipynb"] and again["categories"] == ["brick", "grass"]
+    other = {**record, "overrides": {"epochs": 3}}
+    with pytest.raises(BatchError, match=r"different config \(overrides: \{'epochs': 2\} -> \{'epochs': 3\}\).*--force"):
+        batch.prepare_run_dir(tmp_path / "r", other, force=False, categories=["brick"])
+    forced = batch.prepare_run_dir(tmp_path / "r", other, force=True, categories=["brick"])
+    stored = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert stored["overrides"] == {"epochs": 3} == forced["overrides"] and stored["categories"] == ["brick"]
+
+
+# ----------------------------------------------------------------------------- bad input (CLI, exit 2)
+def _main(argv, capsys) -> tuple[int, str]:
+    code = batch.main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_bad_input_unknown_parameter(work, tmp_path, capsys):
+    code, err = _main(["run", "--notebook", str(work["nb"]), "--data-root", str(work["root"]),
+                       "--results-dir", str(tmp_path), "-p", "epoch", "2"], capsys)
+    assert code == 2 and "unknown notebook parameter 'epoch'" in err
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_bad_input_unknown_category(work, tmp_path, capsys):
+    code, err = _main(["run", "--notebook", str(work["nb"]), "--data-root", str(work["root"]),
+                       "--results-dir", str(tmp_path), "--categories", "brick,wood"], capsys)
+    assert code == 2 and "unknown category ['wood']" in err and "found: ['brick', 'grass']" in err
+
+
+def test_bad_input_data_root_without_category(work, tmp_path, capsys):
+    empty = tmp_path / "empty_root"
+    (empty / "brick" / "test").mkdir(parents=True)
+    code, err = _main(["run", "--notebook", str(work["nb"]), "--data-root", str(empty),
+                       "--results-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and f"data root {empty} contains no category" in err
+    code, err = _main(["run", "--notebook", str(work["nb"]), "--data-root", str(tmp_path / "missing"),
+                       "--results-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "does not exist" in err
+
+
+def test_bad_input_notebook_without_parameters_cell(work, tmp_path, capsys):
+    nb = _notebook(tmp_path / "noparams.ipynb", params=None, body="x = 1\n")
+    code, err = _main(["run", "--notebook", str(nb), "--data-root", str(work["root"]),
+                       "--results-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "noparams.ipynb: no cell tagged 'parameters'" in err
+    code, err = _main(["run", "--notebook", str(tmp_path / "nope.ipynb"), "--data-root", str(work["root"])], capsys)
+    assert code == 2 and "notebook not found" in err
+
+
+def test_bad_input_run_dir_with_other_config(failing_run, work, capsys):
+    code, err = _main(["run", "--notebook", str(work["nb"]), "--data-root", str(work["root"]),
+                       "--run-name", "r1", "--results-dir", str(work["base"] / "runs"), "-p", "epochs", "4",
+                       "-p", "n_repeat", "2"], capsys)
+    assert code == 2 and "different config" in err and "'epochs': 3" in err and "--force" in err
+    assert json.loads((failing_run["run_dir"] / "run.json").read_text())["overrides"] == {"epochs": 3, "n_repeat": 2}
+
+
+# ----------------------------------------------------------------------------- real runs
+def test_failing_category_does_not_stop_the_others(failing_run, work):
+    first, run_dir = failing_run["first"], failing_run["run_dir"]
+    assert first.returncode == 1, first.stdout + first.stderr
+    # The good category ran with the parsed overrides and the runner-set parameters.
+    result = failing_run["brick_result"]
+    assert result == {**result, "category": "brick", "epochs": 3, "preset": "official", "lr": 0.4,
+                      "n_repeat": 2, "run_dir": str(run_dir)}
+    assert (run_dir / "brick" / "check.ipynb").is_file()
+    # The failed notebook is kept, its path is in the summary with the error.
+    failed = run_dir / "grass" / "check.failed.ipynb"
+    assert failed.is_file() and not (run_dir / "grass" / "check.ipynb").exists()
+    assert "1 of 2 categories succeeded, 1 failed" in first.stdout
+    assert str(failed) in first.stdout and "DataError" in first.stdout and work["bad"].name in first.stdout
+    # The executed notebook is the audit trail: injected parameters and the traceback are in it.
+    nb = nbformat.read(failed, as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    # Per-category progress streamed to a log file; no temp notebook left behind.
+    log = (run_dir / "brick" / "check.log").read_text()
+    assert "checked 1/12" in log and "checked 12/12" in log
+    assert not list(run_dir.glob("*/.check.tmp*"))
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["preset"] == "official" and record["data_root"] == str(work["root"].resolve())
+    assert record["notebooks"] == ["check.ipynb"] and record["categories"] == ["brick", "grass"]
+
+
+def test_rerun_skips_complete_categories(failing_run):
+    second, run_dir = failing_run["second"], failing_run["run_dir"]
+    assert second.returncode == 1
+    after = json.loads((run_dir / "brick" / "result.json").read_text())
+    assert after == failing_run["brick_result"]  # not re-executed (same pid and timestamp)
+    assert "brick" in second.stdout and "SKIPPED" in second.stdout and "check skipped" in second.stdout
+    assert str(run_dir / "grass" / "check.failed.ipynb") in second.stdout
+
+
+def test_parallel_jobs_and_force(work, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(work["root"] / "brick", root / "brick")
+    shutil.copytree(work["root"] / "brick", root / "brick2")
+    args = ["run", "--notebook", str(work["nb"]), "--data-root", str(root), "--run-name", "par",
+            "--results-dir", str(tmp_path / "runs"), "--jobs", "2", "-p", "epochs", "1"]
+    proc = _cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 of 2 categories succeeded" in proc.stdout
+    results = [json.loads((tmp_path / "runs" / "par" / c / "result.json").read_text()) for c in ("brick", "brick2")]
+    assert [r["category"] for r in results] == ["brick", "brick2"]
+    assert results[0]["pid"] != results[1]["pid"]
+    assert "100%" in proc.stdout or "100%" in proc.stderr  # the progress bar over categories ran to the end
+    # --force re-executes a complete category.
+    proc = _cli(*args[:-5], "--categories", "brick", "--force", "-p", "epochs", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    again = json.loads((tmp_path / "runs" / "par" / "brick" / "result.json").read_text())
+    assert again["t"] > results[0]["t"]
+
+
+def test_category_lock_prevents_concurrent_writers(work, tmp_path):
+    out_dir = tmp_path / "brick"
+    job = batch._Job("brick", str(out_dir), ((str(work["nb"]), (), {}),), False, None, False, None, None)
+    with batch._flock(out_dir / ".lock", wait=False):
+        res = batch._run_job(job)
+    assert res.status == "failed" and "is being written by pid" in res.steps[0].error
