@@ -1,0 +1,381 @@
+"""Evaluate saved predictions and write/read ``metrics.json`` with full provenance.
+
+::
+
+    ev = evaluate_predictions("predictions.npz", val_predictions="val_predictions.npz")
+    ev.metrics["pixel_auroc"], ev.per_defect_type, ev.curves["pro"]
+    write_metrics_json(run_dir / cat / "metrics.json", metrics=ev.metrics, config=cfg,
+                       teacher_weights=pred.teacher_weights, dataset=pred.dataset,
+                       wall_time_s=elapsed, extra={"train_time_s": result.train_time_s})
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_write_text, sha256_file
+
+__all__ = [
+    "METRICS_SCHEMA", "TEACHER_SOURCES", "MetricsFileError", "Evaluation", "evaluate_predictions",
+    "write_metrics_json", "read_metrics_json",
+]
+
+METRICS_SCHEMA = "stfpm-metrics/1"
+TEACHER_SOURCES = ("imagenet", "random", "file")
+_REQUIRED_KEYS = ("schema", "metrics", "config", "teacher_weights", "dataset", "wall_time_s", "environment")
+
+
+class MetricsFileError(ValueError):
+    """A ``metrics.json`` that is missing, unreadable or malformed; the message names the file."""
+
+
+# ====================================================================== evaluation
+@dataclass
+class Evaluation:
+    """Metrics of one category's test predictions.
+
+    metrics: flat ``dict[str, float]``: ``image_auroc``, ``pixel_auroc``, ``au_pro`` (MVTec, FPR <= 0.3,
+        at map resolution), ``official_pro`` (the official code's min-max-rescaled PRO, **not** AU-PRO),
+        ``image_f1`` / ``pixel_f1`` (best threshold, ``*_threshold``), with validation predictions
+        ``image_f1_val`` / ``pixel_f1_val`` (threshold = max of the normal validation scores,
+        ``*_threshold``), with ``original_resolution`` ``au_pro_orig_res`` / ``pixel_auroc_orig_res``,
+        and counts (``n_images``, ``n_anomalous``, ``n_normal``, ``n_defect_pixels``,
+        ``n_normal_pixels``, ``n_regions``, ``n_defect_types``, ``map_size``).
+    per_defect_type: DataFrame indexed by defect type (each type's images vs all normal images; last
+        row ``(all)``): n_anomalous, n_normal, image_auroc, pixel_auroc, au_pro, official_pro.
+    curves: ``image_roc`` / ``pixel_roc`` (``fpr``, ``tpr``, ``thresholds``, ``auc``), ``pro`` (MVTec
+        curve up to the FPR limit: ``fpr``, ``pro``, ``thresholds``, ``auc``) and ``official_pro``
+        (the official 4000-step grid curve before rescaling, ``auc`` = ``official_pro``).
+    scores, labels, defect_types, image_paths: per test image, ``(N,)``.
+    """
+
+    metrics: dict[str, float]
+    per_defect_type: pd.DataFrame
+    curves: dict[str, dict[str, Any]]
+    scores: np.ndarray
+    labels: np.ndarray
+    defect_types: np.ndarray
+    image_paths: np.ndarray
+    source: str | None = None
+
+    def best_worst(self, k: int = 3) -> dict[str, np.ndarray]:
+        """Indices of test images for figures, ``k`` per group (fewer if the group is smaller).
+
+        ``anomalous_best``: defective images with the highest scores; ``anomalous_worst``: defective
+        images with the lowest scores (missed); ``normal_best``: normal images with the lowest
+        scores; ``normal_worst``: normal images with the highest scores (false alarms). Ties keep
+        test order.
+        """
+        if int(k) < 1:
+            raise ValueError(f"k={k!r} must be a positive integer")
+        k = int(k)
+        out = {}
+        for group, label, highest_first in (("anomalous_best", 1, True), ("anomalous_worst", 1, False),
+                                            ("normal_best", 0, False), ("normal_worst", 0, True)):
+            idx = np.flatnonzero(self.labels == label)
+            key = -self.scores[idx] if highest_first else self.scores[idx]
+            out[group] = idx[np.argsort(key, kind="stable")][:k]
+        return out
+
+    def per_image(self) -> pd.DataFrame:
+        """One row per test image: image_path, defect_type, label, score."""
+        return pd.DataFrame({"image_path": self.image_paths, "defect_type": self.defect_types,
+                             "label": self.labels, "score": self.scores})
+
+
+_CURVE_POINTS = 2000
+
+
+def _thin(arrays: dict[str, np.ndarray], n: int = _CURVE_POINTS) -> dict[str, np.ndarray]:
+    """At most ``n`` evenly spaced points (first and last kept) of equally long curve arrays."""
+    size = len(next(iter(arrays.values())))
+    if size <= n:
+        return arrays
+    idx = np.unique(np.linspace(0, size - 1, n).round().astype(int))
+    return {k: v[idx] for k, v in arrays.items()}
+
+
+def _original_masks(pred: Any) -> list[np.ndarray]:
+    """Ground truth at the original image resolution (any value > 0 is a defect), one 2-D array per image."""
+    from PIL import Image
+
+    from .data import image_size_of
+
+    crop = (pred.config or {}).get("crop_size")
+    if crop:
+        raise ValueError(f"original_resolution=True needs uncropped maps; the predictions were made with "
+                         f"crop_size={crop}, which cannot be mapped back onto the original image")
+    masks = []
+    for image_path, mask_path in zip(pred.image_paths, pred.mask_paths):
+        if mask_path:
+            with Image.open(mask_path) as img:
+                masks.append(np.asarray(img.convert("L")) > 0)
+        else:
+            w, h = image_size_of(image_path)
+            masks.append(np.zeros((h, w), dtype=bool))
+    return masks
+
+
+def _load(predictions: Any) -> tuple[Any, str | None]:
+    if isinstance(predictions, (str, os.PathLike)):
+        from .inference import load_predictions
+
+        return load_predictions(predictions), os.fspath(predictions)
+    for attr in ("maps", "scores", "labels", "defect_types", "image_paths", "mask_paths", "masks"):
+        if not hasattr(predictions, attr):
+            raise TypeError(f"predictions must be a Predictions object or a path to one; "
+                            f"{type(predictions).__name__} has no attribute {attr!r}")
+    return predictions, None
+
+
+def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, original_resolution: bool = False,
+                         fpr_limit: float = 0.3) -> Evaluation:
+    """Every metric of one category from its test predictions (a ``Predictions`` or a ``.npz`` path).
+
+    Pixel metrics use the maps ``(N, H, W)`` and ``predictions.masks()`` (binarised at map resolution
+    by the config's ``mask_rule``); image metrics use the stored float32 ``scores`` (max of each map)
+    and the folder labels. ``val_predictions`` (normal validation images) adds the F1 at a threshold
+    chosen without test data. ``original_resolution`` adds AU-PRO and pixel AUROC with each map
+    bilinearly upsampled to its original mask (the MVTec protocol; slow for 1024² images).
+    """
+    from . import metrics as M
+
+    pred, source = _load(predictions)
+    where = source or "predictions"
+    maps = np.asarray(pred.maps)
+    if maps.ndim != 3:
+        raise ValueError(f"{where}: maps must have shape (N, H, W); got {maps.shape}")
+    scores = np.asarray(pred.scores, dtype=np.float32)
+    labels = np.asarray(pred.labels).astype(np.int8)
+    n = maps.shape[0]
+    if scores.shape != (n,) or labels.shape != (n,) or len(pred.defect_types) != n:
+        raise ValueError(f"{where}: {n} maps but scores {scores.shape}, labels {labels.shape}, "
+                         f"{len(pred.defect_types)} defect types")
+    masks = np.asarray(pred.masks())
+    if masks.shape != maps.shape:
+        raise ValueError(f"{where}: masks {masks.shape} do not match maps {maps.shape}")
+    val = None
+    if val_predictions is not None:
+        val, _ = _load(val_predictions)
+        if np.asarray(val.labels).any():
+            raise ValueError("val_predictions must hold normal images only (label 0); "
+                             f"{int(np.asarray(val.labels).sum())} are labelled anomalous")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # official PRO may be NaN by its own formula
+            m = M.compute_all(maps, masks, labels, val_maps=None if val is None else np.asarray(val.maps),
+                              fpr_limit=fpr_limit, orig_masks=_original_masks(pred) if original_resolution else None)
+    except M.UndefinedMetricError as exc:
+        raise M.UndefinedMetricError(f"{where}: {exc}") from exc
+    # image level from the stored float32 scores (maps are stored as float16)
+    best = M.image_f1_best(scores, labels)
+    metrics: dict[str, float] = {
+        "image_auroc": M.image_auroc(scores, labels),
+        "pixel_auroc": m["pixel_auroc"],
+        "au_pro": m["au_pro"],
+        "official_pro": m["official_pro"],
+        "image_f1": best.f1,
+        "image_f1_threshold": best.threshold,
+        "pixel_f1": m["pixel_f1_best"],
+        "pixel_f1_threshold": m["pixel_f1_best_threshold"],
+    }
+    if val is not None:
+        vres = M.image_f1_val(scores, labels, np.asarray(val.scores, dtype=np.float32))
+        metrics.update(image_f1_val=vres.f1, image_f1_val_threshold=vres.threshold,
+                       pixel_f1_val=m["pixel_f1_val"], pixel_f1_val_threshold=m["pixel_f1_val_threshold"])
+    if original_resolution:
+        metrics.update(au_pro_orig_res=m["au_pro_orig_res"], pixel_auroc_orig_res=m["pixel_auroc_orig_res"])
+    types = np.asarray([str(t) for t in pred.defect_types])
+    metrics.update({key: float(m[key]) for key in ("n_images", "n_anomalous", "n_normal", "n_defect_pixels",
+                                                    "n_normal_pixels", "n_regions")})
+    metrics["n_defect_types"] = float(len(set(types[labels == 1])))
+    metrics["map_size"] = float(maps.shape[1])
+    metrics["fpr_limit"] = float(fpr_limit)
+    if val is not None:
+        metrics["n_val_images"] = float(len(val.labels))
+    metrics = {k: float(v) for k, v in metrics.items()}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True)
+    image_roc = M.roc_curve(scores, labels)
+    pixel_roc = M.pixel_roc_curve(maps, masks, max_points=_CURVE_POINTS)
+    pro = M.pro_curve(maps, masks, fpr_limit)
+    official = M.official_pro_curve(maps, masks)
+    curves = {
+        "image_roc": {"fpr": image_roc.fpr, "tpr": image_roc.tpr, "thresholds": image_roc.thresholds,
+                      "auc": metrics["image_auroc"]},
+        "pixel_roc": {"fpr": pixel_roc.fpr, "tpr": pixel_roc.tpr, "thresholds": pixel_roc.thresholds,
+                      "auc": metrics["pixel_auroc"]},
+        "pro": {**_thin({"fpr": pro.fpr, "pro": pro.pro, "thresholds": pro.thresholds}),
+                "auc": metrics["au_pro"], "fpr_limit": float(fpr_limit)},
+        "official_pro": {"fpr": official.fpr, "pro": official.pro, "thresholds": official.thresholds,
+                         "auc": metrics["official_pro"]},
+    }
+    return Evaluation(metrics=metrics, per_defect_type=table, curves=curves, scores=scores, labels=labels,
+                      defect_types=types, image_paths=np.asarray([str(p) for p in pred.image_paths]), source=source)
+
+
+# ====================================================================== metrics.json
+def _json_safe(value: Any, where: str) -> Any:
+    """Plain JSON types; NumPy scalars/arrays converted, NaN/inf → ``None``, Paths → str."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.ndarray):
+        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value.tolist())]
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(f"{where}: value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
+
+
+def _metrics_dict(metrics: Mapping[str, Any]) -> dict[str, float | int | None]:
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise ValueError(f"metrics must be a non-empty mapping of name -> number; got {metrics!r}")
+    out: dict[str, float | int | None] = {}
+    for key, value in metrics.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is None:
+            out[str(key)] = None
+        elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"metrics[{key!r}]={value!r} is not a number")
+        elif isinstance(value, numbers.Integral):
+            out[str(key)] = int(value)
+        else:
+            out[str(key)] = float(value) if math.isfinite(float(value)) else None
+    return out
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be an STFPMConfig or a mapping; got {type(config).__name__}")
+    return _json_safe(dict(config), "config")
+
+
+def _teacher_dict(teacher_weights: Any) -> dict[str, Any]:
+    if hasattr(teacher_weights, "describe"):
+        teacher_weights = teacher_weights.describe()
+    if not isinstance(teacher_weights, Mapping):
+        raise ValueError(f"teacher_weights must be a TeacherWeights or a mapping; got {type(teacher_weights).__name__}")
+    tw = dict(teacher_weights)
+    tw.pop("state_dict", None)
+    if tw.get("source") not in TEACHER_SOURCES:
+        raise ValueError(f"teacher_weights['source']={tw.get('source')!r} is not one of {list(TEACHER_SOURCES)}")
+    path = tw.get("path")
+    if tw["source"] != "random" and not tw.get("sha256") and path and Path(path).is_file():
+        tw["sha256"] = sha256_file(path)
+    if tw["source"] != "random" and not tw.get("sha256"):
+        raise ValueError(f"teacher_weights of source {tw['source']!r} need a sha256 (or an existing 'path' to hash); "
+                         f"got {tw!r}")
+    return _json_safe(tw, "teacher_weights")
+
+
+def _dataset_dict(dataset: Any) -> dict[str, Any]:
+    if hasattr(dataset, "describe"):
+        dataset = dataset.describe()
+    if not isinstance(dataset, Mapping) or "root" not in dataset:
+        raise ValueError(f"dataset must be a CategoryIndex or a mapping with a 'root' key; got {dataset!r}")
+    ds = dict(dataset)
+    if "counts" not in ds and ds.get("category") and Path(ds["root"]).is_dir():
+        from .data import index_category
+
+        ds["counts"] = index_category(ds["root"], ds["category"]).counts()
+    counts = ds.get("counts")
+    if counts is not None:
+        if not isinstance(counts, Mapping):
+            raise ValueError(f"dataset['counts'] must be a mapping of split -> count; got {counts!r}")
+        ds["n_files"] = int(sum(int(v) for v in counts.values()))
+        ds["n_test"] = int(sum(int(v) for k, v in counts.items() if str(k).startswith("test_")))
+    return _json_safe(ds, "dataset")
+
+
+def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], config: Any, teacher_weights: Any,
+                       dataset: Any, wall_time_s: float, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``metrics.json`` atomically and return its path.
+
+    Records the metrics (non-finite values as ``null``), the config (``STFPMConfig`` or dict), the
+    teacher weights (``TeacherWeights`` or its ``describe()`` dict; the sha256 is computed from
+    ``path`` when missing and required unless the teacher is random), the dataset (root, category,
+    per-split file counts; counted from disk when not given), the wall time in seconds, the
+    environment (:func:`stfpm_lib.provenance.environment_info`) and ``extra`` (by convention
+    ``train_time_s``, ``best_epoch``, ``predictions`` ...).
+    """
+    from .provenance import environment_info
+
+    wall = float(wall_time_s)
+    if not math.isfinite(wall) or wall < 0:
+        raise ValueError(f"wall_time_s={wall_time_s!r} must be a finite number of seconds >= 0")
+    record = {
+        "schema": METRICS_SCHEMA,
+        "metrics": _metrics_dict(metrics),
+        "config": _config_dict(config),
+        "teacher_weights": _teacher_dict(teacher_weights),
+        "dataset": _dataset_dict(dataset),
+        "wall_time_s": wall,
+        "environment": _json_safe(environment_info(), "environment"),
+        "extra": _json_safe(dict(extra or {}), "extra"),
+    }
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a ``metrics.json``; metric ``null`` values come back as NaN.
+
+    Raises :class:`MetricsFileError` naming the file for a missing file, invalid JSON, another
+    schema, missing keys or non-numeric metrics.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MetricsFileError(f"metrics file not found: {path}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MetricsFileError(f"{path}: not a readable JSON file: {exc}") from exc
+    if not isinstance(record, dict):
+        raise MetricsFileError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    if record.get("schema") != METRICS_SCHEMA:
+        raise MetricsFileError(f"{path}: schema={record.get('schema')!r}, expected {METRICS_SCHEMA!r}")
+    missing = [k for k in _REQUIRED_KEYS if k not in record]
+    if missing:
+        raise MetricsFileError(f"{path}: missing key(s) {missing}")
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict):
+        raise MetricsFileError(f"{path}: 'metrics' must be an object")
+    for key, value in metrics.items():
+        if value is None:
+            metrics[key] = float("nan")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MetricsFileError(f"{path}: metrics[{key!r}]={value!r} is not a number")
+    tw = record["teacher_weights"]
+    if not isinstance(tw, dict) or tw.get("source") not in TEACHER_SOURCES:
+        raise MetricsFileError(f"{path}: teacher_weights.source must be one of {list(TEACHER_SOURCES)}; got {tw!r}")
+    for key in ("config", "dataset", "environment"):
+        if not isinstance(record[key], dict):
+            raise MetricsFileError(f"{path}: {key!r} must be an object")
+    record.setdefault("extra", {})
+    record["path"] = str(path)
+    return record

@@ -1,0 +1,358 @@
+"""Tables of a run: per-category metrics, means, and the comparison with the published numbers.
+
+A run directory holds one ``<category>/metrics.json`` per category (see
+:func:`stfpm_lib.evaluate.write_metrics_json`). ``write_tables`` writes, under
+``<run_dir>/tables/``, one CSV, Markdown and LaTeX file per table:
+
+* ``results``: image AUROC, pixel AUROC, AU-PRO (MVTec, FPR ≤ 0.3), the official code's
+  rescaled PRO, image/pixel F1 and training time per category, with means over all
+  categories, textures and objects;
+* ``compare_<metric>``: this run side by side with every published source that reports
+  ``<metric>`` (MVTec categories only), with the difference ours − published.
+
+If any category's teacher was random, every table's title says
+``random teacher (not comparable with the paper)``.
+
+CLI: ``python -m stfpm_lib.report <run_dir> [--out-dir DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data.mvtec import MVTEC_CATEGORIES, MVTEC_OBJECTS, MVTEC_TEXTURES
+from .evaluate import read_metrics_json
+from .io import atomic_write_text
+from .published import load_published, source_labels
+
+__all__ = [
+    "ReportError", "MAIN_METRICS", "METRIC_LABELS", "category_group", "collect_run", "results_table",
+    "comparison_table", "write_tables", "format_markdown", "format_latex", "main",
+]
+
+log = logging.getLogger(__name__)
+
+MAIN_METRICS = ("image_auroc", "pixel_auroc", "au_pro", "official_pro", "image_f1", "pixel_f1")
+METRIC_LABELS = {
+    "image_auroc": "Image AUROC",
+    "pixel_auroc": "Pixel AUROC",
+    "au_pro": "AU-PRO (MVTec, FPR<=0.3)",
+    "official_pro": "PRO (official code, rescaled)",
+    "image_f1": "Image F1 (best)",
+    "pixel_f1": "Pixel F1 (best)",
+    "train_time_s": "Train time (s)",
+}
+_COMPARABLE = ("image_auroc", "pixel_auroc", "official_pro", "image_f1")
+_MEAN_ROWS = ("mean", "mean (textures)", "mean (objects)")
+
+
+class ReportError(ValueError):
+    """A run directory that cannot be reported (missing or without any metrics.json)."""
+
+
+def _random_label() -> str:
+    from .data.demo import RANDOM_TEACHER_LABEL
+
+    return RANDOM_TEACHER_LABEL
+
+
+def category_group(category: str) -> str:
+    """``texture`` or ``object`` for MVTec AD categories, ``other`` for anything else."""
+    if category in MVTEC_TEXTURES:
+        return "texture"
+    if category in MVTEC_OBJECTS:
+        return "object"
+    return "other"
+
+
+def _category_sort_key(category: str) -> tuple[int, str]:
+    if category in MVTEC_CATEGORIES:
+        return (MVTEC_CATEGORIES.index(category), "")
+    return (len(MVTEC_CATEGORIES), category)
+
+
+# ====================================================================== collecting
+def collect_run(run_dir: str | Path) -> pd.DataFrame:
+    """One row per ``<run_dir>/<category>/metrics.json``, in MVTec order (other categories after, sorted).
+
+    Columns: category, group, the :data:`MAIN_METRICS` (NaN when absent), train_time_s (from
+    ``extra.train_time_s`` or ``metrics.train_time_s``), wall_time_s, teacher_weights (source),
+    teacher_name, teacher_sha256, backbone, preset, epochs, then every other metric of the files.
+    Raises :class:`ReportError` when the directory is missing or holds no metrics file.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"run directory not found: {run_dir}")
+    files = sorted(p for p in run_dir.glob("*/metrics.json") if p.is_file())
+    if not files:
+        raise ReportError(f"run directory {run_dir} has no <category>/metrics.json file")
+    rows, extra_keys = [], []
+    for path in files:
+        record = read_metrics_json(path)
+        category = path.parent.name
+        metrics = record["metrics"]
+        extra = record.get("extra") or {}
+        config = record["config"]
+        tw = record["teacher_weights"]
+        train_time = extra.get("train_time_s", metrics.get("train_time_s", math.nan))
+        row = {"category": category, "group": category_group(category)}
+        row.update({m: float(metrics.get(m, math.nan)) for m in MAIN_METRICS})
+        row.update({
+            "train_time_s": math.nan if train_time is None else float(train_time),
+            "wall_time_s": float(record["wall_time_s"]),
+            "teacher_weights": tw.get("source"),
+            "teacher_name": tw.get("name"),
+            "teacher_sha256": tw.get("sha256"),
+            "backbone": config.get("backbone"),
+            "preset": config.get("preset"),
+            "epochs": config.get("epochs"),
+        })
+        for key, value in metrics.items():
+            if key not in row:
+                row[key] = value
+                if key not in extra_keys:
+                    extra_keys.append(key)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df = df.iloc[sorted(range(len(df)), key=lambda i: _category_sort_key(df["category"].iloc[i]))]
+    return df.reset_index(drop=True)
+
+
+def _is_random(df: pd.DataFrame) -> bool:
+    return bool((df["teacher_weights"] == "random").any())
+
+
+def _means(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Rows ``mean``, ``mean (textures)``, ``mean (objects)`` (the latter two only if present)."""
+    out = []
+    for label, sel in (("mean", np.ones(len(df), bool)), ("mean (textures)", df["group"] == "texture"),
+                       ("mean (objects)", df["group"] == "object")):
+        sel = np.asarray(sel, bool)
+        if label != "mean" and not sel.any():
+            continue
+        if label != "mean" and sel.all():
+            continue  # identical to the overall mean
+        # skipna=False: a metric missing for one category makes the mean missing, never silently partial
+        row = {"category": label, "group": ""}
+        row.update({c: float(df.loc[sel, c].mean(skipna=False)) for c in columns})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+# ====================================================================== tables
+@dataclass
+class _Table:
+    name: str
+    title: str
+    data: pd.DataFrame                 # machine-readable (CSV)
+    headers: list[str]                 # display headers
+    cells: list[list[str]]             # display cells
+    align: list[str]                   # "l" / "r" per column
+    n_body: int                        # rows before the mean rows
+    notes: list[str] = field(default_factory=list)
+
+
+def _fmt(value: float, decimals: int, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+
+
+def results_table(df: pd.DataFrame, run_name: str = "run") -> _Table:
+    """Per-category metrics and training time with means over all categories, textures and objects."""
+    columns = list(MAIN_METRICS) + ["train_time_s"]
+    body = df[["category", "group"] + columns]
+    data = pd.concat([body, _means(body, columns)], ignore_index=True)
+    title = f"STFPM results, run {run_name}"
+    notes = ["AU-PRO is the MVTec definition (exact curve, FPR <= 0.3, normalised by 0.3). "
+             "PRO (official code) is the min-max-rescaled variant of gdwang08/STFPM; the two are not comparable."]
+    if _is_random(df):
+        title += f": {_random_label()}"
+        data.insert(0, "warning", _random_label())
+    headers = ["Category", "Group"] + [METRIC_LABELS[c] for c in columns]
+    cells = [[str(r["category"]), str(r["group"])] + [_fmt(r[c], 4) for c in MAIN_METRICS] + [_fmt(r["train_time_s"], 1)]
+             for _, r in data.iterrows()]
+    return _Table("results", title, data, headers, cells, ["l", "l"] + ["r"] * len(columns), len(body), notes)
+
+
+def _published_over(wide: pd.Series, categories: Sequence[str], stated: float | None) -> float:
+    """Mean of a source's per-category values over ``categories``; the stated mean for all 15."""
+    if set(categories) == set(MVTEC_CATEGORIES) and stated is not None and math.isfinite(stated):
+        return stated
+    values = [wide.get(c, math.nan) for c in categories]
+    return float(np.mean(values)) if values and all(math.isfinite(v) for v in values) else math.nan
+
+
+def comparison_table(df: pd.DataFrame, metric: str, run_name: str = "run") -> _Table | None:
+    """This run vs every published source for ``metric`` on the run's MVTec categories (``None`` if none apply)."""
+    mv = df[df["category"].isin(MVTEC_CATEGORIES)]
+    if mv.empty or metric not in df.columns or mv[metric].isna().all():
+        return None
+    pub = load_published(metrics=metric)
+    labels = source_labels()
+    cats = list(mv["category"])
+    groups = {"mean": cats, "mean (textures)": [c for c in cats if c in MVTEC_TEXTURES],
+              "mean (objects)": [c for c in cats if c in MVTEC_OBJECTS]}
+    ours_means = _means(mv[["category", "group", metric]], [metric])
+    rows = [{"category": c, "group": g, "ours": v} for c, g, v in zip(mv["category"], mv["group"], mv[metric])]
+    rows += [{"category": r["category"], "group": "", "ours": r[metric]} for _, r in ours_means.iterrows()]
+    data = pd.DataFrame(rows)
+    sources, decimals = [], {}
+    for sid in labels:
+        sub = pub[pub["source_id"] == sid]
+        if sub.empty:
+            continue
+        per_cat = sub[sub["category"] != "mean"].set_index("category")["value"]
+        stated = sub.loc[sub["category"] == "mean", "value"]
+        stated_mean = float(stated.iloc[0]) if len(stated) else None
+        values = []
+        for cat in data["category"]:
+            if cat in _MEAN_ROWS:
+                values.append(_published_over(per_cat, groups[cat], stated_mean if cat == "mean" else None))
+            else:
+                values.append(float(per_cat.get(cat, math.nan)))
+        if not any(math.isfinite(v) for v in values):
+            continue
+        data[sid] = values
+        data[f"delta_{sid}"] = data["ours"] - data[sid]
+        sources.append(sid)
+        decimals[sid] = int(sub["decimals"].max())
+    if not sources:
+        return None
+    title = f"{METRIC_LABELS[metric]}: run {run_name} vs published"
+    notes = [f"delta = ours - published. Sources: " + "; ".join(f"{s} = {labels[s]}" for s in sources) + "."]
+    if set(cats) == set(MVTEC_CATEGORIES):
+        notes.append("Published 'mean' is the mean stated by each source; texture/object means are recomputed "
+                     "from its per-category values.")
+    else:
+        notes.append(f"The run covers {len(cats)} of 15 MVTec categories: published means are recomputed over "
+                     "the same categories ('–' where a source lacks one).")
+    if metric == "official_pro":
+        notes.append("Both columns are the official code's min-max-rescaled PRO (not MVTec AU-PRO).")
+    if _is_random(df):
+        title += f": {_random_label()}"
+        data.insert(0, "warning", _random_label())
+    headers = ["Category", "Group", "Ours"]
+    for sid in sources:
+        headers += [sid, f"Δ {sid}"]
+    cells = []
+    for _, r in data.iterrows():
+        line = [str(r["category"]), str(r["group"]), _fmt(r["ours"], 4)]
+        for sid in sources:
+            line += [_fmt(r[sid], decimals[sid]), _fmt(r[f"delta_{sid}"], 4, signed=True)]
+        cells.append(line)
+    return _Table(f"compare_{metric}", title, data, headers, cells, ["l", "l"] + ["r"] * (1 + 2 * len(sources)),
+                  len(mv), notes)
+
+
+# ====================================================================== formatting
+def format_markdown(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], align: Sequence[str],
+                    notes: Sequence[str] = ()) -> str:
+    """A GitHub-flavoured Markdown table under a ``###`` title, notes as a paragraph below."""
+    def esc(s: str) -> str:
+        return str(s).replace("|", "\\|")
+
+    lines = [f"### {esc(title)}", "", "| " + " | ".join(esc(h) for h in headers) + " |",
+             "|" + "|".join("---:" if a == "r" else ":---" for a in align) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells]
+    if notes:
+        lines += ["", " ".join(notes)]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "Δ": r"$\Delta$", "–": "--", "<=": r"$\le$"}
+
+
+def _latex_escape(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("<=", i):
+            out.append(_LATEX_ESCAPES["<="])
+            i += 2
+            continue
+        out.append(_LATEX_ESCAPES.get(text[i], text[i]))
+        i += 1
+    return "".join(out)
+
+
+def format_latex(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], align: Sequence[str],
+                 n_body: int, label: str, notes: Sequence[str] = ()) -> str:
+    """A ``table`` environment with booktabs rules (needs ``\\usepackage{booktabs}``); a rule before the means."""
+    caption = _latex_escape(title) + ("" if not notes else ". " + _latex_escape(" ".join(notes)))
+    lines = ["% requires \\usepackage{booktabs}", "\\begin{table}[ht]", "\\centering", "\\small",
+             f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+             f"\\begin{{tabular}}{{{''.join(align)}}}", "\\toprule",
+             " & ".join(_latex_escape(h) for h in headers) + " \\\\", "\\midrule"]
+    for i, row in enumerate(cells):
+        if i == n_body and 0 < n_body < len(cells):
+            lines.append("\\midrule")
+        lines.append(" & ".join(_latex_escape(c) for c in row) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _label(run_name: str, table: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-:._" else "-" for ch in f"{run_name}-{table}")
+    return f"tab:{safe}"
+
+
+def write_tables(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Write every table of the run as ``.csv``, ``.md`` and ``.tex`` (atomically); return the paths.
+
+    ``out_dir`` defaults to ``<run_dir>/tables``. Also writes ``tables.md`` with all Markdown tables
+    and ``run_summary.csv`` (the :func:`collect_run` frame).
+    """
+    run_dir = Path(run_dir)
+    df = collect_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "tables"
+    run_name = run_dir.resolve().name
+    tables = [results_table(df, run_name)]
+    for metric in _COMPARABLE:
+        table = comparison_table(df, metric, run_name)
+        if table is not None:
+            tables.append(table)
+    written: list[Path] = []
+    all_md = []
+    for t in tables:
+        md = format_markdown(t.title, t.headers, t.cells, t.align, t.notes)
+        all_md.append(md)
+        written.append(atomic_write_text(out / f"{t.name}.csv", t.data.to_csv(index=False, float_format="%.6g")))
+        written.append(atomic_write_text(out / f"{t.name}.md", md))
+        written.append(atomic_write_text(out / f"{t.name}.tex", format_latex(
+            t.title, t.headers, t.cells, t.align, t.n_body, _label(run_name, t.name), t.notes)))
+    written.append(atomic_write_text(out / "tables.md", "\n".join(all_md)))
+    written.append(atomic_write_text(out / "run_summary.csv", df.to_csv(index=False, float_format="%.6g")))
+    log.info("wrote %d table files to %s", len(written), out)
+    return written
+
+
+# ====================================================================== CLI
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m stfpm_lib.report <run_dir> [--out-dir DIR]``: write the tables, print their paths."""
+    parser = argparse.ArgumentParser(prog="python -m stfpm_lib.report", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", help="run directory holding <category>/metrics.json files")
+    parser.add_argument("--out-dir", default=None, help="where to write the tables (default <run_dir>/tables)")
+    args = parser.parse_args(argv)
+    try:
+        paths = write_tables(args.run_dir, args.out_dir)
+    except (ReportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
