@@ -1,0 +1,434 @@
+"""Write any adapter's dataset into the MVTec AD layout, checking it as it goes.
+
+Output (``out_root``)::
+
+    <category>/train/good/<stem>.png
+    <category>/test/good/<stem>.png
+    <category>/test/<defect_type>/<stem>.png
+    <category>/ground_truth/<defect_type>/<stem>_mask.png     8-bit, 0 = normal, 255 = defect
+    manifest.json                                             source, parameters, counts, changes, sha256 of every file
+
+Normals without an official split (folder datasets) are split into train/good and test/good
+by a seeded permutation; official splits (MVTec AD, VisA) are kept (optionally subsampled).
+Masks are read with the adapter's :class:`~stfpm_lib.data.adapters.MaskRule` and written as 0/255.
+Every defect must have exactly one mask of its image's size with at least one defect pixel,
+no mask may be left without its image, and all images of a category must share one size.
+Everything is written into a temporary folder beside ``out_root``, verified by re-indexing
+(:func:`verify_mvtec_root`), and renamed into place: nothing half-written is ever visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..io import atomic_write_text, sha256_file
+from .adapters import AdapterIndex, DatasetAdapter, binarize_mask, read_mask_values
+from .mvtec import DataError, index_category, list_categories, list_images
+from .transforms import image_size_of
+
+__all__ = ["convert_to_mvtec", "verify_mvtec_root", "MANIFEST_NAME", "ConversionPlan", "plan_category"]
+
+MANIFEST_NAME = "manifest.json"
+_KEEP_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class ConversionPlan:
+    """What will be written for one category: (source, destination relative to the category) pairs."""
+
+    category: str
+    index: AdapterIndex
+    train: list[Path] = field(default_factory=list)
+    test_good: list[Path] = field(default_factory=list)
+    defects: list = field(default_factory=list)  # list[Sample]
+    size_wh: tuple[int, int] | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Planned counts in :meth:`CategoryIndex.counts` form."""
+        counts = {"train_good": len(self.train), "test_good": len(self.test_good)}
+        for sample in self.defects:
+            key = f"test_{sample.defect_type}"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def _rng(seed: int, category: str) -> np.random.Generator:
+    # Per-category stream: adding or removing a category never changes another one's selection.
+    return np.random.default_rng([int(seed), zlib.crc32(category.encode("utf-8"))])
+
+
+def _subset(paths: Sequence, n: int | None, rng: np.random.Generator, what: str) -> list:
+    items = list(paths)
+    if n is None or n >= len(items):
+        if n is not None and n > len(items):
+            raise DataError(f"{what}: asked for {n} images but only {len(items)} exist")
+        return items
+    if n < 0:
+        raise ValueError(f"{what}: count must be >= 0, got {n}")
+    chosen = sorted(rng.choice(len(items), size=n, replace=False).tolist())
+    return [items[i] for i in chosen]
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def plan_category(
+    adapter: DatasetAdapter, category: str, *, n_train: int | None = None, n_test_good: int | None = None,
+    max_defects_per_type: int | None = None, seed: int = 0, size_mismatch: str = "error",
+    index: AdapterIndex | None = None,
+) -> ConversionPlan:
+    """Index ``category`` (unless ``index`` is given), check image sizes and choose the files (seeded); writes nothing."""
+    index = adapter.index(category) if index is None else index
+    plan = ConversionPlan(category=category, index=index)
+    rng = _rng(seed, category)
+
+    # One image size per category (masks are checked against their own image when written).
+    everything = list(index.train) + list(index.pool) + [s.image_path for s in index.test]
+    sizes = {p: image_size_of(p) for p in everything}
+    common = Counter(sizes.values()).most_common()
+    size = common[0][0]
+    odd = [p for p in everything if sizes[p] != size]
+    if odd:
+        if size_mismatch == "error":
+            listed = ", ".join(f"{p} ({sizes[p][0]}x{sizes[p][1]})" for p in odd[:5])
+            raise DataError(f"category {category!r}: images of different sizes; most are {size[0]}x{size[1]} but "
+                            f"{len(odd)} differ: {listed} (use size_mismatch='skip' to leave them out)")
+        if size_mismatch == "skip":
+            for p in odd:
+                plan.skipped.append({"source": _rel(p, index.root),
+                                     "reason": f"size {sizes[p][0]}x{sizes[p][1]} differs from the category's "
+                                               f"{size[0]}x{size[1]}"})
+            plan.changes.append(f"{category}: {len(odd)} image(s) of another size than {size[0]}x{size[1]} left out")
+        elif size_mismatch != "allow":
+            raise ValueError(f"size_mismatch={size_mismatch!r} must be 'error', 'skip' or 'allow'")
+    keep = (lambda p: True) if size_mismatch == "allow" else (lambda p: sizes[p] == size)
+    plan.size_wh = None if size_mismatch == "allow" else size
+
+    train = [p for p in index.train if keep(p)]
+    pool = [p for p in index.pool if keep(p)]
+    good = [p for p in index.test_good if keep(p)]
+    if index.has_official_split:
+        plan.train = _subset(train, n_train, rng, f"{category} train/good")
+        plan.test_good = _subset(good, n_test_good, rng, f"{category} test/good")
+        if len(plan.train) < len(train) or len(plan.test_good) < len(good):
+            plan.changes.append(f"{category}: official split subsampled (seed {seed}): train/good "
+                                f"{len(plan.train)} of {len(train)}, test/good {len(plan.test_good)} of {len(good)}")
+    else:
+        n_test = len(pool) // 3 if n_test_good is None else int(n_test_good)
+        n_tr = len(pool) - n_test if n_train is None else int(n_train)
+        if n_test < 0 or n_tr < 1 or n_tr + n_test > len(pool):
+            raise DataError(f"category {category!r}: cannot take {n_tr} train + {n_test} test normal images "
+                            f"from {len(pool)} (need n_train >= 1 and n_train + n_test_good <= {len(pool)})")
+        order = rng.permutation(len(pool)).tolist()
+        plan.test_good = sorted(pool[i] for i in order[:n_test])
+        plan.train = sorted(pool[i] for i in order[n_test:n_test + n_tr])
+        plan.changes.append(f"{category}: the {len(pool)} normal images split by a seeded permutation (seed {seed}) "
+                            f"into train/good ({n_tr}) and test/good ({n_test})"
+                            + (f"; {len(pool) - n_tr - n_test} left out" if n_tr + n_test < len(pool) else ""))
+    if not plan.train:
+        raise DataError(f"category {category!r}: no training images left")
+    by_type: dict[str, list] = {}
+    for sample in index.defects:
+        if keep(sample.image_path):
+            by_type.setdefault(sample.defect_type, []).append(sample)
+    for defect_type, samples in sorted(by_type.items()):
+        chosen = _subset(samples, None if max_defects_per_type is None else min(max_defects_per_type, len(samples)),
+                         rng, f"{category} test/{defect_type}")
+        if len(chosen) < len(samples):
+            plan.changes.append(f"{category}: {len(chosen)} of {len(samples)} '{defect_type}' images kept "
+                                f"(seeded subset, seed {seed})")
+        plan.defects.extend(chosen)
+    return plan
+
+
+def _write_image(source: Path, dest_dir: Path, image_format: str, compress_level: int) -> Path:
+    suffix = source.suffix.lower()
+    if image_format == "keep" and suffix in _KEEP_SUFFIXES:
+        dest = dest_dir / f"{source.stem}{suffix}"
+        _check_free(dest, source)
+        image_size_of(source)  # readable
+        shutil.copyfile(source, dest)
+        return dest
+    dest = dest_dir / f"{source.stem}.png"
+    _check_free(dest, source)
+    try:
+        with Image.open(source) as img:
+            img.load()
+            out = img if img.mode in ("L", "RGB") else img.convert("RGB")
+            out.save(dest, format="PNG", compress_level=compress_level)
+    except OSError as exc:
+        raise DataError(f"cannot read image {source} (unreadable or truncated): {exc}") from exc
+    return dest
+
+
+def _check_free(dest: Path, source: Path) -> None:
+    if dest.exists():
+        raise DataError(f"two source images map to {dest.name} in {dest.parent.name}/ (second: {source}); "
+                        f"file stems must be unique within a folder")
+
+
+def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compress_level: int,
+                    allow_empty_masks: bool) -> list[dict[str, Any]]:
+    index = plan.index
+    records: list[dict[str, Any]] = []
+
+    def record(dest: Path, source: Path, **extra: Any) -> None:
+        records.append({"path": dest.relative_to(folder.parent).as_posix(), "source": _rel(source, index.root),
+                        "sha256": sha256_file(dest), **extra})
+
+    for sources, sub in ((plan.train, "train/good"), (plan.test_good, "test/good")):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            record(_write_image(source, folder / sub, image_format, compress_level), source)
+    for sample in plan.defects:
+        image_dir = folder / "test" / sample.defect_type
+        mask_dir = folder / "ground_truth" / sample.defect_type
+        image_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        if sample.mask_path is None:
+            raise DataError(f"defect image {sample.image_path} has no mask")
+        values = read_mask_values(sample.mask_path)
+        width, height = image_size_of(sample.image_path)
+        if values.shape != (height, width):
+            raise DataError(f"mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} but its image "
+                            f"{sample.image_path} is {width}x{height}")
+        binary = binarize_mask(values, index.mask_rule)
+        n_defect = int(binary.sum())
+        if n_defect == 0 and not allow_empty_masks:
+            raise DataError(f"mask {sample.mask_path} has no defect pixel under the rule "
+                            f"'{index.mask_rule.describe()}' (values found: {np.unique(values).tolist()[:8]}); "
+                            f"check mask_polarity / mask_threshold")
+        dest = _write_image(sample.image_path, image_dir, image_format, compress_level)
+        mask_dest = mask_dir / f"{dest.stem}_mask.png"
+        _check_free(mask_dest, sample.mask_path)
+        Image.fromarray(binary.astype(np.uint8) * 255, mode="L").save(mask_dest, format="PNG",
+                                                                      compress_level=compress_level)
+        record(dest, sample.image_path)
+        record(mask_dest, sample.mask_path, defect_fraction=round(n_defect / binary.size, 6))
+    return records
+
+
+def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
+                      categories: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+    """Check an MVTec-layout dataset; return ``{category: counts}`` or raise :class:`DataError`.
+
+    Checks, per category: it indexes (:func:`index_category`: training images, one mask per
+    defect); one image size; each mask has its image's size, only values 0/255 and at least
+    one 255; no file in ``ground_truth/`` without its image. With ``check_manifest`` (and a
+    ``manifest.json``): the counts and the sha256 of every file match, and no file is unlisted.
+    """
+    root = Path(root)
+    manifest = None
+    if check_manifest and (root / MANIFEST_NAME).is_file():
+        manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+    names = list(categories) if categories is not None else list_categories(root)
+    if not names:
+        raise DataError(f"{root}: no category (no <category>/train/good folder)")
+    result: dict[str, dict[str, int]] = {}
+    for category in names:
+        idx = index_category(root, category)
+        folder = root / category
+        images = list(idx.train) + [s.image_path for s in idx.test]
+        sizes = {p: image_size_of(p) for p in images}
+        common = Counter(sizes.values()).most_common(1)[0][0]
+        odd = [p for p in images if sizes[p] != common]
+        if odd:
+            raise DataError(f"{folder}: images of different sizes, e.g. {odd[0]} is {sizes[odd[0]]} "
+                            f"but most are {common}")
+        paired = set()
+        for sample in idx.test:
+            if sample.mask_path is None:
+                continue
+            paired.add(sample.mask_path.resolve())
+            values = read_mask_values(sample.mask_path)
+            size = sizes[sample.image_path]
+            if values.shape != (size[1], size[0]):
+                raise DataError(f"mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} but its image "
+                                f"{sample.image_path} is {size[0]}x{size[1]}")
+            bad = set(np.unique(values).tolist()) - {0, 255}
+            if bad:
+                raise DataError(f"mask {sample.mask_path} has values {sorted(bad)[:5]} other than 0/255")
+            if not (values == 255).any():
+                raise DataError(f"mask {sample.mask_path} has no defect pixel")
+        gt = folder / "ground_truth"
+        if gt.is_dir():
+            for sub in sorted(p for p in gt.iterdir() if p.is_dir()):
+                for mask in list_images(sub):
+                    if mask.resolve() not in paired:
+                        raise DataError(f"mask {mask} pairs with no test image "
+                                        f"(expected test/{sub.name}/{mask.name.replace('_mask', '')})")
+        result[category] = idx.counts()
+        if manifest is not None:
+            entry = manifest.get("categories", {}).get(category)
+            if entry is None:
+                raise DataError(f"{root / MANIFEST_NAME}: no entry for category {category!r}")
+            if entry["counts"] != result[category]:
+                raise DataError(f"{folder}: counts {result[category]} differ from the manifest's {entry['counts']}")
+            listed = {rec["path"]: rec["sha256"] for rec in entry["files"]}
+            present = {p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file()}
+            if present != set(listed):
+                extra, missing = sorted(present - set(listed)), sorted(set(listed) - present)
+                raise DataError(f"{folder}: files differ from the manifest: unlisted {extra[:3]}, missing {missing[:3]}")
+            for rel, digest in listed.items():
+                if sha256_file(root / rel) != digest:
+                    raise DataError(f"{root / rel}: sha256 differs from the manifest (file changed or corrupted)")
+    return result
+
+
+def _changes(plans: list[ConversionPlan], adapter: DatasetAdapter, image_format: str) -> list[str]:
+    suffixes = sorted({p.suffix.lower() for plan in plans
+                       for p in plan.train + plan.test_good + [s.image_path for s in plan.defects]})
+    mask_suffixes = sorted({s.mask_path.suffix.lower() for plan in plans for s in plan.defects if s.mask_path})
+    recoded = [s for s in suffixes if not (image_format == "keep" and s in _KEEP_SUFFIXES)]
+    changes = []
+    if recoded:
+        changes.append(f"image format: {', '.join(s.lstrip('.').upper() for s in recoded)} -> PNG "
+                       f"(lossless; pixel values unchanged; modes other than RGB/L converted to RGB)")
+    rules = {plan.index.mask_rule for plan in plans}
+    for rule in sorted(rules, key=lambda r: (r.polarity, r.threshold)):
+        text = (f"masks ({', '.join(s.lstrip('.').upper() for s in mask_suffixes)}) binarised by "
+                f"'{rule.describe()}' and written as 8-bit PNG with 255 = defect, 0 = normal")
+        if rule.polarity == "low":
+            text += " (inverted: the source marks defects with low values)"
+        changes.append(text)
+    changes.append("files renamed and rearranged into the MVTec AD layout: images keep their stem "
+                   "(<stem>.png), masks become ground_truth/<type>/<stem>_mask.png")
+    for plan in plans:
+        changes.extend(plan.changes)
+    return changes
+
+
+def convert_to_mvtec(
+    adapter: DatasetAdapter,
+    out_root: str | os.PathLike,
+    *,
+    categories: Sequence[str] | None = None,
+    n_train: int | None = None,
+    n_test_good: int | None = None,
+    max_defects_per_type: int | None = None,
+    seed: int = 0,
+    image_format: Literal["png", "keep"] = "png",
+    size_mismatch: Literal["error", "skip", "allow"] = "error",
+    normal_only: Literal["skip", "error", "keep"] = "skip",
+    allow_empty_masks: bool = False,
+    compress_level: int = 9,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Convert ``adapter``'s dataset into the MVTec AD layout at ``out_root``; return ``out_root``.
+
+    Args:
+        adapter: any adapter from :func:`~stfpm_lib.data.adapters.get_adapter`.
+        out_root: the new dataset root (must not exist unless ``overwrite``).
+        categories: which categories (default: all the adapter finds).
+        n_train, n_test_good: normal images for train/good and test/good. Unsplit normals
+            (folder datasets): default all but a third / a third (48 → 32 + 16); official
+            splits: a seeded subsample when smaller than the split.
+        max_defects_per_type: keep at most this many anomalous images per defect type (seeded).
+        seed: selection seed (per category, independent of the other categories).
+        image_format: ``png`` re-encodes every image losslessly as PNG; ``keep`` copies
+            PNG/JPEG files byte for byte (others become PNG).
+        size_mismatch: images of another size than the category's most common one:
+            ``error``, ``skip`` (left out and recorded) or ``allow``.
+        normal_only: categories without anomalous images: ``skip`` (recorded), ``error`` or ``keep``.
+        allow_empty_masks: accept masks with no defect pixel (otherwise an error).
+        compress_level: zlib level of the PNGs (0–9; does not change pixels).
+        overwrite: replace an existing ``out_root`` (only after the new one is complete).
+        log: called with one line per category.
+    """
+    out_root = Path(out_root).expanduser()
+    if out_root.exists() and not overwrite:
+        raise DataError(f"output {out_root} already exists (pass overwrite=True / --overwrite to replace it)")
+    if image_format not in ("png", "keep"):
+        raise ValueError(f"image_format={image_format!r} must be 'png' or 'keep'")
+    if normal_only not in ("skip", "error", "keep"):
+        raise ValueError(f"normal_only={normal_only!r} must be 'skip', 'error' or 'keep'")
+    names = list(categories) if categories is not None else adapter.categories()
+    if not names:
+        raise DataError(f"{adapter.name} dataset at {adapter.root}: no categories")
+    available = adapter.categories()
+    unknown = [c for c in names if c not in available]
+    if unknown:
+        raise DataError(f"{adapter.name} dataset at {adapter.root}: categories {unknown} not found; found {available}")
+
+    plans: list[ConversionPlan] = []
+    skipped_categories: dict[str, str] = {}
+    for category in names:
+        index = adapter.index(category)
+        if not index.defects:
+            reason = "no anomalous images (normal-only class)"
+            if normal_only == "error":
+                raise DataError(f"category {category!r} of {adapter.root}: {reason}; pass normal_only='skip' or 'keep'")
+            if normal_only == "skip":
+                skipped_categories[category] = reason
+                if log:
+                    log(f"{category}: skipped, {reason}")
+                continue
+        plans.append(plan_category(adapter, category, n_train=n_train, n_test_good=n_test_good,
+                                   max_defects_per_type=max_defects_per_type, seed=seed,
+                                   size_mismatch=size_mismatch, index=index))
+    if not plans:
+        raise DataError(f"nothing to convert: every category was skipped ({skipped_categories})")
+
+    out_root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_root.parent / f".{out_root.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        tmp.mkdir()
+        manifest_categories: dict[str, Any] = {}
+        for plan in plans:
+            files = _write_category(plan, tmp / plan.category, image_format, compress_level, allow_empty_masks)
+            manifest_categories[plan.category] = {
+                "counts": plan.counts(), "source_counts": plan.index.counts(), "image_size_wh": plan.size_wh,
+                "notes": list(plan.index.notes), "skipped_files": plan.skipped, "files": files,
+            }
+            if log:
+                log(f"{plan.category}: {plan.counts()}")
+        changes = _changes(plans, adapter, image_format)
+        changes += [f"category {c} skipped: {r}" for c, r in skipped_categories.items()]
+        manifest = {
+            "format": "MVTec AD layout",
+            "created_by": "stfpm_lib.data.convert.convert_to_mvtec",
+            "source": adapter.describe(),
+            "mask_rules": {p.category: p.index.mask_rule.to_dict() for p in plans},
+            "conversion": {"categories": names, "n_train": n_train, "n_test_good": n_test_good,
+                           "max_defects_per_type": max_defects_per_type, "seed": seed, "image_format": image_format,
+                           "size_mismatch": size_mismatch, "normal_only": normal_only,
+                           "allow_empty_masks": allow_empty_masks, "compress_level": compress_level},
+            "counts": {p.category: p.counts() for p in plans},
+            "skipped_categories": skipped_categories,
+            "changes": changes,
+            "categories": manifest_categories,
+        }
+        atomic_write_text(tmp / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+        verified = verify_mvtec_root(tmp, categories=[p.category for p in plans])
+        for plan in plans:
+            if verified[plan.category] != plan.counts():
+                raise DataError(f"{plan.category}: wrote {verified[plan.category]} but planned {plan.counts()}")
+        if out_root.exists():
+            old = out_root.parent / f".{out_root.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+            os.replace(out_root, old)
+            os.replace(tmp, out_root)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out_root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_root
