@@ -1,0 +1,146 @@
+"""Dataset command line: ``python -m stfpm_lib.data <command> ...``.
+
+Commands:
+    list        categories and counts an adapter finds
+    convert     write an adapter's dataset into the MVTec AD layout (with manifest.json)
+    verify      check an MVTec-layout root (masks, sizes, pairing, manifest hashes)
+    build-demo  rebuild the embedded demo dataset from PIPED
+    check-demo  verify the embedded demo dataset (``--rebuild``: and that a rebuild is identical)
+    demo-path   print the embedded demo dataset's root
+
+Examples::
+
+    python -m stfpm_lib.data list --adapter piped
+    python -m stfpm_lib.data convert --adapter visa --root /data/VisA_20220922 --out /data/visa_mvtec --image-format keep
+    python -m stfpm_lib.data convert --adapter folder --root my_data --out my_mvtec \\
+        --param normal_dir=ok --param 'defect_dirs={"crack": "nok"}' --param mask_dir=masks --param 'mask_template={stem}.png'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from .mvtec import DataError
+
+__all__ = ["main"]
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--param needs KEY=VALUE, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value  # plain strings need no quotes
+    return key.strip(), parsed
+
+
+def _adapter(args: argparse.Namespace):
+    from .adapters import get_adapter
+
+    params = dict(args.param or [])
+    if args.root is not None:
+        params["root"] = args.root
+    return get_adapter(args.adapter, **params)
+
+
+def _categories(text: str | None) -> list[str] | None:
+    return None if text in (None, "", "all") else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stfpm_lib.data", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def adapter_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--adapter", required=True, help="mvtec | visa | folder | piped")
+        p.add_argument("--root", default=None, help="dataset root (piped: default ../shared/data/PIPED or $PIPED_ROOT)")
+        p.add_argument("--param", action="append", type=_param, metavar="KEY=VALUE",
+                       help="adapter parameter; VALUE is JSON if it parses, else a string (repeatable)")
+
+    p_list = sub.add_parser("list", help="categories and counts an adapter finds")
+    adapter_args(p_list)
+
+    p_conv = sub.add_parser("convert", help="write an adapter's dataset into the MVTec AD layout")
+    adapter_args(p_conv)
+    p_conv.add_argument("--out", required=True, help="new dataset root (must not exist unless --overwrite)")
+    p_conv.add_argument("--categories", default=None, help="comma-separated, or 'all' (default)")
+    p_conv.add_argument("--n-train", type=int, default=None)
+    p_conv.add_argument("--n-test-good", type=int, default=None)
+    p_conv.add_argument("--max-defects", type=int, default=None, help="at most this many images per defect type")
+    p_conv.add_argument("--seed", type=int, default=0)
+    p_conv.add_argument("--image-format", choices=("png", "keep"), default="png")
+    p_conv.add_argument("--size-mismatch", choices=("error", "skip", "allow"), default="error")
+    p_conv.add_argument("--normal-only", choices=("skip", "error", "keep"), default="skip")
+    p_conv.add_argument("--allow-empty-masks", action="store_true")
+    p_conv.add_argument("--overwrite", action="store_true")
+
+    p_ver = sub.add_parser("verify", help="check an MVTec-layout root")
+    p_ver.add_argument("root")
+    p_ver.add_argument("--no-manifest", action="store_true", help="do not check manifest.json hashes")
+
+    p_build = sub.add_parser("build-demo", help="rebuild the embedded demo dataset from PIPED")
+    p_build.add_argument("--out", default=None, help="default: the package's demo_data/piped")
+    p_build.add_argument("--piped-root", default=None)
+    p_build.add_argument("--overwrite", action="store_true")
+
+    p_check = sub.add_parser("check-demo", help="verify the embedded demo dataset")
+    p_check.add_argument("--rebuild", action="store_true", help="also rebuild from PIPED and compare pixels")
+    p_check.add_argument("--piped-root", default=None)
+
+    sub.add_parser("demo-path", help="print the embedded demo dataset's root")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit status (2 for a data error, with its message on stderr)."""
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            adapter = _adapter(args)
+            for category in adapter.categories():
+                try:
+                    print(f"{category}: {adapter.index(category).counts()}")
+                except DataError as exc:
+                    print(f"{category}: ERROR {exc}")
+        elif args.command == "convert":
+            from .convert import convert_to_mvtec
+
+            out = convert_to_mvtec(
+                _adapter(args), args.out, categories=_categories(args.categories), n_train=args.n_train,
+                n_test_good=args.n_test_good, max_defects_per_type=args.max_defects, seed=args.seed,
+                image_format=args.image_format, size_mismatch=args.size_mismatch, normal_only=args.normal_only,
+                allow_empty_masks=args.allow_empty_masks, overwrite=args.overwrite, log=print)
+            print(f"wrote {out}")
+        elif args.command == "verify":
+            from .convert import verify_mvtec_root
+
+            for category, counts in verify_mvtec_root(args.root, check_manifest=not args.no_manifest).items():
+                print(f"{category}: {counts}")
+            print("ok")
+        elif args.command == "build-demo":
+            from .demo import build_demo
+
+            print(f"wrote {build_demo(args.out, piped_root=args.piped_root, overwrite=args.overwrite, log=print)}")
+        elif args.command == "check-demo":
+            from .demo import check_demo
+
+            for category, counts in check_demo(args.piped_root, rebuild=args.rebuild).items():
+                print(f"{category}: {counts}")
+            print("ok" + (" (rebuild identical)" if args.rebuild else ""))
+        elif args.command == "demo-path":
+            from .demo import demo_root
+
+            print(demo_root())
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
