@@ -1,0 +1,141 @@
+"""Figures: right number of axes, RGB handling, titles with the random-teacher suffix, PNG/PDF files written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from stfpm_lib import figures as F
+from stfpm_lib.config import STFPMConfig
+from stfpm_lib.data import index_category, normalize
+from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
+
+
+def _n_axes(fig: Figure, *, visible_only: bool = False) -> int:
+    """Data axes (colour bars excluded)."""
+    axes = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    return len([a for a in axes if a.axison or a.images]) if visible_only else len(axes)
+
+
+def _png_ok(path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+def test_to_rgb_conversions():
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red
+    out = F.to_rgb(rgb)
+    assert out.shape == (4, 5, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, 0], [1, 0, 0])
+    # the normalised network input (3, H, W) is de-normalised back to the same RGB (channel order kept)
+    back = F.to_rgb(normalize(rgb))
+    np.testing.assert_allclose(back, out, atol=1e-6)
+    np.testing.assert_allclose(F.to_rgb(torch.as_tensor(normalize(rgb))), out, atol=1e-6)
+    assert F.to_rgb(np.full((2, 2), 0.5)).shape == (2, 2, 3)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        F.to_rgb(np.full((2, 2, 3), 2.0))
+    with pytest.raises(ValueError, match="shape"):
+        F.to_rgb(np.zeros((2, 2, 4)))
+
+
+def test_load_rgb_is_rgb_and_network_sized(tiny_mvtec):
+    cfg = STFPMConfig.from_preset("official", image_size=32)
+    sample = index_category(tiny_mvtec, "brick").test[0]
+    from PIL import Image
+
+    ref = np.asarray(Image.open(sample.image_path).convert("RGB").resize((32, 32), Image.BILINEAR)) / 255.0
+    out = F.load_rgb(sample.image_path, cfg.to_dict())
+    assert out.shape == (32, 32, 3)
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
+def test_normalise_map():
+    m = np.array([[1.0, 3.0], [2.0, 5.0]])
+    np.testing.assert_allclose(F.normalise_map(m), [[0, 0.5], [0.25, 1]])
+    np.testing.assert_allclose(F.normalise_map(m, (1.0, 3.0)), [[0, 1], [0.5, 1]])  # clipped
+    assert not F.normalise_map(np.ones((2, 2))).any()  # constant map -> zeros, no division by zero
+
+
+def test_heatmap_overlay_and_save(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32, 3)).astype(np.float32)
+    amap = rng.random((16, 16)).astype(np.float32)  # resized to the image
+    mask = np.zeros((32, 32), bool)
+    mask[8:16, 8:16] = True
+    fig = F.plot_heatmap_overlay(image, amap, mask, title="cat", title_suffix=RANDOM_TEACHER_LABEL)
+    assert _n_axes(fig) == 2
+    assert RANDOM_TEACHER_LABEL in fig._suptitle.get_text()
+    ov = fig.axes[1]
+    assert len(ov.images) == 2 and ov.images[1].get_cmap().name == "jet"
+    assert ov.images[1].get_array().shape == (32, 32)
+    paths = F.save_figure(fig, tmp_path / "sub" / "overlay.png")
+    assert [p.name for p in paths] == ["overlay.png", "overlay.pdf"]
+    assert _png_ok(paths[0]) and paths[1].read_bytes()[:4] == b"%PDF"
+    assert not list((tmp_path / "sub").glob(".*tmp*"))  # no temporary files left behind
+
+
+def test_training_curves():
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.2, 1.9],
+                         "val_map": [0.5, 0.3, 0.35], "epoch_time_s": [1, 1, 1]})
+    fig = F.plot_training_curves(hist, best_epoch=2, title_suffix=RANDOM_TEACHER_LABEL)
+    assert _n_axes(fig) == 2
+    loss_ax, val_ax = fig.axes
+    assert len(loss_ax.lines) == 3  # train, val, selected-epoch marker
+    np.testing.assert_array_equal(val_ax.lines[0].get_ydata(), [0.5, 0.3, 0.35])
+    assert fig._suptitle.get_text().endswith(RANDOM_TEACHER_LABEL)
+    fig2 = F.plot_training_curves(hist[["epoch", "train_loss"]])
+    assert len(fig2.axes[0].lines) == 1
+    with pytest.raises(ValueError, match="train_loss"):
+        F.plot_training_curves(pd.DataFrame({"epoch": [1]}))
+
+
+def test_examples_grid_axes():
+    imgs = [np.zeros((8, 8, 3))] * 5
+    maps = [np.arange(64.0).reshape(8, 8)] * 5
+    fig = F.plot_examples_grid(imgs, maps, None, titles=list("abcde"), ncols=3, value_range=(0, 63))
+    assert _n_axes(fig) == 6 and _n_axes(fig, visible_only=True) == 5  # 2x3 grid, last panel blank
+    assert [a.get_title() for a in fig.axes[:5]] == list("abcde")
+    with pytest.raises(ValueError, match="same non-zero length"):
+        F.plot_examples_grid(imgs, maps[:2])
+
+
+def _curves():
+    fpr = np.linspace(0, 1, 11)
+    return {
+        "image_roc": {"fpr": fpr, "tpr": np.sqrt(fpr), "auc": 0.66},
+        "pixel_roc": {"fpr": fpr, "tpr": fpr ** 0.25, "auc": 0.8},
+        "pro": {"fpr": np.linspace(0, 0.3, 5), "pro": np.linspace(0, 0.9, 5), "auc": 0.45},
+        "official_pro": {"fpr": np.arange(11) / 10, "pro": np.arange(11) / 10, "auc": 0.5},
+    }
+
+
+def test_roc_and_pro_curves():
+    fig = F.plot_roc_curves(_curves(), title_suffix=RANDOM_TEACHER_LABEL)
+    assert _n_axes(fig) == 2
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "AUROC 0.6600"
+    fig = F.plot_pro_curve(_curves())
+    assert _n_axes(fig) == 1
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0.0, 0.3)
+    assert len(ax.lines) == 2 and len(ax.lines[1].get_xdata()) == 4  # official grid cut at FPR 0.3
+    assert "AU-PRO 0.4500" in ax.get_legend().get_texts()[0].get_text()
+    fig = F.plot_curves(_curves())
+    assert _n_axes(fig) == 3
+    empty = F.plot_curves({"image_roc": None})
+    assert _n_axes(empty) == 3 and "undefined" in [t.get_text() for t in empty.axes[0].texts]
+
+
+def test_per_defect_type_bars(tmp_path):
+    table = pd.DataFrame({"n_anomalous": [3, 2, 5], "image_auroc": [1.0, 0.5, 0.8], "pixel_auroc": [0.9, np.nan, 0.7],
+                          "au_pro": [0.8, 0.6, 0.7]}, index=pd.Index(["blob", "scratch", "(all)"], name="defect_type"))
+    fig = F.plot_per_defect_type(table, title_suffix=RANDOM_TEACHER_LABEL)
+    assert _n_axes(fig) == 1
+    ax = fig.axes[0]
+    assert len(ax.patches) == 3 + 2 + 3  # NaN bar left out
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["blob", "scratch", "(all)"]
+    assert _png_ok(F.save_figure(fig, tmp_path / "bars", formats=("png",))[0])
+    with pytest.raises(ValueError, match="none of the metrics"):
+        F.plot_per_defect_type(table, metrics=("f1",))
