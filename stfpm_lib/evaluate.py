@@ -115,13 +115,14 @@ def _original_masks(pred: Any) -> list[np.ndarray]:
     if crop:
         raise ValueError(f"original_resolution=True needs uncropped maps; the predictions were made with "
                          f"crop_size={crop}, which cannot be mapped back onto the original image")
+    sizes = getattr(pred, "image_sizes", None)
     masks = []
-    for image_path, mask_path in zip(pred.image_paths, pred.mask_paths):
+    for i, (image_path, mask_path) in enumerate(zip(pred.image_paths, pred.mask_paths)):
         if mask_path:
             with Image.open(mask_path) as img:
                 masks.append(np.asarray(img.convert("L")) > 0)
         else:
-            w, h = image_size_of(image_path)
+            w, h = (int(v) for v in sizes[i]) if sizes is not None else image_size_of(image_path)
             masks.append(np.zeros((h, w), dtype=bool))
     return masks
 

@@ -139,3 +139,34 @@ def test_per_defect_type_bars(tmp_path):
     assert _png_ok(F.save_figure(fig, tmp_path / "bars", formats=("png",))[0])
     with pytest.raises(ValueError, match="none of the metrics"):
         F.plot_per_defect_type(table, metrics=("f1",))
+
+
+def test_best_worst_grid_from_predictions(tiny_mvtec, tmp_path):
+    from stfpm_lib.data import load_mask
+    from stfpm_lib.evaluate import evaluate_predictions
+    from stfpm_lib.inference import Predictions
+
+    cfg = STFPMConfig.from_preset("official", image_size=32)
+    test = index_category(tiny_mvtec, "grass").test
+    masks = np.stack([load_mask(s.mask_path, None, cfg).numpy() for s in test])
+    rng = np.random.default_rng(0)
+    maps = (rng.random(masks.shape) * 0.5 + masks).astype(np.float16)
+    n = len(test)
+    pred = Predictions(
+        maps=maps, scores=maps.astype(np.float32).reshape(n, -1).max(1), labels=np.array([s.label for s in test], np.int8),
+        defect_types=np.array([s.defect_type for s in test]), image_paths=np.array([str(s.image_path) for s in test]),
+        mask_paths=np.array(["" if s.mask_path is None else str(s.mask_path) for s in test]), config=cfg.to_dict(),
+        teacher_weights={"source": "random"}, dataset={}, masks_packed=np.packbits(masks.reshape(n, -1), axis=1))
+    sel = evaluate_predictions(pred).best_worst(2)
+    fig = F.plot_best_worst(pred, sel, title_suffix=RANDOM_TEACHER_LABEL)
+    assert _n_axes(fig) == 8  # 4 groups x 2 examples
+    titles = [a.get_title() for a in fig.axes]
+    i = int(sel["anomalous_best"][0])
+    assert titles[0] == f"{pred.defect_types[i]}  s={float(pred.scores[i]):.3g}"
+    assert all(t.startswith("good") for t in titles[4:])
+    assert fig.axes[4].get_ylabel() == "normals, lowest scores"
+    # the background is the RGB image file, not BGR: compare with PIL's RGB decode
+    rgb = F.load_rgb(pred.image_paths[i], cfg)
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), rgb)
+    assert len(fig.axes[0].collections) >= 1  # GT contour drawn on a defective image
+    assert _png_ok(F.save_figure(fig, tmp_path / "bw.png", formats=("png",))[0])
