@@ -185,9 +185,10 @@ def _check_free(dest: Path, source: Path) -> None:
 
 
 def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compress_level: int,
-                    allow_empty_masks: bool) -> list[dict[str, Any]]:
+                    allow_empty_masks: bool, check_polarity: bool) -> list[dict[str, Any]]:
     index = plan.index
     records: list[dict[str, Any]] = []
+    fractions: list[float] = []
 
     def record(dest: Path, source: Path, **extra: Any) -> None:
         records.append({"path": dest.relative_to(folder.parent).as_posix(), "source": _rel(source, index.root),
@@ -222,22 +223,31 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
                                                                       compress_level=compress_level)
         record(dest, sample.image_path)
         record(mask_dest, sample.mask_path, defect_fraction=round(n_defect / binary.size, 6))
+        fractions.append(n_defect / binary.size)
+    if check_polarity and fractions and float(np.median(fractions)) > 0.5:
+        raise DataError(f"category {plan.category!r}: the median mask marks {np.median(fractions):.0%} of its image "
+                        f"as defect under '{index.mask_rule.describe()}' (e.g. {plan.defects[0].mask_path}); the mask "
+                        f"polarity is probably inverted (set mask_polarity), or pass check_polarity=False")
     return records
 
 
 def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
-                      categories: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+                      categories: Sequence[str] | None = None,
+                      allow_empty_masks: bool | None = None) -> dict[str, dict[str, int]]:
     """Check an MVTec-layout dataset; return ``{category: counts}`` or raise :class:`DataError`.
 
     Checks, per category: it indexes (:func:`index_category`: training images, one mask per
     defect); one image size; each mask has its image's size, only values 0/255 and at least
-    one 255; no file in ``ground_truth/`` without its image. With ``check_manifest`` (and a
+    one 255 (unless ``allow_empty_masks``; default: the manifest's setting, else False); no
+    file in ``ground_truth/`` without its image. With ``check_manifest`` (and a
     ``manifest.json``): the counts and the sha256 of every file match, and no file is unlisted.
     """
     root = Path(root)
     manifest = None
     if check_manifest and (root / MANIFEST_NAME).is_file():
         manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+    if allow_empty_masks is None:
+        allow_empty_masks = bool(manifest and manifest.get("conversion", {}).get("allow_empty_masks"))
     names = list(categories) if categories is not None else list_categories(root)
     if not names:
         raise DataError(f"{root}: no category (no <category>/train/good folder)")
@@ -265,7 +275,7 @@ def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
             bad = set(np.unique(values).tolist()) - {0, 255}
             if bad:
                 raise DataError(f"mask {sample.mask_path} has values {sorted(bad)[:5]} other than 0/255")
-            if not (values == 255).any():
+            if not allow_empty_masks and not (values == 255).any():
                 raise DataError(f"mask {sample.mask_path} has no defect pixel")
         gt = folder / "ground_truth"
         if gt.is_dir():
@@ -328,6 +338,7 @@ def convert_to_mvtec(
     size_mismatch: Literal["error", "skip", "allow"] = "error",
     normal_only: Literal["skip", "error", "keep"] = "skip",
     allow_empty_masks: bool = False,
+    check_polarity: bool = True,
     compress_level: int = 9,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
@@ -349,6 +360,8 @@ def convert_to_mvtec(
             ``error``, ``skip`` (left out and recorded) or ``allow``.
         normal_only: categories without anomalous images: ``skip`` (recorded), ``error`` or ``keep``.
         allow_empty_masks: accept masks with no defect pixel (otherwise an error).
+        check_polarity: refuse a category whose median mask marks more than half of its
+            image as defect (the sign of an inverted mask polarity).
         compress_level: zlib level of the PNGs (0–9; does not change pixels).
         overwrite: replace an existing ``out_root`` (only after the new one is complete).
         log: called with one line per category.
@@ -393,7 +406,8 @@ def convert_to_mvtec(
         tmp.mkdir()
         manifest_categories: dict[str, Any] = {}
         for plan in plans:
-            files = _write_category(plan, tmp / plan.category, image_format, compress_level, allow_empty_masks)
+            files = _write_category(plan, tmp / plan.category, image_format, compress_level, allow_empty_masks,
+                                    check_polarity)
             manifest_categories[plan.category] = {
                 "counts": plan.counts(), "source_counts": plan.index.counts(), "image_size_wh": plan.size_wh,
                 "notes": list(plan.index.notes), "skipped_files": plan.skipped, "files": files,
@@ -410,7 +424,8 @@ def convert_to_mvtec(
             "conversion": {"categories": names, "n_train": n_train, "n_test_good": n_test_good,
                            "max_defects_per_type": max_defects_per_type, "seed": seed, "image_format": image_format,
                            "size_mismatch": size_mismatch, "normal_only": normal_only,
-                           "allow_empty_masks": allow_empty_masks, "compress_level": compress_level},
+                           "allow_empty_masks": allow_empty_masks, "check_polarity": check_polarity,
+                           "compress_level": compress_level},
             "counts": {p.category: p.counts() for p in plans},
             "skipped_categories": skipped_categories,
             "changes": changes,
