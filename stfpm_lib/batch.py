@@ -60,8 +60,9 @@ DEMO_OVERRIDES: dict[str, Any] = {"epochs": 20, "image_size": 128, "batch_size":
 
 #: Files (relative to the category directory) that a notebook must leave for its step to count as done.
 NOTEBOOK_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "01_explore_dataset": ("dataset_counts.csv",),
     "02_train": ("checkpoint.pt", "history.csv"),
-    "03_evaluate": ("predictions.npz", "metrics.json"),
+    "03_evaluate": ("predictions_test.npz", "predictions_val.npz", "metrics.json"),
     "04_report": ("tables",),
 }
 
@@ -326,6 +327,15 @@ def _step_complete(out_dir: Path, name: str, outputs: Sequence[str]) -> bool:
     return (out_dir / f"{name}.ipynb").is_file() and all((out_dir / o).exists() for o in outputs)
 
 
+class _QuietUnknownParameter:
+    """Drop papermill's "Passed unknown parameter" warning: config fields are validated by the runner
+    and read by ``config_from_namespace`` even when a notebook does not declare them."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return "Passed unknown parameter" not in record.getMessage()
+
+
 def _ensure_importable() -> None:
     """Make kernels import this very ``stfpm_lib`` (source checkouts without an install)."""
     root = str(Path(__file__).resolve().parents[1])
@@ -375,7 +385,14 @@ def _execute(nb_path: Path, out_dir: Path, params: dict, job: _Job) -> StepResul
 
 def _run_job(job: _Job) -> CategoryResult:
     """Worker: run a category's notebooks in order; stop at the first failure."""
+    import logging
+
     _ensure_importable()
+    papermill_log = logging.getLogger("papermill")
+    if not any(isinstance(f, _QuietUnknownParameter) for f in papermill_log.filters):
+        papermill_log.addFilter(_QuietUnknownParameter())
+    if job.log_output and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     if job.threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, str(job.threads))

@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .config import STFPMConfig
 
 __all__ = [
-    "CONFIG_FIELDS", "config_overrides", "config_from_namespace", "resolve_notebook_data_root",
-    "resolve_out_dir", "teacher_label", "counts_table",
+    "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
+    "config_from_namespace", "resolve_notebook_data_root", "resolve_category", "resolve_out_dir", "teacher_label",
+    "counts_table", "epoch_logger", "check_checkpoint_config", "evaluate_category", "run_category",
+    "CategoryEvaluation", "plot_dataset_examples",
 ]
+
+#: File names inside a category directory (``results/runs/<run>/<category>/``).
+PREDICTIONS_TEST = "predictions_test.npz"
+PREDICTIONS_VAL = "predictions_val.npz"
+METRICS_NAME = "metrics.json"
+#: Config fields that may differ between training and evaluation (they do not change results).
+RUNTIME_FIELDS = ("device", "num_workers", "eval_batch_size", "cache_memory_mb")
 
 #: STFPMConfig fields that a notebook parameter may set (everything but ``preset``).
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(STFPMConfig) if f.name != "preset")
@@ -53,6 +64,19 @@ def resolve_notebook_data_root(data_root: str | os.PathLike | None) -> Path:
     from .data.mvtec import resolve_data_root
 
     return resolve_data_root(data_root)
+
+
+def resolve_category(data_root: str | os.PathLike, category: str | None) -> str:
+    """``category``, checked to exist under ``data_root``; ``None`` -> the first category found."""
+    from .data.mvtec import DataError, index_category, list_categories
+
+    if category in (None, ""):
+        found = list_categories(data_root)
+        if not found:
+            raise DataError(f"data root {data_root} contains no category (no <category>/train/good)")
+        return found[0]
+    index_category(data_root, category)  # raises DataError listing the categories found
+    return str(category)
 
 
 def resolve_out_dir(out_dir: str | os.PathLike | None, category: str | None, base: str = "results/notebooks") -> Path:
@@ -100,3 +124,138 @@ def counts_table(data_root: str | os.PathLike, categories: list[str] | None = No
             rows.append({"category": category, "split": "test", "defect_type": defect_type,
                          "images": images, "masks": masks})
     return pd.DataFrame(rows, columns=["category", "split", "defect_type", "images", "masks"])
+
+
+def epoch_logger(category: str, epochs: int, *, every: int = 1, printer: Callable[[str], None] = print
+                 ) -> Callable[[Mapping[str, Any]], None]:
+    """A ``fit(log=...)`` callback printing one line per ``every`` epochs (and the last one).
+
+    Under the batch runner the lines stream into ``<category>/02_train.log``.
+    """
+    def log(row: Mapping[str, Any]) -> None:
+        epoch = int(row["epoch"])
+        if epoch % max(1, every) == 0 or epoch == epochs:
+            printer(f"[{category}] epoch {epoch}/{epochs}  train_loss {row['train_loss']:.5f}  "
+                    f"val_loss {row['val_loss']:.5f}  val_map {row['val_map']:.5g}  ({row['epoch_time_s']:.1f} s)")
+    return log
+
+
+def check_checkpoint_config(checkpoint_config: Mapping[str, Any], cfg: STFPMConfig, where: str = "checkpoint") -> None:
+    """Raise ``ValueError`` naming the fields where ``cfg`` differs from a checkpoint's config.
+
+    Runtime fields (:data:`RUNTIME_FIELDS`) are ignored.
+    """
+    have = STFPMConfig.from_dict(checkpoint_config).to_dict()
+    want = cfg.to_dict()
+    diff = [f"{k}: trained with {have[k]!r}, notebook has {want[k]!r}"
+            for k in want if k not in RUNTIME_FIELDS and have.get(k) != want[k]]
+    if diff:
+        raise ValueError(f"{where} was trained with another config ({'; '.join(diff)}); "
+                         "rerun 02_train with these parameters or evaluate with the training parameters")
+
+
+@dataclass
+class CategoryEvaluation:
+    """What :func:`evaluate_category` produced: the evaluation, the test predictions and the files."""
+
+    evaluation: Any  # stfpm_lib.evaluate.Evaluation
+    predictions: Any  # stfpm_lib.inference.Predictions (test split)
+    metrics_path: Path
+    predictions_path: Path
+    val_predictions_path: Path
+    eval_time_s: float
+    train_time_s: float
+
+
+def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike | None = None,
+                      category: str | None = None, *, cfg: STFPMConfig | None = None,
+                      original_resolution: bool = False) -> CategoryEvaluation:
+    """Predict test and validation images with ``out_dir/checkpoint.pt``, evaluate, write ``metrics.json``.
+
+    Files written in ``out_dir``: ``predictions_test.npz`` (the cached anomaly maps, (N, S, S)
+    float16), ``predictions_val.npz`` (held-out normals, for the validation-threshold F1) and
+    ``metrics.json`` (metrics, config, teacher weights with sha256, dataset root and file counts,
+    package versions, ``wall_time_s`` = training + evaluation seconds; ``extra`` has both parts).
+    ``cfg`` (optional) must match the checkpoint's config (runtime fields aside).
+    """
+    from .evaluate import evaluate_predictions, write_metrics_json
+    from .inference import load_predictions, predict
+    from .io import sha256_file
+    from .train import CHECKPOINT_NAME, load_checkpoint
+
+    out = Path(out_dir)
+    ckpt = out / CHECKPOINT_NAME
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no trained model at {ckpt}: run 02_train.ipynb for this category first")
+    start = time.perf_counter()
+    _, ckpt_cfg, meta = load_checkpoint(ckpt, expect=cfg)
+    if cfg is not None:
+        check_checkpoint_config(meta["config"], cfg, where=str(ckpt))
+    test_path = predict(ckpt, data_root, category, out / PREDICTIONS_TEST, split="test")
+    val_path = predict(ckpt, data_root, category, out / PREDICTIONS_VAL, split="val")
+    evaluation = evaluate_predictions(test_path, val_predictions=val_path, original_resolution=original_resolution)
+    predictions = load_predictions(test_path)
+    eval_time = time.perf_counter() - start
+    train_time = float(meta.get("train_time_s", 0.0))
+    metrics_path = write_metrics_json(
+        out / METRICS_NAME, metrics=evaluation.metrics, config=predictions.config,
+        teacher_weights=predictions.teacher_weights, dataset=predictions.dataset,
+        wall_time_s=train_time + eval_time,
+        extra={
+            "train_time_s": train_time, "eval_time_s": eval_time, "best_epoch": int(meta["epoch"]),
+            "epochs_trained": int(meta.get("epochs_trained", ckpt_cfg.epochs)),
+            "selection": meta.get("selection"), "selection_value": meta.get("selection_value"),
+            "checkpoint": str(ckpt), "predictions": str(test_path), "predictions_sha256": sha256_file(test_path),
+            "val_predictions": str(val_path),
+        },
+    )
+    return CategoryEvaluation(evaluation, predictions, Path(metrics_path), Path(test_path), Path(val_path),
+                              eval_time, train_time)
+
+
+def run_category(cfg: STFPMConfig, data_root: str | os.PathLike, category: str, out_dir: str | os.PathLike, *,
+                 log: Callable[[Mapping[str, Any]], None] | None = None) -> CategoryEvaluation:
+    """Train (``stfpm_lib.train.fit``, resumable) then :func:`evaluate_category`: the whole per-category job."""
+    from .train import fit
+
+    fit(cfg, data_root, category, out_dir, progress=False, log=log)
+    return evaluate_category(out_dir, data_root, category, cfg=cfg)
+
+
+def plot_dataset_examples(data_root: str | os.PathLike, category: str, cfg: STFPMConfig | None = None, *,
+                          per_type: int = 2, title_suffix: str | None = None):
+    """A grid of example images: one row per split/defect type, ``per_type`` columns, GT mask contours in red.
+
+    Images are shown as the network sees them (``cfg.image_size``/crop, default 256).
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from .data import index_category, load_mask
+    from .data.transforms import image_size_of, read_image_uint8
+
+    cfg = cfg or STFPMConfig()
+    index = index_category(data_root, category)
+    groups: dict[str, list] = {"train/good": [(p, None) for p in index.train[:per_type]]}
+    for sample in index.test:
+        rows = groups.setdefault(f"test/{sample.defect_type}", [])
+        if len(rows) < per_type:
+            rows.append((sample.image_path, sample.mask_path))
+    fig = Figure(figsize=(2.2 * per_type, 2.2 * len(groups)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(groups), per_type, squeeze=False))
+    for r, (name, items) in enumerate(groups.items()):
+        for c in range(per_type):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if c >= len(items):
+                continue
+            image_path, mask_path = items[c]
+            ax.imshow(read_image_uint8(image_path, cfg))
+            if mask_path is not None:
+                mask = load_mask(mask_path, image_size_of(image_path), cfg, image_path).numpy()
+                if mask.any():
+                    ax.contour(mask.astype(float), levels=[0.5], colors="red", linewidths=1.0)
+            ax.set_title(f"{name}\n{Path(image_path).name}", fontsize=7)
+    title = f"{category}: examples (red: ground-truth defect)"
+    fig.suptitle(f"{title}\n{title_suffix}" if title_suffix else title, fontsize=9)
+    return fig
