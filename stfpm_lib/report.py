@@ -7,6 +7,7 @@ A run directory holds one ``<category>/metrics.json`` per category (see
 * ``results``: image AUROC, pixel AUROC, AU-PRO (MVTec, FPR ≤ 0.3), the official code's
   rescaled PRO, image/pixel F1 and training time per category, with means over all
   categories, textures and objects;
+* ``f1``: image/pixel F1 at the best threshold and at the validation-normal threshold;
 * ``compare_<metric>``: this run side by side with every published source that reports
   ``<metric>`` (MVTec categories only), with the difference ours − published.
 
@@ -35,7 +36,7 @@ from .io import atomic_write_text
 from .published import load_published, source_labels
 
 __all__ = [
-    "ReportError", "MAIN_METRICS", "METRIC_LABELS", "category_group", "collect_run", "results_table",
+    "ReportError", "MAIN_METRICS", "METRIC_LABELS", "category_group", "collect_run", "results_table", "f1_table",
     "comparison_table", "write_tables", "format_markdown", "format_latex", "main",
 ]
 
@@ -50,6 +51,11 @@ METRIC_LABELS = {
     "image_f1": "Image F1 (best)",
     "pixel_f1": "Pixel F1 (best)",
     "train_time_s": "Train time (s)",
+    "wall_time_s": "Wall time (s)",
+    "image_f1_val": "Image F1 (val threshold)",
+    "pixel_f1_val": "Pixel F1 (val threshold)",
+    "au_pro_orig_res": "AU-PRO (original resolution)",
+    "pixel_auroc_orig_res": "Pixel AUROC (original resolution)",
 }
 _COMPARABLE = ("image_auroc", "pixel_auroc", "official_pro", "image_f1")
 _MEAN_ROWS = ("mean", "mean (textures)", "mean (objects)")
@@ -167,21 +173,46 @@ def _fmt(value: float, decimals: int, signed: bool = False) -> str:
     return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
 
 
-def results_table(df: pd.DataFrame, run_name: str = "run") -> _Table:
-    """Per-category metrics and training time with means over all categories, textures and objects."""
-    columns = list(MAIN_METRICS) + ["train_time_s"]
-    body = df[["category", "group"] + columns]
+def _metric_table(df: pd.DataFrame, name: str, title: str, columns: Sequence[str], notes: list[str]) -> _Table:
+    """Per-category values of ``columns`` plus the mean rows; times with 1 decimal, metrics with 4."""
+    body = df[["category", "group", *columns]]
     data = pd.concat([body, _means(body, columns)], ignore_index=True)
-    title = f"STFPM results, run {run_name}"
-    notes = ["AU-PRO is the MVTec definition (exact curve, FPR <= 0.3, normalised by 0.3). "
-             "PRO (official code) is the min-max-rescaled variant of gdwang08/STFPM; the two are not comparable."]
+    if (df["group"] == "other").any():
+        notes = notes + [f"'mean' is over all {len(df)} categories of the run, including non-MVTec ones."]
     if _is_random(df):
         title += f": {_random_label()}"
         data.insert(0, "warning", _random_label())
-    headers = ["Category", "Group"] + [METRIC_LABELS[c] for c in columns]
-    cells = [[str(r["category"]), str(r["group"])] + [_fmt(r[c], 4) for c in MAIN_METRICS] + [_fmt(r["train_time_s"], 1)]
+    headers = ["Category", "Group"] + [METRIC_LABELS.get(c, c) for c in columns]
+    cells = [[str(r["category"]), str(r["group"])] + [_fmt(r[c], 1 if c.endswith("_time_s") else 4) for c in columns]
              for _, r in data.iterrows()]
-    return _Table("results", title, data, headers, cells, ["l", "l"] + ["r"] * len(columns), len(body), notes)
+    return _Table(name, title, data, headers, cells, ["l", "l"] + ["r"] * len(columns), len(body), notes)
+
+
+def _present(df: pd.DataFrame, column: str) -> bool:
+    return column in df.columns and bool(pd.to_numeric(df[column], errors="coerce").notna().any())
+
+
+def results_table(df: pd.DataFrame, run_name: str = "run") -> _Table:
+    """Per-category metrics and training time with means over all categories, textures and objects.
+
+    Columns: :data:`MAIN_METRICS`, the original-resolution AU-PRO and pixel AUROC when the run
+    computed them, and ``train_time_s``.
+    """
+    columns = list(MAIN_METRICS) + [c for c in ("au_pro_orig_res", "pixel_auroc_orig_res") if _present(df, c)]
+    notes = ["AU-PRO is the MVTec definition (exact curve, FPR <= 0.3, normalised by 0.3) at the map resolution. "
+             "PRO (official code) is the min-max-rescaled variant of gdwang08/STFPM; the two are not comparable. "
+             "F1 at the best threshold (an oracle choice on the test set)."]
+    return _metric_table(df, "results", f"STFPM results, run {run_name}", columns + ["train_time_s"], notes)
+
+
+def f1_table(df: pd.DataFrame, run_name: str = "run") -> _Table | None:
+    """F1 at the best (test-oracle) threshold and at the threshold from normal validation images (``None`` if absent)."""
+    columns = [c for c in ("image_f1", "image_f1_val", "pixel_f1", "pixel_f1_val") if _present(df, c)]
+    if not any(c.endswith("_val") for c in columns):
+        return None
+    notes = ["best: threshold maximising F1 on the test set (optimistic). val: threshold = maximum score of the "
+             "held-out normal validation images (no test data used); anomalous iff score > threshold."]
+    return _metric_table(df, "f1", f"F1 scores, run {run_name}", columns, notes)
 
 
 def _published_over(wide: pd.Series, categories: Sequence[str], stated: float | None) -> float:
@@ -318,6 +349,9 @@ def write_tables(run_dir: str | Path, out_dir: str | Path | None = None) -> list
     out = Path(out_dir) if out_dir is not None else run_dir / "tables"
     run_name = run_dir.resolve().name
     tables = [results_table(df, run_name)]
+    f1 = f1_table(df, run_name)
+    if f1 is not None:
+        tables.append(f1)
     for metric in _COMPARABLE:
         table = comparison_table(df, metric, run_name)
         if table is not None:

@@ -15,8 +15,8 @@ from stfpm_lib.data.mvtec import MVTEC_CATEGORIES
 from stfpm_lib.evaluate import write_metrics_json
 from stfpm_lib.published import load_published
 from stfpm_lib.report import (
-    ReportError, category_group, collect_run, comparison_table, format_latex, format_markdown, main, results_table,
-    write_tables,
+    ReportError, category_group, collect_run, comparison_table, f1_table, format_latex, format_markdown, main,
+    results_table, write_tables,
 )
 
 IMAGENET = {"source": "imagenet", "name": "ResNet18_Weights.IMAGENET1K_V1", "path": None, "sha256": "ab" * 32}
@@ -32,9 +32,10 @@ VALUES = {
 NAMES = ("image_auroc", "pixel_auroc", "au_pro", "official_pro", "image_f1", "pixel_f1")
 
 
-def _write(run: Path, category: str, values, teacher=IMAGENET, epochs: int = 3) -> Path:
+def _write(run: Path, category: str, values, teacher=IMAGENET, epochs: int = 3, **more) -> Path:
     metrics = dict(zip(NAMES, values[:6]))
     metrics["n_images"] = 10
+    metrics.update(more)
     return write_metrics_json(
         run / category / "metrics.json", metrics=metrics,
         config={"preset": "official", "backbone": "resnet18", "epochs": epochs},
@@ -79,6 +80,25 @@ def test_results_table_means_by_hand(run_dir):
     assert data.loc["mean (objects)", "official_pro"] == pytest.approx(0.96)  # bottle only; widget is "other"
     assert t.n_body == 4 and len(t.cells) == 7
     assert "warning" not in t.data.columns and RANDOM_TEACHER_LABEL not in t.title
+    assert "including non-MVTec ones" in " ".join(t.notes)  # widget is in the overall mean
+    assert "au_pro_orig_res" not in t.data.columns
+    assert f1_table(collect_run(run_dir)) is None  # no validation-threshold F1 in these files
+
+
+def test_f1_and_original_resolution_columns(tmp_path):
+    run = tmp_path / "r"
+    _write(run, "carpet", VALUES["carpet"], image_f1_val=0.5, pixel_f1_val=0.25, au_pro_orig_res=0.7)
+    _write(run, "bottle", VALUES["bottle"], image_f1_val=0.9, pixel_f1_val=0.45, au_pro_orig_res=0.8)
+    df = collect_run(run)
+    f1 = f1_table(df, "r").data.set_index("category")
+    assert list(f1.columns) == ["group", "image_f1", "image_f1_val", "pixel_f1", "pixel_f1_val"]
+    assert f1.loc["mean", "image_f1_val"] == pytest.approx(0.7)
+    assert f1.loc["mean", "pixel_f1"] == pytest.approx(0.65)
+    assert f1.loc["mean (objects)", "pixel_f1_val"] == pytest.approx(0.45)
+    res = results_table(df, "r")
+    assert "AU-PRO (original resolution)" in res.headers and "pixel_auroc_orig_res" not in res.data.columns
+    assert res.data.set_index("category").loc["mean", "au_pro_orig_res"] == pytest.approx(0.75)
+    assert "f1.md" in {p.name for p in write_tables(run)}
 
 
 def test_missing_metric_makes_the_mean_missing(tmp_path):
