@@ -42,13 +42,12 @@ def _package_demo_dir() -> Path:
 
 
 def demo_root() -> Path:
-    """Root of the embedded demo dataset (MVTec AD layout, categories :data:`DEMO_CATEGORIES`)."""
-    try:
-        from importlib.resources import files
+    """Root of the embedded demo dataset (MVTec AD layout, categories :data:`DEMO_CATEGORIES`).
 
-        root = Path(str(files("stfpm_lib") / "demo_data" / DEMO_NAME))
-    except (ModuleNotFoundError, TypeError):  # pragma: no cover - unusual installs
-        root = _package_demo_dir()
+    It is package data beside this module (``stfpm_lib/demo_data/piped``), found from this
+    file's location (works for a source checkout and for regular/editable installs).
+    """
+    root = _package_demo_dir()
     if not (root / DEMO_CATEGORIES[0] / "train" / "good").is_dir():
         raise DataError(f"the embedded demo dataset is missing at {root}: reinstall the package, or rebuild it "
                         f"with `python -m stfpm_lib.data build-demo` (needs PIPED, see stfpm_lib/demo_data/README)")
