@@ -7,7 +7,8 @@ package). Normal images are random crops; defective images add one of
 * ``blob``: a darkened or brightened ellipse;
 * ``patch``: a square cut from another place of a rotated copy of the texture and pasted.
 
-The mask is exactly the set of changed pixels (255 = defect, as in MVTec AD).
+The mask is the defect's region and exactly the set of changed pixels (255 = defect, as in
+MVTec AD). Same arguments and seed → byte-identical files (for a given Pillow/zlib).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["TEXTURES", "DEFECT_TYPES", "make_synthetic_category", "load_texture"]
+__all__ = ["TEXTURES", "DEFECT_TYPES", "make_synthetic_category", "load_texture", "add_defect"]
 
 TEXTURES = ("brick", "grass", "gravel")
 DEFECT_TYPES = ("scratch", "blob", "patch")
@@ -81,8 +82,15 @@ def _square(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return mask
 
 
-def _apply(kind: str, image: np.ndarray, texture: np.ndarray,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def add_defect(kind: str, image: np.ndarray, texture: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Add one defect of type ``kind`` to a uint8 (H, W) ``image``; return (defective image, mask).
+
+    The mask (bool (H, W)) is the defect's region, and it is *exactly* the set of pixels
+    that differ from ``image``: a region pixel that the defect would leave unchanged (e.g.
+    darkening a 0) is set to ``255 - value`` instead, which always differs.
+    ``texture`` is the donor for ``patch``. Deterministic given ``rng``'s state.
+    """
     region: dict[str, Callable] = {"scratch": _scratch, "blob": _blob, "patch": _square}
     if kind not in region:
         raise ValueError(f"defect type {kind!r} is not one of {list(DEFECT_TYPES)}")
@@ -94,9 +102,9 @@ def _apply(kind: str, image: np.ndarray, texture: np.ndarray,
     else:
         dark = rng.random() < 0.5
         out[mask] = out[mask] // 3 if dark else 255 - (255 - out[mask]) // 3
-    out = out.astype(np.uint8)
-    changed = mask & (out != image)
-    return out, changed
+    same = mask & (out == image)
+    out[same] = 255 - out[same]
+    return out.astype(np.uint8), mask
 
 
 def make_synthetic_category(
@@ -122,6 +130,16 @@ def make_synthetic_category(
         seed: the images depend on nothing else.
     """
     texture = texture or (category if category in TEXTURES else "brick")
+    unknown = [k for k in defect_types if k not in DEFECT_TYPES]
+    if unknown:
+        raise ValueError(f"defect_types {unknown} not in {list(DEFECT_TYPES)}")
+    if len(set(defect_types)) != len(tuple(defect_types)):
+        raise ValueError(f"defect_types {list(defect_types)} has repeats")
+    for name, value in (("n_train", n_train), ("n_test_good", n_test_good), ("n_per_defect", n_per_defect)):
+        if int(value) < (1 if name == "n_train" else 0):
+            raise ValueError(f"{name}={value} must be >= {1 if name == 'n_train' else 0}")
+    if not 16 <= int(size) <= 256:
+        raise ValueError(f"size={size} must be in [16, 256] (the textures are 512x512)")
     source = load_texture(texture)
     rng = np.random.default_rng(seed)
     folder = Path(root) / category
@@ -136,7 +154,7 @@ def make_synthetic_category(
         save(_crop(source, size, rng), folder / "test" / "good" / f"{i:03d}.png")
     for kind in defect_types:
         for i in range(n_per_defect):
-            image, mask = _apply(kind, _crop(source, size, rng), source, rng)
+            image, mask = add_defect(kind, _crop(source, size, rng), source, rng)
             save(image, folder / "test" / kind / f"{i:03d}.png")
             save(mask.astype(np.uint8) * 255, folder / "ground_truth" / kind / f"{i:03d}_mask.png")
     return folder
