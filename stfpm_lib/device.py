@@ -14,6 +14,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .config import ConfigError
+
 __all__ = [
     "resolve_device", "seed_everything", "rng_state", "set_rng_state", "autocast", "amp_dtype",
     "prepare_model", "prepare_input", "deterministic",
@@ -21,13 +23,13 @@ __all__ = [
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/``None``: CUDA when available, else CPU; ``cuda`` without CUDA raises."""
+    """``auto``/``None``: CUDA when available, else CPU; ``cuda`` without CUDA raises ``ConfigError``."""
     if isinstance(device, torch.device):
         return device
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} was requested but CUDA is not available")
+        raise ConfigError(f"device={device!r} was requested but CUDA is not available")
     return torch.device(device)
 
 
@@ -67,13 +69,13 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if precision == "fp16":
         if device.type != "cuda":
-            raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
+            raise ConfigError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
         return torch.float16
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return None
-    raise ValueError(f"precision={precision!r} is not one of ['fp32', 'bf16', 'fp16', 'auto']")
+    raise ConfigError(f"precision={precision!r} is not one of ['fp32', 'bf16', 'fp16', 'auto']")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,205 @@
+"""Command line: ``stfpm train | predict | evaluate`` (also ``python -m stfpm_lib.cli``).
+
+Examples::
+
+    stfpm train --data-root $MVTEC_ROOT --category bottle --out runs/bottle --preset official \\
+        --set epochs=200 --set layers=layer1,layer2,layer3
+    stfpm predict --checkpoint runs/bottle/checkpoint.pt
+    stfpm evaluate --predictions runs/bottle/predictions_test.npz
+
+Bad input (unknown preset or key, missing data, unusable weights or checkpoint) prints one
+message on stderr and exits with status 2, without a traceback; a run that fails leaves no
+``checkpoint.pt`` behind (it is written only when training has finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser", "parse_set"]
+
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``["epochs=2", "layers=layer1,layer2", "crop_size=null"]`` -> typed overrides.
+
+    Values are read as JSON when they parse (numbers, ``true``/``false``, ``null``, lists),
+    else kept as strings; ``True``/``False``/``None`` are accepted too.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise _UsageError(f"--set expects key=value, got {item!r}")
+        raw = raw.strip()
+        special = {"true": True, "false": False, "none": None, "null": None}
+        if raw.lower() in special:
+            value: Any = special[raw.lower()]
+        else:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        out[key] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stfpm", description="STFPM: train, predict and evaluate (MVTec AD layout).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train a student for one category; writes OUT/checkpoint.pt")
+    tr.add_argument("--data-root", default=None, help="MVTec-layout root (default: $MVTEC_ROOT)")
+    tr.add_argument("--category", required=True)
+    tr.add_argument("--out", required=True, help="output directory of the run")
+    tr.add_argument("--preset", default=None, help="official (default), anomalib, hcw or xia")
+    tr.add_argument("--config", default=None, help="a .json/.yaml config file (instead of --preset)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    tr.add_argument("--no-resume", action="store_true", help="start afresh even if OUT has a run")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--predict", action="store_true", help="also write predictions_test.npz afterwards")
+
+    pr = sub.add_parser("predict", help="anomaly maps and scores of a split, saved to one .npz")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--data-root", default=None, help="default: the one recorded in the checkpoint")
+    pr.add_argument("--category", default=None, help="default: the one recorded in the checkpoint")
+    pr.add_argument("--out", default=None, help="default: predictions_<split>.npz next to the checkpoint")
+    pr.add_argument("--split", default="test", choices=["test", "val", "train"])
+    pr.add_argument("--device", default=None, help="auto, cpu or cuda (default: the checkpoint's)")
+    pr.add_argument("--batch-size", type=int, default=None)
+    pr.add_argument("--no-progress", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="metrics of a predictions file")
+    ev.add_argument("--predictions", required=True)
+    ev.add_argument("--val-predictions", default=None,
+                    help="normal validation predictions for the *_val F1 thresholds "
+                         "(default: predictions_val.npz beside --predictions, if present)")
+    ev.add_argument("--mask-rule", default=None, choices=["gt0", "nearest", "eq1"],
+                    help="re-binarise the masks (default: the run's rule, stored in the file)")
+    ev.add_argument("--no-official-pro", action="store_true", help="skip the (slow) official-code PRO")
+    ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace):
+    """``--config FILE`` or ``--preset NAME`` (default ``official``), then the ``--set`` overrides."""
+    from .config import STFPMConfig
+
+    if args.config and args.preset:
+        raise _UsageError("give either --config or --preset, not both (a config file names its preset)")
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise _UsageError(f"config file not found: {path}")
+        cfg = STFPMConfig.from_file(path)
+    else:
+        cfg = STFPMConfig.from_preset(args.preset or "official")
+    overrides = parse_set(args.set)
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import fit
+
+    cfg = _config_from_args(args)
+    result = fit(cfg, args.data_root, args.category, args.out, resume=not args.no_resume,
+                 progress=not args.no_progress)
+    h = result.history
+    print(f"checkpoint: {result.checkpoint_path}")
+    print(f"epochs: {len(h)}  kept epoch: {result.best_epoch} (selection={cfg.selection})  "
+          f"train time: {result.train_time_s:.1f} s  teacher: {result.teacher_weights.get('name')}")
+    if args.predict:
+        from .inference import predict
+
+        print(f"predictions: {predict(result.checkpoint_path, args.data_root, args.category, progress=not args.no_progress)}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import predict
+
+    path = predict(args.checkpoint, args.data_root, args.category, args.out, split=args.split, device=args.device,
+                   batch_size=args.batch_size, progress=not args.no_progress)
+    print(f"predictions: {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .inference import load_predictions
+
+    pred = load_predictions(args.predictions)
+    masks = pred.masks(args.mask_rule)
+    maps = pred.maps.astype("float32")
+    val_path = Path(args.val_predictions) if args.val_predictions else Path(args.predictions).with_name(
+        "predictions_val.npz")
+    val_maps = None
+    if args.val_predictions or (val_path.is_file() and val_path.resolve() != Path(args.predictions).resolve()):
+        val_maps = load_predictions(val_path).maps.astype("float32")
+    try:
+        from .metrics import compute_all
+    except ImportError:  # metrics package absent: the two AUROCs only
+        from sklearn.metrics import roc_auc_score
+
+        metrics = {"image_auroc": float(roc_auc_score(pred.labels, pred.scores)),
+                   "pixel_auroc": float(roc_auc_score(masks.reshape(-1), maps.reshape(-1)))}
+        print("note: stfpm_lib.metrics is not available; only AUROCs computed (sklearn)", file=sys.stderr)
+    else:
+        metrics = compute_all(maps, masks, labels=pred.labels, defect_types=list(pred.defect_types),
+                              val_maps=val_maps, official=not args.no_official_pro)
+    print(f"{pred.category} ({pred.split}, {len(pred)} images, teacher {pred.teacher_weights.get('name')})")
+    width = max(len(k) for k in metrics)
+    for key, value in metrics.items():
+        print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if args.json:
+        from .io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"predictions": str(args.predictions), "metrics": metrics},
+                                                indent=2, default=float) + "\n")
+    return 0
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .config import ConfigError
+    from .data import DataError
+    from .inference import PredictionsError
+    from .train import CheckpointError, TrainError
+    from .weights import WeightsError
+
+    errors: list[type[BaseException]] = [_UsageError, ConfigError, DataError, WeightsError, CheckpointError,
+                                         TrainError, PredictionsError, FileNotFoundError, NotImplementedError]
+    try:
+        from .metrics import UndefinedMetricError
+
+        errors.append(UndefinedMetricError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stfpm`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits with 2 on bad usage
+    commands = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate}
+    try:
+        return commands[args.command](args)
+    except _user_errors() as exc:
+        print(f"stfpm {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"stfpm {args.command}: interrupted (a training run resumes from last.pt)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""Inference: anomaly maps and scores of one category, saved to a self-describing ``.npz``.
+
+``predict`` runs a trained checkpoint over a split and writes (atomically) one file with
+everything the metrics and figures need, so they can be recomputed without the networks:
+
+=================  ==========================  =============================================
+key                dtype / shape               meaning
+=================  ==========================  =============================================
+maps               float16 (N, S, S)           anomaly maps at the network input size S
+scores             float32 (N,)                max of each float32 map (before the cast)
+labels             int8 (N,)                   1 anomalous, 0 normal
+defect_types       str (N,)                    ``good`` for normal images
+image_paths        str (N,)                    absolute paths
+mask_paths         str (N,)                    ``""`` when the image has no mask
+image_sizes        int32 (N, 2)                original (width, height)
+masks_packed       uint8 (N, ceil(S²/8))       masks at S² by the config's mask rule (np.packbits)
+config             JSON str                    the run's :class:`STFPMConfig` as a dict
+teacher_weights    JSON str                    source, name, path, sha256, seed, state_sha256
+dataset            JSON str                    root, category, counts, split images
+meta               JSON str                    split, checkpoint path and sha256, timings, environment
+=================  ==========================  =============================================
+
+Order: the dataset's order (test: ``good`` first, then defects by path, as the official code).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .anomaly_map import anomaly_map, image_scores
+from .config import STFPMConfig
+from .device import autocast, prepare_input, resolve_device
+from .io import atomic_path, sha256_file
+
+__all__ = ["predict", "Predictions", "load_predictions", "PredictionsError", "SPLITS"]
+
+SPLITS = ("test", "val", "train")
+_FORMAT = "stfpm-predictions"
+_VERSION = 1
+_ARRAYS = ("maps", "scores", "labels", "defect_types", "image_paths", "mask_paths", "image_sizes", "masks_packed")
+_JSON = ("config", "teacher_weights", "dataset", "meta")
+
+
+class PredictionsError(ValueError):
+    """A predictions file that is missing, unreadable or incomplete."""
+
+
+@dataclass
+class Predictions:
+    """Contents of a ``predictions_<split>.npz`` file (see the module docstring)."""
+
+    maps: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    defect_types: np.ndarray
+    image_paths: np.ndarray
+    mask_paths: np.ndarray
+    config: dict[str, Any]
+    teacher_weights: dict[str, Any]
+    dataset: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    image_sizes: np.ndarray | None = None
+    masks_packed: np.ndarray | None = field(default=None, repr=False)
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return int(self.maps.shape[0])
+
+    @property
+    def cfg(self) -> STFPMConfig:
+        """The run's configuration."""
+        return STFPMConfig.from_dict(self.config)
+
+    @property
+    def split(self) -> str:
+        return str(self.meta.get("split", ""))
+
+    @property
+    def category(self) -> str:
+        return str(self.dataset.get("category", ""))
+
+    def masks(self, mask_rule: str | None = None) -> np.ndarray:
+        """Ground truth, bool (N, S, S) at the map resolution.
+
+        ``mask_rule=None`` (or the run's rule): the masks stored at prediction time. Another
+        rule (``gt0``, ``nearest``, ``eq1``) reloads the mask files via
+        :func:`stfpm_lib.data.load_mask` (they must still exist).
+        """
+        cfg = self.cfg
+        n, side = len(self), int(self.maps.shape[-1])
+        if (mask_rule is None or mask_rule == cfg.mask_rule) and self.masks_packed is not None:
+            bits = np.unpackbits(self.masks_packed, axis=1, count=side * int(self.maps.shape[-2]))
+            return bits.reshape(n, int(self.maps.shape[-2]), side).astype(bool)
+        from .data import image_size_of, load_mask
+
+        cfg = cfg.replace(mask_rule=mask_rule or cfg.mask_rule)
+        out = np.zeros(self.maps.shape, dtype=bool)
+        for i, (image_path, mask_path) in enumerate(zip(self.image_paths, self.mask_paths)):
+            if mask_path:
+                size = tuple(self.image_sizes[i]) if self.image_sizes is not None else image_size_of(image_path)
+                out[i] = load_mask(mask_path, size, cfg, image_path).numpy()
+        return out
+
+    def to_frame(self):
+        """Per-image table: image_path, defect_type, label, score."""
+        import pandas as pd
+
+        return pd.DataFrame({"image_path": self.image_paths, "defect_type": self.defect_types,
+                             "label": self.labels.astype(int), "score": self.scores})
+
+
+def default_predictions_path(checkpoint_path, split: str = "test") -> Path:
+    """``<checkpoint dir>/predictions_<split>.npz``."""
+    return Path(checkpoint_path).parent / f"predictions_{split}.npz"
+
+
+def predict(checkpoint_path, data_root=None, category: str | None = None, out_path=None, *, split: str = "test",
+            device: str | None = None, batch_size: int | None = None, progress: bool = False) -> Path:
+    """Run the checkpoint over ``split`` of ``category`` and write the ``.npz``; return its path.
+
+    Args:
+        checkpoint_path: a finished ``checkpoint.pt`` from :func:`stfpm_lib.train.fit`.
+        data_root, category: default to those recorded in the checkpoint.
+        out_path: default ``predictions_<split>.npz`` next to the checkpoint.
+        split: ``test`` (all test images), ``val`` (held-out normals) or ``train``.
+        device: default the checkpoint config's device (``auto``: CUDA when present).
+        batch_size: default ``cfg.eval_batch_size``.
+    """
+    from .data import ImageDataset, Sample, image_size_of, index_category, split_train_val
+    from .provenance import environment_info
+    from .train import load_checkpoint
+
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
+    checkpoint_path = Path(checkpoint_path)
+    model, cfg, meta = load_checkpoint(checkpoint_path, device="cpu")
+    root = data_root if data_root not in (None, "") else meta["dataset"]["root"]
+    category = category or meta["dataset"]["category"]
+    index = index_category(root, category)
+    if split == "test":
+        samples = list(index.test)
+    else:
+        train_paths, val_paths = split_train_val(index.train, cfg)
+        samples = [Sample(p, 0, "good", None) for p in (val_paths if split == "val" else train_paths)]
+    if not samples:
+        raise PredictionsError(f"split {split!r} of {index.root / category} has no images")
+    image_sizes = np.array([image_size_of(s.image_path) for s in samples], dtype=np.int32).reshape(-1, 2)
+
+    dev = resolve_device(device or cfg.device)
+    model = model.to(dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ds = ImageDataset(samples, cfg, cache=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size or cfg.eval_batch_size, shuffle=False,
+                                         num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
+    side = cfg.input_size
+    maps = np.zeros((len(samples), side, side), dtype=np.float16)
+    scores = np.zeros(len(samples), dtype=np.float32)
+    masks = np.zeros((len(samples), side, side), dtype=bool)
+    from tqdm.auto import tqdm
+
+    t_net, i = 0.0, 0
+    t_all = time.perf_counter()
+    with torch.inference_mode():
+        for batch in tqdm(loader, disable=not progress, desc=f"{category} {split}", leave=False):
+            t0 = time.perf_counter()
+            x = prepare_input(batch["image"], dev, cfg.channels_last)
+            with autocast(cfg.precision, dev):
+                t_feats, s_feats = model(x)
+            amap = anomaly_map(t_feats, s_feats, cfg, side)
+            score = image_scores(amap)
+            amap, score = amap.cpu(), score.cpu()
+            t_net += time.perf_counter() - t0
+            b = amap.shape[0]
+            maps[i:i + b] = amap.numpy().astype(np.float16)
+            scores[i:i + b] = score.numpy()
+            masks[i:i + b] = batch["mask"].numpy()
+            i += b
+    t_all = time.perf_counter() - t_all
+
+    info = {
+        "format": _FORMAT, "version": _VERSION, "split": split, "checkpoint": str(checkpoint_path.resolve()),
+        "checkpoint_sha256": sha256_file(checkpoint_path), "checkpoint_epoch": meta["epoch"],
+        "mask_rule": cfg.mask_rule, "device": str(dev), "batch_size": batch_size or cfg.eval_batch_size,
+        "timing": {"n_images": len(samples), "network_and_map_s": t_net, "total_s": t_all,
+                   "images_per_s": len(samples) / t_net if t_net > 0 else None},
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment_info(),
+    }
+    dataset = dict(meta["dataset"])
+    dataset["root"], dataset["category"] = str(index.root), category
+    arrays = {
+        "maps": maps, "scores": scores,
+        "labels": np.array([s.label for s in samples], dtype=np.int8),
+        "defect_types": np.array([s.defect_type for s in samples], dtype=str),
+        "image_paths": np.array([str(Path(s.image_path).resolve()) for s in samples], dtype=str),
+        "mask_paths": np.array(["" if s.mask_path is None else str(Path(s.mask_path).resolve()) for s in samples],
+                               dtype=str),
+        "image_sizes": image_sizes,
+        "masks_packed": np.packbits(masks.reshape(len(samples), -1), axis=1),
+        "config": np.array(json.dumps(cfg.to_dict())),
+        "teacher_weights": np.array(json.dumps(meta["teacher_weights"])),
+        "dataset": np.array(json.dumps(dataset)),
+        "meta": np.array(json.dumps(info, default=str)),
+    }
+    out_path = Path(out_path) if out_path is not None else default_predictions_path(checkpoint_path, split)
+    if out_path.suffix != ".npz":
+        raise ValueError(f"out_path must end in .npz, got {out_path}")
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    return out_path
+
+
+def load_predictions(path) -> Predictions:
+    """Read a file written by :func:`predict` (no pickles)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionsError(f"predictions file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in _ARRAYS + _JSON if k not in data.files]
+            if missing:
+                raise PredictionsError(f"{path} is not an STFPM predictions file (missing {missing})")
+            arrays = {k: data[k] for k in _ARRAYS}
+            texts = {k: json.loads(str(data[k])) for k in _JSON}
+    except PredictionsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt zip, bad JSON, ...
+        raise PredictionsError(f"cannot read predictions file {path}: {type(exc).__name__}: {exc}") from exc
+    if texts["meta"].get("format") != _FORMAT:
+        raise PredictionsError(f"{path} is not an STFPM predictions file (format {texts['meta'].get('format')!r})")
+    return Predictions(**arrays, **texts, path=path)

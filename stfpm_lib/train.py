@@ -1,0 +1,388 @@
+"""Training (``fit``) with model selection, resumable checkpoints, and ``load_checkpoint``.
+
+Recipe (official defaults from the config): SGD(lr, momentum, weight_decay) on the student
+only, ``epochs`` passes over the 80% training split (shuffled by a ``torch.Generator``
+seeded with ``cfg.seed``, last batch kept), student in train mode (BN batch statistics),
+teacher in eval mode without autograd. After every epoch both validation criteria are
+computed on the held-out normal images and recorded:
+
+* ``val_map``: mean anomaly map over the validation images (the official selection
+  criterion). With ``map_upsample="official"`` this is the mean of the fused map at a
+  quarter of the input size (64×64 at 256, exactly the official quantity, before the final
+  resize); with ``direct`` it is the mean of the full-size map (smoothing included).
+* ``val_loss``: mean per-image loss (``½`` and layer reduction as configured; per image, so
+  it does not depend on ``loss_reduction`` or the batch size).
+
+``cfg.selection`` keeps the epoch with the lowest ``val_map`` or ``val_loss`` (strictly
+lower wins, so ties keep the earlier epoch), or the ``last`` one.
+
+Files in ``out_dir``:
+
+* ``last.pt``: written atomically after every epoch: student, optimiser, RNG states
+  (Python, NumPy, torch, the shuffling generator), history and best-so-far. ``fit`` with
+  ``resume=True`` continues from it and ends with exactly the result of an uninterrupted
+  run. It is deleted once ``checkpoint.pt`` is written.
+* ``checkpoint.pt``: written once, at the end (its presence means a finished run): config,
+  selected student, teacher weights description with file sha256 and a fingerprint of the
+  teacher tensors, dataset description, history, timings, environment.
+* ``history.csv`` and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .anomaly_map import anomaly_map, fused_map
+from .config import STFPMConfig
+from .device import (amp_dtype, autocast, deterministic, prepare_input, prepare_model, resolve_device, rng_state,
+                     seed_everything, set_rng_state)
+from .io import atomic_save, atomic_write_text
+from .loss import per_image_loss
+from .model import STFPM, build_stfpm
+from .weights import TeacherWeights, resolve_teacher_weights
+
+__all__ = ["fit", "TrainResult", "TrainError", "CheckpointError", "load_checkpoint", "CHECKPOINT_NAME",
+           "LAST_NAME", "validate"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LAST_NAME = "last.pt"
+_FORMAT = "stfpm-checkpoint"
+_LAST_FORMAT = "stfpm-last"
+_VERSION = 1
+# Runtime settings that may differ between an interrupted run and its resumption.
+_RUNTIME_KEYS = ("device", "num_workers")
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_map", "epoch_time_s"]
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or resume (e.g. ``out_dir`` holds a run with another config)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or does not match what was expected."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`fit`.
+
+    checkpoint_path: ``out_dir/checkpoint.pt``; history: one row per epoch
+    (epoch, train_loss, val_loss, val_map, epoch_time_s); best_epoch: the kept epoch (1-based);
+    train_time_s: wall time of all epochs (summed over resumed sessions);
+    teacher_weights: the teacher's description (source, name, path, sha256, seed, state_sha256);
+    selection_value: the kept epoch's criterion (``None`` for ``last``).
+    """
+
+    checkpoint_path: Path
+    history: pd.DataFrame
+    best_epoch: int
+    train_time_s: float
+    teacher_weights: dict[str, Any]
+    selection_value: float | None = None
+    resumed_from_epoch: int = 0
+
+
+# ---------------------------------------------------------------------------- helpers
+def _selection_key(cfg: STFPMConfig) -> str | None:
+    return {"val_map": "val_map", "val_loss": "val_loss", "last": None}[cfg.selection]
+
+
+def _comparable(cfg_dict: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg_dict.items() if k not in _RUNTIME_KEYS}
+
+
+def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def _numpy_state_to_torch(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_torch(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached))
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _torch_save(path: Path, obj: Any) -> None:
+    atomic_save(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _load(path: Path, kind: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{kind} not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
+        raise CheckpointError(f"cannot read {kind} {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(obj, dict) or obj.get("format") not in (_FORMAT, _LAST_FORMAT):
+        raise CheckpointError(f"{path} is not an STFPM {kind} (no 'format' marker)")
+    return obj
+
+
+def _teacher_record(model: STFPM) -> dict[str, Any]:
+    record = model.teacher_weights.describe() if model.teacher_weights is not None else {}
+    record["state_sha256"] = model.teacher_fingerprint()
+    return record
+
+
+def _dataset_record(index, train_paths, val_paths) -> dict[str, Any]:
+    record = dict(index.describe())
+    record["train_images"] = [p.name for p in train_paths]
+    record["val_images"] = [p.name for p in val_paths]
+    return record
+
+
+# ---------------------------------------------------------------------------- validation
+@torch.no_grad()
+def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device) -> tuple[float, float]:
+    """(val_loss, val_map) over ``loader``: mean per-image loss and mean selection map."""
+    model.eval()
+    loss_sum, map_sum, n = 0.0, 0.0, 0
+    with torch.inference_mode():
+        for batch in loader:
+            x = prepare_input(batch["image"], device, cfg.channels_last)
+            with autocast(cfg.precision, device):
+                t_feats, s_feats = model(x)
+            loss_sum += float(per_image_loss(t_feats, s_feats, half=cfg.loss_half,
+                                             layer_reduction=cfg.loss_layer_reduction).sum())
+            if cfg.map_upsample == "official":
+                maps = fused_map(t_feats, s_feats, cfg, cfg.input_size)
+            else:
+                maps = anomaly_map(t_feats, s_feats, cfg, cfg.input_size)
+            map_sum += float(maps.flatten(1).mean(dim=1).sum())
+            n += x.shape[0]
+    return loss_sum / n, map_sum / n
+
+
+# ---------------------------------------------------------------------------- fit
+def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = True, progress: bool = True,
+        log: Callable[[dict[str, Any]], None] | None = None, weights: TeacherWeights | None = None) -> TrainResult:
+    """Train a student for ``category`` and write ``out_dir/checkpoint.pt`` (see the module doc).
+
+    Args:
+        cfg: the run's configuration (all hyper-parameters, device, precision).
+        data_root: MVTec-layout root (``None``: ``$MVTEC_ROOT``).
+        out_dir: directory for ``checkpoint.pt``, ``last.pt``, ``history.csv``, ``config.json``.
+        resume: continue from ``out_dir/last.pt`` if present (same config required); a finished
+            run with the same config is returned as is. ``False`` starts afresh.
+        progress: show a tqdm bar with the loss.
+        log: called with each epoch's history row (after ``last.pt`` is saved).
+        weights: already-resolved teacher weights (default: resolve ``cfg.teacher_weights``).
+
+    Raises ``DataError`` (bad data), ``WeightsError`` (teacher weights), ``TrainError``
+    (``out_dir`` holds another run); nothing is written before data and weights are checked.
+    """
+    from .data import ImageDataset, index_category, split_train_val
+    from .provenance import environment_info
+
+    if cfg.cache_teacher_features:
+        # Hook point for the performance work: teacher features are deterministic per image
+        # (no augmentation), so they could be computed once; not implemented yet.
+        raise NotImplementedError("cache_teacher_features=True is not implemented yet")
+    index = index_category(data_root, category)
+    train_paths, val_paths = split_train_val(index.train, cfg)
+    dataset_record = _dataset_record(index, train_paths, val_paths)
+    out_dir = Path(out_dir)
+    ckpt_path, last_path = out_dir / CHECKPOINT_NAME, out_dir / LAST_NAME
+
+    if resume and ckpt_path.is_file():
+        done = _load(ckpt_path, "checkpoint")
+        diff = _config_diff(_comparable(done["config"]), _comparable(cfg.to_dict()))
+        if diff:
+            raise TrainError(f"{ckpt_path} holds a finished run with another config ({'; '.join(diff)}); "
+                             f"use another out_dir or resume=False to overwrite it")
+        return _result_from_checkpoint(ckpt_path, done)
+
+    state = None
+    if resume and last_path.is_file():
+        state = _load(last_path, "resume file")
+        diff = _config_diff(_comparable(state["config"]), _comparable(cfg.to_dict()))
+        if diff:
+            raise TrainError(f"{last_path} is an interrupted run with another config ({'; '.join(diff)}); "
+                             f"use another out_dir or resume=False to start afresh")
+        if state["dataset"].get("train_images") != dataset_record["train_images"] or \
+                state["dataset"].get("val_images") != dataset_record["val_images"]:
+            raise TrainError(f"{last_path}: the training/validation images changed since the run was interrupted")
+
+    if weights is None:
+        weights = resolve_teacher_weights(cfg.teacher_weights, cfg.backbone, progress=progress)
+    device = resolve_device(cfg.device)
+    amp_dtype(cfg.precision, device)  # an impossible precision fails here, before any file is written
+
+    train_ds, val_ds = ImageDataset(train_paths, cfg, cache=True), ImageDataset(val_paths, cfg, cache=True)
+    for ds in (train_ds, val_ds):  # decode once up front: bad images fail before any file is written,
+        for i in range(len(ds)):   # and DataLoader workers inherit the cache
+            ds.arrays(i)
+
+    if not resume:
+        for stale in (ckpt_path, last_path):
+            stale.unlink(missing_ok=True)
+
+    with deterministic(device):
+        seed_everything(cfg.seed)
+        model = prepare_model(build_stfpm(cfg, weights), device, cfg.channels_last)
+        teacher_record = _teacher_record(model)
+        optimizer = torch.optim.SGD(model.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+        scaler = torch.amp.GradScaler(device.type, enabled=(cfg.precision == "fp16"))
+        shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+        loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
+                                                   generator=shuffle_gen, drop_last=False, **loader_kw)
+        val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.eval_batch_size, shuffle=False, **loader_kw)
+
+        history: list[dict[str, Any]] = []
+        best = {"epoch": 0, "value": math.inf, "student": None}
+        elapsed = 0.0
+        start_epoch = 0
+        if state is not None:
+            if state["teacher_weights"].get("state_sha256") != teacher_record["state_sha256"]:
+                raise TrainError(f"{last_path}: the teacher weights differ from the interrupted run's "
+                                 f"({state['teacher_weights']} vs {teacher_record})")
+            model.student.load_state_dict(state["student"])
+            optimizer.load_state_dict(state["optimizer"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
+            shuffle_gen.set_state(state["shuffle_generator"])
+            rng = dict(state["rng"])
+            rng["numpy"] = _numpy_state_from_torch(rng["numpy"])
+            set_rng_state(rng)
+            history = [dict(row) for row in state["history"]]
+            best = {"epoch": state["best"]["epoch"], "value": state["best"]["value"],
+                    "student": state["best"]["student"]}
+            elapsed = float(state["elapsed_s"])
+            start_epoch = int(state["epoch"])
+        resumed_from = start_epoch
+
+        key = _selection_key(cfg)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs * len(train_loader), initial=start_epoch * len(train_loader),
+                   disable=not progress, desc=f"{category} train", unit="batch", leave=False)
+        try:
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                model.train()
+                loss_sum, n = 0.0, 0
+                for batch in train_loader:
+                    x = prepare_input(batch["image"], device, cfg.channels_last)
+                    with autocast(cfg.precision, device):
+                        t_feats = model.teacher_features(x)
+                        s_feats = model.student(x)
+                    per_img = per_image_loss(t_feats, s_feats, half=cfg.loss_half,
+                                             layer_reduction=cfg.loss_layer_reduction)
+                    loss = per_img.mean() if cfg.loss_reduction == "batch_mean" else per_img.sum()
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    loss_sum = loss_sum + per_img.detach().sum()  # stays on the device: no sync per batch
+                    n += x.shape[0]
+                    if progress:
+                        bar.update(1)
+                        bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}")
+                train_loss = float(loss_sum) / n
+                val_loss, val_map = validate(model, val_loader, cfg, device)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_map": val_map,
+                       "epoch_time_s": time.perf_counter() - t0}
+                history.append(row)
+                elapsed += row["epoch_time_s"]
+                if key is None or row[key] < best["value"] or best["student"] is None:
+                    best = {"epoch": epoch, "value": row[key] if key else math.nan, "student": _cpu_state(model.student)}
+                rng = rng_state()
+                rng["numpy"] = _numpy_state_to_torch(rng["numpy"])
+                _torch_save(last_path, {
+                    "format": _LAST_FORMAT, "version": _VERSION, "config": cfg.to_dict(), "epoch": epoch,
+                    "student": _cpu_state(model.student), "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(), "shuffle_generator": shuffle_gen.get_state(), "rng": rng,
+                    "history": history, "best": best, "teacher_weights": teacher_record,
+                    "dataset": dataset_record, "elapsed_s": elapsed,
+                })
+                bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", val_map=f"{val_map:.4g}")
+                if log is not None:
+                    log(dict(row))
+        finally:
+            bar.close()
+
+    value = None if key is None else float(best["value"])
+    checkpoint = {
+        "format": _FORMAT, "version": _VERSION, "config": cfg.to_dict(), "student": best["student"],
+        "epoch": best["epoch"], "epochs_trained": cfg.epochs, "selection": cfg.selection,
+        "selection_value": value, "teacher_weights": teacher_record, "dataset": dataset_record,
+        "history": history, "train_time_s": elapsed, "device": str(device), "resumed_from_epoch": resumed_from,
+        "environment": environment_info(),
+    }
+    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
+    cfg.to_json(out_dir / "config.json")
+    _torch_save(ckpt_path, checkpoint)
+    last_path.unlink(missing_ok=True)
+    return TrainResult(checkpoint_path=ckpt_path, history=frame, best_epoch=int(best["epoch"]), train_time_s=elapsed,
+                       teacher_weights=teacher_record, selection_value=value, resumed_from_epoch=resumed_from)
+
+
+def _result_from_checkpoint(path: Path, ckpt: Mapping[str, Any]) -> TrainResult:
+    return TrainResult(checkpoint_path=path, history=pd.DataFrame(ckpt["history"], columns=HISTORY_COLUMNS),
+                       best_epoch=int(ckpt["epoch"]), train_time_s=float(ckpt["train_time_s"]),
+                       teacher_weights=dict(ckpt["teacher_weights"]), selection_value=ckpt["selection_value"],
+                       resumed_from_epoch=int(ckpt.get("resumed_from_epoch", 0)))
+
+
+# ---------------------------------------------------------------------------- loading
+def load_checkpoint(path, *, expect: STFPMConfig | None = None, device: str | torch.device = "cpu",
+                    weights: TeacherWeights | None = None) -> tuple[STFPM, STFPMConfig, dict[str, Any]]:
+    """Rebuild the trained model from ``path``: ``(model in eval mode, config, meta)``.
+
+    The teacher is rebuilt from the recorded ``teacher_weights`` spec (or ``weights``) and
+    must have the recorded tensor fingerprint. ``expect``: a config whose backbone, layers
+    and teacher weights the checkpoint must match (:class:`CheckpointError` naming both
+    otherwise). ``meta``: everything in the file except the student tensors.
+    """
+    path = Path(path)
+    ckpt = _load(path, "checkpoint")
+    if ckpt["format"] != _FORMAT:
+        raise CheckpointError(f"{path} is a resume file of an unfinished run, not a finished checkpoint")
+    try:
+        cfg = STFPMConfig.from_dict(ckpt["config"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its config is not valid here: {exc}") from exc
+    if expect is not None:
+        have = (cfg.backbone, list(cfg.ordered_layers), cfg.teacher_weights)
+        want = (expect.backbone, list(expect.ordered_layers), expect.teacher_weights)
+        if have != want:
+            raise CheckpointError(
+                f"{path} was built with backbone={have[0]} layers={have[1]} teacher_weights={have[2]!r}, "
+                f"but backbone={want[0]} layers={want[1]} teacher_weights={want[2]!r} was expected")
+    model = build_stfpm(cfg, weights)
+    try:
+        model.student.load_state_dict(ckpt["student"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: student tensors do not fit {cfg.backbone} {list(cfg.layers)}: {exc}") from exc
+    recorded = ckpt["teacher_weights"].get("state_sha256")
+    if recorded is not None and recorded != model.teacher_fingerprint():
+        raise CheckpointError(
+            f"{path}: the teacher rebuilt from teacher_weights={cfg.teacher_weights!r} is not the one used in "
+            f"training (tensor fingerprint {model.teacher_fingerprint()[:12]} vs recorded {recorded[:12]}; "
+            f"recorded weights: {ckpt['teacher_weights']})")
+    model = prepare_model(model, resolve_device(device), cfg.channels_last).eval()
+    meta = {k: v for k, v in ckpt.items() if k != "student"}
+    meta["path"] = str(path)
+    return model, cfg, meta

@@ -1,0 +1,110 @@
+"""The ``stfpm`` command line: train -> predict -> evaluate, and clean failures on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from stfpm_lib.cli import build_parser, main, parse_set
+from stfpm_lib.config import STFPMConfig
+from stfpm_lib.inference import load_predictions
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--set", "teacher_weights=random", "--set", "image_size=64", "--set", "batch_size=4",
+        "--set", "epochs=1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_mvtec, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "brick"
+    rc = main(["train", "--data-root", str(tiny_mvtec), "--category", "brick", "--out", str(out), *FAST, "--predict"])
+    assert rc == 0
+    return out
+
+
+def test_train_predict_evaluate(trained, tiny_mvtec, capsys):
+    assert (trained / "checkpoint.pt").is_file() and (trained / "predictions_test.npz").is_file()
+    assert STFPMConfig.from_json(trained / "config.json") == STFPMConfig.from_preset(
+        "official", teacher_weights="random", image_size=64, batch_size=4, epochs=1)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--split", "val", "--no-progress"]) == 0
+    assert "predictions_val.npz" in capsys.readouterr().out
+    out_json = trained / "metrics.json"
+    assert main(["evaluate", "--predictions", str(trained / "predictions_test.npz"), "--json", str(out_json),
+                 "--no-official-pro"]) == 0
+    printed = capsys.readouterr().out
+    pred = load_predictions(trained / "predictions_test.npz")
+    expected = roc_auc_score(pred.labels, pred.scores)
+    metrics = json.loads(out_json.read_text())["metrics"]
+    assert metrics["image_auroc"] == pytest.approx(expected, abs=1e-9)
+    assert metrics["pixel_auroc"] == pytest.approx(
+        roc_auc_score(pred.masks().reshape(-1), pred.maps.astype(np.float32).reshape(-1)), abs=1e-6)
+    assert f"{expected:.6g}" in printed and "image_auroc" in printed
+    assert "image_f1_val" in metrics  # predictions_val.npz beside it was picked up
+
+
+def test_unknown_preset_exits_2_without_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "stfpm_lib.cli", "train", "--data-root", str(tmp_path),
+                           "--category", "x", "--out", str(tmp_path / "o"), "--preset", "nope"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "unknown preset 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_config_key_exits_2(tiny_mvtec, tmp_path, capsys):
+    rc = main(["train", "--data-root", str(tiny_mvtec), "--category", "brick", "--out", str(tmp_path / "o"),
+               "--set", "epoch=3"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown override key(s) ['epoch']" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_values_exit_2(tiny_mvtec, tmp_path, capsys):
+    base = ["train", "--data-root", str(tiny_mvtec), "--category", "brick", "--out", str(tmp_path / "o")]
+    assert main(base + ["--set", "epochs"]) == 2
+    assert "key=value" in capsys.readouterr().err
+    assert main(base + ["--set", "map_fusion=mean"]) == 2
+    assert "map_fusion='mean'" in capsys.readouterr().err
+    cfg_file = tmp_path / "c.json"
+    STFPMConfig().to_json(cfg_file)
+    assert main(base + ["--config", str(cfg_file), "--preset", "xia"]) == 2
+    assert "either --config or --preset" in capsys.readouterr().err
+
+
+def test_missing_category_exits_2_and_leaves_no_checkpoint(tiny_mvtec, tmp_path, capsys):
+    out = tmp_path / "o"
+    rc = main(["train", "--data-root", str(tiny_mvtec), "--category", "carpet", "--out", str(out), *FAST])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "category 'carpet' not found" in err and "brick" in err  # lists what was found
+    assert not (out / "checkpoint.pt").exists() and not (out / "last.pt").exists()
+
+
+def test_missing_files_exit_2(tmp_path, capsys):
+    assert main(["predict", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "none.pt" in capsys.readouterr().err
+    assert main(["evaluate", "--predictions", str(tmp_path / "none.npz")]) == 2
+    assert "none.npz" in capsys.readouterr().err
+
+
+def test_config_file_and_overrides():
+    from stfpm_lib.cli import _config_from_args
+
+    args = build_parser().parse_args(["train", "--category", "c", "--out", "o", "--preset", "xia",
+                                      "--set", "layers=layer1,layer2", "--set", "crop_size=null",
+                                      "--set", "loss_half=false", "--set", "lr=0.1"])
+    cfg = _config_from_args(args)
+    assert cfg.preset == "xia" and cfg.map_fusion == "sum"  # preset values kept
+    assert (cfg.layers, cfg.crop_size, cfg.loss_half, cfg.lr) == (("layer1", "layer2"), None, False, 0.1)
+    assert parse_set(["a=1", "b=1.5", "c=True", "d=resnet18", "e=[1, 2]"]) == {
+        "a": 1, "b": 1.5, "c": True, "d": "resnet18", "e": [1, 2]}

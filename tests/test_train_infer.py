@@ -1,0 +1,201 @@
+"""Training and inference end to end on the tiny MVTec-layout dataset (real PNGs, random teacher)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from stfpm_lib.anomaly_map import anomaly_map
+from stfpm_lib.config import STFPMConfig
+from stfpm_lib.data import index_category
+from stfpm_lib.inference import PredictionsError, load_predictions, predict
+from stfpm_lib.train import CheckpointError, TrainError, fit, load_checkpoint
+
+CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=64, batch_size=4,
+                              eval_batch_size=8, epochs=2, selection="val_loss")
+
+
+def students_equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def history_without_time(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns=["epoch_time_s"])
+
+
+@pytest.fixture(scope="module")
+def run(tiny_mvtec, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = fit(CFG, tiny_mvtec, "brick", out, progress=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def preds(run, tiny_mvtec):
+    return load_predictions(predict(run.checkpoint_path, tiny_mvtec, "brick"))
+
+
+def test_fit_writes_a_complete_checkpoint(run, tiny_mvtec):
+    out = run.checkpoint_path.parent
+    assert run.checkpoint_path.name == "checkpoint.pt" and run.checkpoint_path.is_file()
+    assert not (out / "last.pt").exists()  # removed once the run finished
+    assert (out / "history.csv").is_file() and STFPMConfig.from_json(out / "config.json") == CFG
+    h = run.history
+    assert list(h.columns) == ["epoch", "train_loss", "val_loss", "val_map", "epoch_time_s"]
+    assert h["epoch"].tolist() == [1, 2]
+    assert np.isfinite(h[["train_loss", "val_loss", "val_map"]].to_numpy()).all()
+    assert (h[["train_loss", "val_loss", "val_map"]] > 0).all().all()
+    # selection: the epoch with the lowest validation loss
+    assert run.best_epoch == int(h.loc[h["val_loss"].idxmin(), "epoch"])
+    assert run.selection_value == pytest.approx(h["val_loss"].min())
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), h, check_dtype=False)
+    assert run.teacher_weights["source"] == "random" and run.teacher_weights["seed"] == 0
+    assert len(run.teacher_weights["state_sha256"]) == 64
+
+    model, cfg, meta = load_checkpoint(run.checkpoint_path, expect=CFG)
+    assert cfg == CFG and not model.training and not model.teacher.training
+    assert meta["epoch"] == run.best_epoch and meta["selection"] == "val_loss"
+    counts = index_category(tiny_mvtec, "brick").counts()
+    assert meta["dataset"]["counts"] == counts and meta["dataset"]["category"] == "brick"
+    # official split of 12 sorted train images: sklearn test_size=0.2 -> 3 validation images
+    assert len(meta["dataset"]["val_images"]) == 3 and len(meta["dataset"]["train_images"]) == 9
+    assert meta["teacher_weights"] == run.teacher_weights
+
+
+def test_predictions_file(preds, run, tiny_mvtec):
+    index = index_category(tiny_mvtec, "brick")
+    n = len(index.test)
+    assert preds.path == run.checkpoint_path.parent / "predictions_test.npz"
+    assert preds.maps.shape == (n, 64, 64) and preds.maps.dtype == np.float16
+    assert preds.scores.dtype == np.float32 and preds.labels.dtype == np.int8
+    # official order: good first, then the defects by path
+    assert [str(p) for p in preds.image_paths] == [str(s.image_path.resolve()) for s in index.test]
+    assert preds.labels.tolist() == [s.label for s in index.test]
+    assert preds.defect_types.tolist() == [s.defect_type for s in index.test]
+    assert all((m == "") == (lab == 0) for m, lab in zip(preds.mask_paths, preds.labels))
+    # scores = max of the float32 map (maps are stored in float16)
+    np.testing.assert_allclose(preds.scores, preds.maps.astype(np.float32).max(axis=(1, 2)), rtol=2e-3)
+    assert (preds.maps >= 0).all()
+    masks = preds.masks()
+    assert masks.shape == preds.maps.shape and masks.dtype == bool
+    assert (masks.sum(axis=(1, 2)) > 0).tolist() == (preds.labels == 1).tolist()
+    # another mask rule reloads the files (synthetic masks are exact at 64x64: same result)
+    np.testing.assert_array_equal(preds.masks("nearest"), masks)
+    assert preds.config == CFG.to_dict() and preds.teacher_weights == run.teacher_weights
+    assert preds.dataset["category"] == "brick" and preds.split == "test"
+    assert preds.image_sizes.tolist() == [[64, 64]] * n
+    assert preds.meta["timing"]["n_images"] == n and preds.meta["checkpoint_epoch"] == run.best_epoch
+    frame = preds.to_frame()
+    assert len(frame) == n and frame["score"].tolist() == pytest.approx(preds.scores.tolist())
+
+
+def test_predictions_match_the_model(preds, run):
+    """The stored map of one image equals the map recomputed from the loaded checkpoint."""
+    from stfpm_lib.data import load_image
+
+    model, cfg, _ = load_checkpoint(run.checkpoint_path)
+    i = int(np.argmax(preds.labels))  # first defect image
+    x = load_image(preds.image_paths[i], cfg)[None]
+    with torch.inference_mode():
+        t, s = model(x)
+        ref = anomaly_map(t, s, cfg, 64)[0].numpy()
+    np.testing.assert_allclose(preds.maps[i].astype(np.float32), ref, rtol=1e-3, atol=1e-6)
+
+
+def test_val_split_predictions(run, tiny_mvtec, tmp_path):
+    path = predict(run.checkpoint_path, tiny_mvtec, "brick", tmp_path / "val.npz", split="val")
+    val = load_predictions(path)
+    assert len(val) == 3 and (val.labels == 0).all() and not val.masks().any()
+    # val_map of the kept epoch is recorded in history; the mean of the full-size maps is close to it
+    with pytest.raises(ValueError, match="split"):
+        predict(run.checkpoint_path, tiny_mvtec, "brick", split="holdout")
+
+
+def test_same_seed_twice_gives_identical_maps(run, preds, tiny_mvtec, tmp_path):
+    again = fit(CFG, tiny_mvtec, "brick", tmp_path / "again", progress=False)
+    a = torch.load(run.checkpoint_path, weights_only=True)
+    b = torch.load(again.checkpoint_path, weights_only=True)
+    assert students_equal(a["student"], b["student"])
+    pd.testing.assert_frame_equal(history_without_time(run.history), history_without_time(again.history))
+    maps = load_predictions(predict(again.checkpoint_path, tiny_mvtec, "brick")).maps
+    np.testing.assert_array_equal(maps, preds.maps)
+
+
+def test_resume_gives_the_uninterrupted_result(tiny_mvtec, tmp_path):
+    cfg = CFG.replace(epochs=3, selection="val_map")
+    full = fit(cfg, tiny_mvtec, "grass", tmp_path / "full", progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(row):
+        if row["epoch"] == 2:
+            raise Interrupt
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Interrupt):
+        fit(cfg, tiny_mvtec, "grass", out, progress=False, log=stop_after_two)
+    assert (out / "last.pt").is_file() and not (out / "checkpoint.pt").exists()
+    resumed = fit(cfg, tiny_mvtec, "grass", out, progress=False)
+    assert resumed.resumed_from_epoch == 2 and full.resumed_from_epoch == 0
+    pd.testing.assert_frame_equal(history_without_time(full.history), history_without_time(resumed.history))
+    assert resumed.best_epoch == full.best_epoch == int(full.history["val_map"].idxmin()) + 1
+    a = torch.load(full.checkpoint_path, weights_only=True)
+    b = torch.load(resumed.checkpoint_path, weights_only=True)
+    assert students_equal(a["student"], b["student"])
+
+    # A finished run with the same config is returned as is (not retrained) ...
+    mtime = full.checkpoint_path.stat().st_mtime_ns
+    again = fit(cfg, tiny_mvtec, "grass", tmp_path / "full", progress=False)
+    assert again.best_epoch == full.best_epoch and full.checkpoint_path.stat().st_mtime_ns == mtime
+    # ... and one with another config is refused, naming the difference.
+    with pytest.raises(TrainError, match="lr: 0.4 vs 0.1"):
+        fit(cfg.replace(lr=0.1), tiny_mvtec, "grass", tmp_path / "full", progress=False)
+
+
+def test_selection_last_and_other_layers(tiny_mvtec, tmp_path):
+    cfg = CFG.replace(selection="last", layers=("layer2",), map_upsample="direct")
+    result = fit(cfg, tiny_mvtec, "grass", tmp_path / "last", progress=False)
+    assert result.best_epoch == 2 and result.selection_value is None
+    model, loaded, _ = load_checkpoint(result.checkpoint_path)
+    assert loaded.layers == ("layer2",) and not hasattr(model.student, "layer3")
+
+
+def test_load_checkpoint_rejects_other_backbone_or_layers(run):
+    with pytest.raises(CheckpointError, match=r"backbone=resnet18 layers=\['layer1', 'layer2', 'layer3'\].*"
+                                              r"backbone=resnet34 layers=\['layer1', 'layer2', 'layer3'\]"):
+        load_checkpoint(run.checkpoint_path, expect=CFG.replace(backbone="resnet34"))
+    with pytest.raises(CheckpointError, match=r"layers=\['layer1', 'layer2', 'layer3'\].*layers=\['layer2'\]"):
+        load_checkpoint(run.checkpoint_path, expect=CFG.replace(layers=("layer2",)))
+
+
+def test_load_checkpoint_bad_files(run, tmp_path):
+    with pytest.raises(CheckpointError, match="not found.*missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        load_checkpoint(garbage)
+    # a checkpoint whose recorded teacher differs from the one rebuilt from its config
+    ckpt = torch.load(run.checkpoint_path, weights_only=True)
+    ckpt["teacher_weights"]["state_sha256"] = "0" * 64
+    torch.save(ckpt, tmp_path / "other_teacher.pt")
+    with pytest.raises(CheckpointError, match="not the one used in training"):
+        load_checkpoint(tmp_path / "other_teacher.pt")
+
+
+def test_load_predictions_bad_files(tmp_path):
+    with pytest.raises(PredictionsError, match="not found"):
+        load_predictions(tmp_path / "none.npz")
+    np.savez(tmp_path / "other.npz", maps=np.zeros((1, 2, 2)))
+    with pytest.raises(PredictionsError, match="missing"):
+        load_predictions(tmp_path / "other.npz")
+
+
+def test_val_map_is_the_official_quarter_size_mean(run):
+    """history val_map of the kept epoch is finite and the selection value is the minimum of the column."""
+    assert math.isfinite(run.history["val_map"].min())
