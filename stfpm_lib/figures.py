@@ -27,7 +27,7 @@ from .io import atomic_save
 __all__ = [
     "to_rgb", "load_rgb", "normalise_map", "overlay_heatmap", "plot_heatmap_overlay", "plot_training_curves",
     "plot_examples_grid", "plot_best_worst", "plot_roc_curves", "plot_pro_curve", "plot_curves",
-    "plot_per_defect_type", "save_figure",
+    "plot_per_defect_type", "plot_published_comparison", "save_figure",
 ]
 
 CONTOUR_COLOUR = "lime"
@@ -170,7 +170,10 @@ def plot_training_curves(history: pd.DataFrame, *, best_epoch: int | None = None
     if best_epoch is not None:
         for ax in (ax_loss, ax_val):
             ax.axvline(best_epoch, color="k", linestyle="--", linewidth=0.8, label=f"selected epoch {best_epoch}")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_loss, ax_val):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle(_title(title, title_suffix), fontsize=10)
@@ -363,6 +366,43 @@ def plot_per_defect_type(table: pd.DataFrame, metrics: Sequence[str] = ("image_a
     ax.set_ylabel("metric value")
     ax.legend(fontsize=8, ncols=len(present))
     fig.suptitle(_title(title, title_suffix), fontsize=10)
+    return fig
+
+
+def plot_published_comparison(runs: pd.DataFrame, metric: str = "pixel_auroc",
+                              sources: Sequence[str] = ("PAPER", "OFF", "ANO_R18"), *, title: str | None = None,
+                              title_suffix: str | None = None) -> Figure:
+    """Grouped bars per MVTec category of the run: this run's ``metric`` next to each published source's.
+
+    ``runs`` is :func:`stfpm_lib.report.collect_run`'s frame (columns ``category`` and ``metric``).
+    Sources without a value for a category leave a gap; non-MVTec categories are left out.
+    """
+    from .data.mvtec import MVTEC_CATEGORIES
+    from .published import published_table
+
+    if "category" not in runs.columns or metric not in runs.columns:
+        raise ValueError(f"runs needs columns 'category' and {metric!r}; got {list(runs.columns)}")
+    mv = runs[runs["category"].isin(MVTEC_CATEGORIES)]
+    if mv.empty:
+        raise ValueError(f"no MVTec AD category in the run ({list(runs['category'])}): nothing to compare")
+    wide = published_table(metric)
+    cols = [s for s in sources if s in wide.columns]
+    cats = list(mv["category"])
+    fig = Figure(figsize=(max(5.0, 0.35 * len(cats) * (1 + len(cols)) + 2.0), 3.8), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(cats))
+    width = 0.8 / (1 + len(cols))
+    series = [("this run", mv[metric].to_numpy(dtype=float))]
+    series += [(s, np.array([wide[s].get(c, np.nan) for c in cats], dtype=float)) for s in cols]
+    for j, (name, values) in enumerate(series):
+        ok = np.isfinite(values)
+        ax.bar((x - 0.4 + width * (j + 0.5))[ok], values[ok], width, label=name, color=f"C{j}")
+    ax.set_xticks(x, cats, rotation=30, ha="right")
+    finite = np.concatenate([v[np.isfinite(v)] for _, v in series])
+    ax.set_ylim(max(0.0, float(finite.min()) - 0.05) if finite.size else 0.0, 1.01)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7, ncols=min(4, len(series)))
+    fig.suptitle(_title(title or f"{metric}: this run vs published", title_suffix), fontsize=10)
     return fig
 
 

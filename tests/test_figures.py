@@ -170,3 +170,18 @@ def test_best_worst_grid_from_predictions(tiny_mvtec, tmp_path):
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), rgb)
     assert len(fig.axes[0].collections) >= 1  # GT contour drawn on a defective image
     assert _png_ok(F.save_figure(fig, tmp_path / "bw.png", formats=("png",))[0])
+
+
+def test_published_comparison_bars():
+    runs = pd.DataFrame({"category": ["carpet", "transistor", "widget"], "pixel_auroc": [0.9, 0.8, 0.5]})
+    fig = F.plot_published_comparison(runs, "pixel_auroc", sources=("PAPER", "OFF", "XIA"),
+                                      title_suffix=RANDOM_TEACHER_LABEL)
+    assert _n_axes(fig) == 1
+    ax = fig.axes[0]
+    # 2 MVTec categories (widget left out) x (run, PAPER, OFF) + XIA transistor only (no carpet value)
+    assert len(ax.patches) == 2 * 3 + 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["this run", "PAPER", "OFF", "XIA"]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == sorted([0.9, 0.8, 0.988, 0.825, 0.990292, 0.819404, 0.921])
+    with pytest.raises(ValueError, match="no MVTec AD category"):
+        F.plot_published_comparison(runs.iloc[2:], "pixel_auroc")
