@@ -67,6 +67,7 @@ class Evaluation:
     defect_types: np.ndarray
     image_paths: np.ndarray
     source: str | None = None
+    mask_rule: str | None = None
 
     def best_worst(self, k: int = 3) -> dict[str, np.ndarray]:
         """Indices of test images for figures, ``k`` per group (fewer if the group is smaller).
@@ -140,7 +141,7 @@ def _load(predictions: Any) -> tuple[Any, str | None]:
 
 
 def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, original_resolution: bool = False,
-                         fpr_limit: float = 0.3) -> Evaluation:
+                         fpr_limit: float = 0.3, mask_rule: str | None = None) -> Evaluation:
     """Every metric of one category from its test predictions (a ``Predictions`` or a ``.npz`` path).
 
     Pixel metrics use the maps ``(N, H, W)`` and ``predictions.masks()`` (binarised at map resolution
@@ -148,6 +149,8 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
     and the folder labels. ``val_predictions`` (normal validation images) adds the F1 at a threshold
     chosen without test data. ``original_resolution`` adds AU-PRO and pixel AUROC with each map
     bilinearly upsampled to its original mask (the MVTec protocol; slow for 1024² images).
+    ``mask_rule`` (``gt0``/``nearest``/``eq1``) re-binarises the masks from the mask files for a
+    sensitivity check (default: the rule of the run, as stored); ``Evaluation.mask_rule`` records it.
     """
     from . import metrics as M
 
@@ -162,7 +165,8 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
     if scores.shape != (n,) or labels.shape != (n,) or len(pred.defect_types) != n:
         raise ValueError(f"{where}: {n} maps but scores {scores.shape}, labels {labels.shape}, "
                          f"{len(pred.defect_types)} defect types")
-    masks = np.asarray(pred.masks())
+    masks = np.asarray(pred.masks(mask_rule))
+    used_rule = mask_rule or (pred.config or {}).get("mask_rule")
     if masks.shape != maps.shape:
         raise ValueError(f"{where}: masks {masks.shape} do not match maps {maps.shape}")
     val = None
@@ -224,7 +228,8 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
                          "auc": metrics["official_pro"]},
     }
     return Evaluation(metrics=metrics, per_defect_type=table, curves=curves, scores=scores, labels=labels,
-                      defect_types=types, image_paths=np.asarray([str(p) for p in pred.image_paths]), source=source)
+                      defect_types=types, image_paths=np.asarray([str(p) for p in pred.image_paths]), source=source,
+                      mask_rule=used_rule)
 
 
 # ====================================================================== metrics.json

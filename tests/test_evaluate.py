@@ -157,6 +157,18 @@ def test_original_resolution_equals_map_resolution_when_sizes_match(tiny_mvtec):
     assert ev.metrics["au_pro_orig_res"] == pytest.approx(ev.metrics["au_pro"], abs=1e-12)
     assert ev.metrics["pixel_auroc_orig_res"] == pytest.approx(ev.metrics["pixel_auroc"], abs=1e-12)
     assert set(ev.per_defect_type.index) == {"scratch", "blob", "(all)"}
+    assert ev.mask_rule == "gt0"
+
+
+def test_mask_rule_sensitivity_reloads_masks(tiny_mvtec):
+    cfg = STFPMConfig.from_preset("official", image_size=32)  # 64 -> 32: the rules differ at the borders
+    pred = _from_index(tiny_mvtec, "brick", cfg)
+    gt0 = evaluate_predictions(pred)
+    eq1 = evaluate_predictions(pred, mask_rule="eq1")
+    assert (gt0.mask_rule, eq1.mask_rule) == ("gt0", "eq1")
+    # eq1 keeps only fully-defective pixels: fewer defect pixels than the dilating gt0 rule
+    assert eq1.metrics["n_defect_pixels"] < gt0.metrics["n_defect_pixels"]
+    assert eq1.metrics["n_defect_pixels"] == pred.masks("eq1").sum()
 
 
 def test_original_resolution_refuses_cropped_maps(tiny_mvtec):
