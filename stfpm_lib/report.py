@@ -302,14 +302,15 @@ def format_markdown(title: str, headers: Sequence[str], cells: Sequence[Sequence
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "Δ": r"$\Delta$", "–": "--", "<=": r"$\le$"}
+                  "Δ": r"$\Delta$", "–": "--", "<=": r"$\le$", ">=": r"$\ge$", "<": r"$<$", ">": r"$>$",
+                  "≤": r"$\le$", "≥": r"$\ge$"}
 
 
 def _latex_escape(text: str) -> str:
     out, i = [], 0
     while i < len(text):
-        if text.startswith("<=", i):
-            out.append(_LATEX_ESCAPES["<="])
+        if text[i:i + 2] in ("<=", ">="):
+            out.append(_LATEX_ESCAPES[text[i:i + 2]])
             i += 2
             continue
         out.append(_LATEX_ESCAPES.get(text[i], text[i]))

@@ -189,8 +189,8 @@ def test_formatters_escape():
     md = format_markdown("t|x", ["a", "b"], [["metal_nut", "1|2"]], ["l", "r"], ["note"])
     assert md.splitlines() == ["### t\\|x", "", "| a | b |", "|:---|---:|", "| metal_nut | 1\\|2 |", "", "note"]
     tex = format_latex("A & B_1", ["Δ x", "AU-PRO (FPR<=0.3)"], [["metal_nut", "50%"], ["mean", "–"]], ["l", "r"],
-                       n_body=1, label="tab:x")
-    assert "\\caption{A \\& B\\_1}" in tex
+                       n_body=1, label="tab:x", notes=["score > t, s >= u"])
+    assert "\\caption{A \\& B\\_1. score $>$ t, s $\\ge$ u}" in tex
     assert "$\\Delta$ x & AU-PRO (FPR$\\le$0.3) \\\\" in tex
     assert "metal\\_nut & 50\\% \\\\\n\\midrule\nmean & -- \\\\" in tex
 
