@@ -1,0 +1,152 @@
+"""All test pixels of a category, split into sorted normal and sorted defect scores.
+
+Every pixel metric is computed from this pool with binary searches instead of per-threshold
+passes over the images:
+
+* ``neg``: scores of normal pixels (mask false), sorted ascending, dtype ``dtype``;
+* ``pos``: scores of defect pixels, sorted ascending;
+* ``pos_w``: for each defect pixel, ``1 / |component|`` of its 8-connected ground-truth
+  region (aligned with ``pos``), when built with ``components=True``;
+* ``n_components``: number of regions, counted per image and pooled over the category.
+
+Memory: one buffer for the normal scores (4 bytes per pixel for float32 maps) that is sorted
+in place; the maps are resized one at a time, so nothing else of full size is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ._resize import BilinearResizer
+from ._validation import (
+    UndefinedMetricError,
+    as_image_list,
+    binarize,
+    check_finite_maps,
+    check_mask_rule,
+    check_pairs,
+    score_dtype,
+)
+
+__all__ = ["PixelPool", "build_pool", "floor_to_dtype"]
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+@dataclass
+class PixelPool:
+    neg: np.ndarray
+    pos: np.ndarray
+    pos_w: np.ndarray | None
+    n_components: int
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.neg.dtype
+
+    @property
+    def n_neg(self) -> int:
+        return int(self.neg.size)
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.pos.size)
+
+    def count_neg_ge(self, t: np.ndarray) -> np.ndarray:
+        """Number of normal pixels with score >= t (``t`` in the pool's dtype)."""
+        return self.n_neg - np.searchsorted(self.neg, t, side="left")
+
+    def count_neg_gt(self, t: np.ndarray) -> np.ndarray:
+        return self.n_neg - np.searchsorted(self.neg, t, side="right")
+
+    def neg_below(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(#normal < t, #normal <= t) for sorted ``t``; the second search only where ties exist."""
+        lt = np.searchsorted(self.neg, t, side="left")
+        le = lt.copy()
+        tie = lt < self.n_neg
+        tie[tie] = self.neg[lt[tie]] == t[tie]
+        if tie.any():
+            le[tie] = np.searchsorted(self.neg, t[tie], side="right")
+        return lt, le
+
+
+def floor_to_dtype(t: float, dtype: np.dtype) -> np.generic:
+    """Largest value of ``dtype`` that is <= ``t``: for x in dtype, ``x > t`` iff ``x > result``."""
+    r = np.asarray(t, dtype=np.float64).astype(dtype)[()]
+    if float(r) > t:
+        r = np.nextafter(r, dtype.type(-np.inf))
+    return r
+
+
+def build_pool(
+    maps: Any,
+    masks: Any,
+    *,
+    mask_rule: str = "gt0",
+    resize_maps: bool = False,
+    components: bool = False,
+    require_pos: bool = True,
+) -> PixelPool:
+    """Validate ``maps``/``masks`` and pool their pixels (see module doc).
+
+    Raises ``ValueError`` for mismatched counts/shapes and NaN/inf scores, and
+    :class:`UndefinedMetricError` when there are no normal pixels, or no defect pixels
+    and ``require_pos``.
+    """
+    check_mask_rule(mask_rule)
+    map_list = as_image_list(maps, "maps")
+    mask_list = as_image_list(masks, "masks")
+    check_pairs(map_list, mask_list, resize_maps)
+    check_finite_maps(map_list)
+    dtype = score_dtype(map_list)
+
+    n_pos_img = [int(np.count_nonzero(binarize(k, mask_rule))) for k in mask_list]
+    n_neg_total = sum(k.size for k in mask_list) - sum(n_pos_img)
+    if n_neg_total == 0:
+        raise UndefinedMetricError("masks contain no normal pixels: the metric needs normal pixels (FPR undefined)")
+    if require_pos and sum(n_pos_img) == 0:
+        raise UndefinedMetricError(
+            "masks contain no defect pixels (after mask_rule): pixel AUROC / PRO are undefined for this set"
+        )
+
+    neg = np.empty(n_neg_total, dtype=dtype)
+    pos_parts: list[np.ndarray] = []
+    w_parts: list[np.ndarray] = []
+    n_components = 0
+    off = 0
+    resize = BilinearResizer()  # reuses its buffers; its output is consumed before the next call
+    for m, k, npos in zip(map_list, mask_list, n_pos_img):
+        k = binarize(k, mask_rule)
+        if m.shape != k.shape:
+            s = resize(m, k.shape)
+        else:
+            s = m
+        s = s.astype(dtype, copy=False)
+        if npos == 0:
+            neg[off : off + s.size] = s.ravel()
+            off += s.size
+            continue
+        neg[off : off + s.size - npos] = s[~k]
+        off += s.size - npos
+        pos_parts.append(s[k])
+        if components:
+            lab, n_lab = ndimage.label(k, structure=_EIGHT)
+            comp = lab[k]
+            sizes = np.bincount(comp, minlength=n_lab + 1).astype(np.float64)
+            sizes[0] = 1.0  # unused (label 0 is background)
+            w_parts.append((1.0 / sizes)[comp])
+            n_components += n_lab
+    neg.sort()
+    pos = np.concatenate(pos_parts) if pos_parts else np.empty(0, dtype=dtype)
+    pos_w = None
+    if components:
+        w = np.concatenate(w_parts) if w_parts else np.empty(0, dtype=np.float64)
+        order = np.argsort(pos, kind="stable")
+        pos, pos_w = pos[order], w[order]
+    else:
+        pos.sort()
+    return PixelPool(neg=neg, pos=pos, pos_w=pos_w, n_components=n_components)
