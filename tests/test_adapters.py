@@ -84,7 +84,7 @@ def make_visa_like(root: Path, mask_max: int = 1) -> Path:
             for p in (rel, mrel):
                 (root / p).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rgb(base + 20 + i, (20, SIZE))).save(root / rel, format="JPEG", quality=90)
-            Image.fromarray(defect_region(base + i, (20, SIZE)).astype(np.uint8) * mask_max, mode="L").save(root / mrel)
+            Image.fromarray(defect_region(base + i, (20, SIZE)).astype(np.uint8) * mask_max).save(root / mrel)
             rows.append((obj, "test", "anomaly", rel, mrel))
     (root / "split_csv").mkdir(parents=True, exist_ok=True)
     with open(root / "split_csv" / "1cls.csv", "w", newline="") as handle:
@@ -270,6 +270,8 @@ def test_registry_errors(tmp_path: Path) -> None:
         get_adapter("kolektor")
     with pytest.raises(ValueError, match="bad parameters for dataset adapter 'folder'.*mask_templte"):
         get_adapter("folder", root=tmp_path, mask_templte="{stem}.png")
+    with pytest.raises(ValueError, match="bad parameters for the piped adapter.*mask_polarty"):
+        get_adapter("piped", root=make_piped_like(tmp_path / "PIPED"), mask_polarty="low")
     with pytest.raises(ValueError, match="mask_template='{stm}.png' is not valid"):
         FolderAdapter(tmp_path, mask_template="{stm}.png")
 

@@ -163,7 +163,11 @@ def _write_image(source: Path, dest_dir: Path, image_format: str, compress_level
     if image_format == "keep" and suffix in _KEEP_SUFFIXES:
         dest = dest_dir / f"{source.stem}{suffix}"
         _check_free(dest, source)
-        image_size_of(source)  # readable
+        try:
+            with Image.open(source) as img:
+                img.load()  # fully decodable, not truncated
+        except OSError as exc:
+            raise DataError(f"cannot read image {source} (unreadable or truncated): {exc}") from exc
         shutil.copyfile(source, dest)
         return dest
     dest = dest_dir / f"{source.stem}.png"
@@ -219,7 +223,7 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
         dest = _write_image(sample.image_path, image_dir, image_format, compress_level)
         mask_dest = mask_dir / f"{dest.stem}_mask.png"
         _check_free(mask_dest, sample.mask_path)
-        Image.fromarray(binary.astype(np.uint8) * 255, mode="L").save(mask_dest, format="PNG",
+        Image.fromarray(binary.astype(np.uint8) * 255).save(mask_dest, format="PNG",
                                                                       compress_level=compress_level)
         record(dest, sample.image_path)
         record(mask_dest, sample.mask_path, defect_fraction=round(n_defect / binary.size, 6))

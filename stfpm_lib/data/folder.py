@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import inspect
 import os
 import re
 from pathlib import Path
@@ -331,4 +332,9 @@ class PipedAdapter(FolderAdapter):
 def piped_adapter(root: str | os.PathLike | None = None, **overrides: Any) -> FolderAdapter:
     """PIPED through the folder adapter: :data:`PIPED_PARAMS` updated by ``overrides``."""
     params = {**PIPED_PARAMS, **overrides}
+    try:
+        inspect.signature(FolderAdapter).bind("root", **params)
+    except TypeError as exc:
+        raise ValueError(f"bad parameters for the piped adapter: {exc}; it accepts FolderAdapter's keywords "
+                         f"{[p for p in inspect.signature(FolderAdapter).parameters if p != 'root']}") from exc
     return PipedAdapter(resolve_piped_root(root), **params)
