@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from stfpm_lib.cli import build_parser, main, parse_set
@@ -19,6 +20,15 @@ from stfpm_lib.inference import load_predictions
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--set", "teacher_weights=random", "--set", "image_size=64", "--set", "batch_size=4",
         "--set", "epochs=1", "--no-progress"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster than two on a shared 2-core CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,15 @@ CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=6
                               eval_batch_size=8, epochs=2, selection="val_loss")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster than two on a shared 2-core CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def students_equal(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -199,3 +208,33 @@ def test_load_predictions_bad_files(tmp_path):
 def test_val_map_is_the_official_quarter_size_mean(run):
     """history val_map of the kept epoch is finite and the selection value is the minimum of the column."""
     assert math.isfinite(run.history["val_map"].min())
+
+
+def test_precision_and_memory_format_hooks(tiny_mvtec, tmp_path):
+    from stfpm_lib.config import ConfigError
+
+    cfg = CFG.replace(epochs=1, layers=("layer1", "layer2"), selection="last")
+    ref = fit(cfg, tiny_mvtec, "grass", tmp_path / "fp32", progress=False)
+    cl = fit(cfg.replace(channels_last=True), tiny_mvtec, "grass", tmp_path / "cl", progress=False)
+    np.testing.assert_allclose(cl.history["train_loss"], ref.history["train_loss"], rtol=1e-3)  # 3 SGD steps at lr 0.4 amplify rounding
+    np.testing.assert_allclose(cl.history["val_map"], ref.history["val_map"], rtol=3e-2)
+    # forward passes of one model agree closely in both memory formats
+    from stfpm_lib.device import prepare_input, prepare_model
+
+    model, _, _ = load_checkpoint(ref.checkpoint_path)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        a = model(x)
+        model = prepare_model(model, torch.device("cpu"), channels_last=True)
+        b = model(prepare_input(x, torch.device("cpu"), channels_last=True))
+    assert b[1][0].is_contiguous(memory_format=torch.channels_last)
+    for fa, fb in zip(a[0] + a[1], b[0] + b[1]):
+        torch.testing.assert_close(fa, fb.contiguous(), rtol=1e-4, atol=1e-5)
+    bf = fit(cfg.replace(precision="bf16"), tiny_mvtec, "grass", tmp_path / "bf16", progress=False)
+    # bf16 autocast: same loss to ~2 significant digits (the loss itself is computed in float32)
+    np.testing.assert_allclose(bf.history["train_loss"], ref.history["train_loss"], rtol=5e-2)
+    with pytest.raises(ConfigError, match="fp16"):  # CPU: refused before anything is written
+        fit(cfg.replace(precision="fp16", device="cpu"), tiny_mvtec, "grass", tmp_path / "fp16", progress=False)
+    assert not (tmp_path / "fp16").exists()
+    with pytest.raises(NotImplementedError, match="cache_teacher_features"):
+        fit(cfg.replace(cache_teacher_features=True), tiny_mvtec, "grass", tmp_path / "cache", progress=False)
