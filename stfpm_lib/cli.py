@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: predictions_val.npz beside --predictions, if present)")
     ev.add_argument("--mask-rule", default=None, choices=["gt0", "nearest", "eq1"],
                     help="re-binarise the masks (default: the run's rule, stored in the file)")
-    ev.add_argument("--no-official-pro", action="store_true", help="skip the (slow) official-code PRO")
+    ev.add_argument("--original-resolution", action="store_true",
+                    help="also AU-PRO and pixel AUROC at the original image resolution (slow for 1024² images)")
     ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     return parser
 
@@ -135,36 +136,33 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import time
+
+    from .evaluate import evaluate_predictions, write_metrics_json
     from .inference import load_predictions
 
+    start = time.perf_counter()
     pred = load_predictions(args.predictions)
-    masks = pred.masks(args.mask_rule)
-    maps = pred.maps.astype("float32")
     val_path = Path(args.val_predictions) if args.val_predictions else Path(args.predictions).with_name(
         "predictions_val.npz")
-    val_maps = None
-    if args.val_predictions or (val_path.is_file() and val_path.resolve() != Path(args.predictions).resolve()):
-        val_maps = load_predictions(val_path).maps.astype("float32")
-    try:
-        from .metrics import compute_all
-    except ImportError:  # metrics package absent: the two AUROCs only
-        from sklearn.metrics import roc_auc_score
-
-        metrics = {"image_auroc": float(roc_auc_score(pred.labels, pred.scores)),
-                   "pixel_auroc": float(roc_auc_score(masks.reshape(-1), maps.reshape(-1)))}
-        print("note: stfpm_lib.metrics is not available; only AUROCs computed (sklearn)", file=sys.stderr)
-    else:
-        metrics = compute_all(maps, masks, labels=pred.labels, defect_types=list(pred.defect_types),
-                              val_maps=val_maps, official=not args.no_official_pro)
-    print(f"{pred.category} ({pred.split}, {len(pred)} images, teacher {pred.teacher_weights.get('name')})")
-    width = max(len(k) for k in metrics)
-    for key, value in metrics.items():
-        print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    use_val = args.val_predictions is not None or (
+        val_path.is_file() and val_path.resolve() != Path(args.predictions).resolve())
+    val = load_predictions(val_path) if use_val else None
+    ev = evaluate_predictions(pred, val_predictions=val, original_resolution=args.original_resolution,
+                              mask_rule=args.mask_rule)
+    elapsed = time.perf_counter() - start
+    print(f"{pred.category} ({pred.split}, {len(pred)} images, teacher {pred.teacher_weights.get('name')}, "
+          f"masks {ev.mask_rule}{', val thresholds from ' + str(val_path) if use_val else ''})")
+    width = max(len(k) for k in ev.metrics)
+    for key, value in ev.metrics.items():
+        print(f"{key:<{width}}  {value:.6g}")
+    print()
+    print(ev.per_defect_type.to_string(float_format=lambda v: f"{v:.4f}"))
     if args.json:
-        from .io import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps({"predictions": str(args.predictions), "metrics": metrics},
-                                                indent=2, default=float) + "\n")
+        write_metrics_json(args.json, metrics=ev.metrics, config=pred.config, teacher_weights=pred.teacher_weights,
+                           dataset=pred.dataset, wall_time_s=elapsed,
+                           extra={"predictions": str(args.predictions), "mask_rule": ev.mask_rule,
+                                  "val_predictions": str(val_path) if use_val else None})
     return 0
 
 
@@ -177,13 +175,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [_UsageError, ConfigError, DataError, WeightsError, CheckpointError,
                                          TrainError, PredictionsError, FileNotFoundError, NotImplementedError]
-    try:
-        from .metrics import UndefinedMetricError
+    from .evaluate import MetricsFileError
+    from .metrics import UndefinedMetricError
 
-        errors.append(UndefinedMetricError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return tuple(errors + [MetricsFileError, UndefinedMetricError])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

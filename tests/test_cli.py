@@ -47,16 +47,17 @@ def test_train_predict_evaluate(trained, tiny_mvtec, capsys):
     assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--split", "val", "--no-progress"]) == 0
     assert "predictions_val.npz" in capsys.readouterr().out
     out_json = trained / "metrics.json"
-    assert main(["evaluate", "--predictions", str(trained / "predictions_test.npz"), "--json", str(out_json),
-                 "--no-official-pro"]) == 0
+    assert main(["evaluate", "--predictions", str(trained / "predictions_test.npz"), "--json", str(out_json)]) == 0
     printed = capsys.readouterr().out
     pred = load_predictions(trained / "predictions_test.npz")
     expected = roc_auc_score(pred.labels, pred.scores)
-    metrics = json.loads(out_json.read_text())["metrics"]
+    record = json.loads(out_json.read_text())
+    metrics = record["metrics"]
+    assert record["teacher_weights"]["source"] == "random" and record["config"]["image_size"] == 64
     assert metrics["image_auroc"] == pytest.approx(expected, abs=1e-9)
     assert metrics["pixel_auroc"] == pytest.approx(
         roc_auc_score(pred.masks().reshape(-1), pred.maps.astype(np.float32).reshape(-1)), abs=1e-6)
-    assert f"{expected:.6g}" in printed and "image_auroc" in printed
+    assert f"{expected:.6g}" in printed and "image_auroc" in printed and "scratch" in printed  # per-type table
     assert "image_f1_val" in metrics  # predictions_val.npz beside it was picked up
 
 
