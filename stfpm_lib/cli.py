@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--split", default="test", choices=["test", "val", "train"])
     pr.add_argument("--device", default=None, help="auto, cpu or cuda (default: the checkpoint's)")
     pr.add_argument("--batch-size", type=int, default=None)
+    pr.add_argument("--float32", action="store_true", help="store maps as float32 (default float16)")
     pr.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("evaluate", help="metrics of a predictions file")
@@ -130,7 +131,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
     path = predict(args.checkpoint, args.data_root, args.category, args.out, split=args.split, device=args.device,
-                   batch_size=args.batch_size, progress=not args.no_progress)
+                   batch_size=args.batch_size, progress=not args.no_progress,
+                   maps_dtype="float32" if args.float32 else "float16")
     print(f"predictions: {path}")
     return 0
 

@@ -6,7 +6,7 @@ everything the metrics and figures need, so they can be recomputed without the n
 =================  ==========================  =============================================
 key                dtype / shape               meaning
 =================  ==========================  =============================================
-maps               float16 (N, S, S)           anomaly maps at the network input size S
+maps               float16 (N, S, S)           anomaly maps at the network input size S (float32 on request)
 scores             float32 (N,)                max of each float32 map (before the cast)
 labels             int8 (N,)                   1 anomalous, 0 normal
 defect_types       str (N,)                    ``good`` for normal images
@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = ["predict", "Predictions", "load_predictions", "PredictionsError", "SP
 
 SPLITS = ("test", "val", "train")
 _FORMAT = "stfpm-predictions"
+_F16_TINY = float(np.finfo(np.float16).tiny)  # 6.1e-5, the smallest normal float16
 _VERSION = 1
 _ARRAYS = ("maps", "scores", "labels", "defect_types", "image_paths", "mask_paths", "image_sizes", "masks_packed")
 _JSON = ("config", "teacher_weights", "dataset", "meta")
@@ -123,7 +125,8 @@ def default_predictions_path(checkpoint_path, split: str = "test") -> Path:
 
 
 def predict(checkpoint_path, data_root=None, category: str | None = None, out_path=None, *, split: str = "test",
-            device: str | None = None, batch_size: int | None = None, progress: bool = False) -> Path:
+            device: str | None = None, batch_size: int | None = None, progress: bool = False,
+            maps_dtype: str = "float16") -> Path:
     """Run the checkpoint over ``split`` of ``category`` and write the ``.npz``; return its path.
 
     Args:
@@ -133,6 +136,10 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         split: ``test`` (all test images), ``val`` (held-out normals) or ``train``.
         device: default the checkpoint config's device (``auto``: CUDA when present).
         batch_size: default ``cfg.eval_batch_size``.
+        maps_dtype: ``float16`` (default, half the size) or ``float32`` (exact). float16 keeps
+            ~3 significant digits down to 6.1e-5; below that (subnormal) precision drops. The
+            share of such map values is recorded in ``meta["float16_subnormal_fraction"]`` and
+            a warning is issued above 1% (product maps of a well-trained student can be tiny).
     """
     from .data import ImageDataset, Sample, image_size_of, index_category, split_train_val
     from .provenance import environment_info
@@ -140,6 +147,8 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
 
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
+    if maps_dtype not in ("float16", "float32"):
+        raise ValueError(f"maps_dtype={maps_dtype!r} is not one of ['float16', 'float32']")
     checkpoint_path = Path(checkpoint_path)
     model, cfg, meta = load_checkpoint(checkpoint_path, device="cpu")
     root = data_root if data_root not in (None, "") else meta["dataset"]["root"]
@@ -162,7 +171,8 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size or cfg.eval_batch_size, shuffle=False,
                                          num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
     side = cfg.input_size
-    maps = np.zeros((len(samples), side, side), dtype=np.float16)
+    maps = np.zeros((len(samples), side, side), dtype=maps_dtype)
+    n_subnormal = 0
     scores = np.zeros(len(samples), dtype=np.float32)
     masks = np.zeros((len(samples), side, side), dtype=bool)
     from tqdm.auto import tqdm
@@ -180,16 +190,22 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
             amap, score = amap.cpu(), score.cpu()
             t_net += time.perf_counter() - t0
             b = amap.shape[0]
-            maps[i:i + b] = amap.numpy().astype(np.float16)
+            maps[i:i + b] = amap.numpy().astype(maps_dtype)
+            n_subnormal += int(((amap.abs() < _F16_TINY) & (amap != 0)).sum())
             scores[i:i + b] = score.numpy()
             masks[i:i + b] = batch["mask"].numpy()
             i += b
     t_all = time.perf_counter() - t_all
+    subnormal = n_subnormal / maps.size
+    if maps_dtype == "float16" and subnormal > 0.01:
+        warnings.warn(f"{category} {split}: {subnormal:.1%} of the anomaly-map values are below 6.1e-5, where "
+                      f"float16 loses precision; consider predict(..., maps_dtype='float32')", stacklevel=2)
 
     info = {
         "format": _FORMAT, "version": _VERSION, "split": split, "checkpoint": str(checkpoint_path.resolve()),
         "checkpoint_sha256": sha256_file(checkpoint_path), "checkpoint_epoch": meta["epoch"],
-        "mask_rule": cfg.mask_rule, "device": str(dev), "batch_size": batch_size or cfg.eval_batch_size,
+        "mask_rule": cfg.mask_rule, "device": str(dev), "maps_dtype": maps_dtype,
+        "float16_subnormal_fraction": subnormal, "batch_size": batch_size or cfg.eval_batch_size,
         "timing": {"n_images": len(samples), "network_and_map_s": t_net, "total_s": t_all,
                    "images_per_s": len(samples) / t_net if t_net > 0 else None},
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -115,6 +115,16 @@ def test_predictions_match_the_model(preds, run):
     np.testing.assert_allclose(preds.maps[i].astype(np.float32), ref, rtol=1e-3, atol=1e-6)
 
 
+def test_float32_maps_option(run, preds, tiny_mvtec, tmp_path):
+    exact = load_predictions(predict(run.checkpoint_path, tiny_mvtec, "brick", tmp_path / "f32.npz",
+                                     maps_dtype="float32"))
+    assert exact.maps.dtype == np.float32 and exact.meta["maps_dtype"] == "float32"
+    np.testing.assert_array_equal(exact.maps.astype(np.float16), preds.maps)  # float16 = rounded float32
+    np.testing.assert_array_equal(exact.scores, preds.scores)
+    assert preds.meta["float16_subnormal_fraction"] == pytest.approx(
+        float(((exact.maps < np.finfo(np.float16).tiny) & (exact.maps > 0)).mean()), abs=1e-12)
+
+
 def test_val_split_predictions(run, tiny_mvtec, tmp_path):
     path = predict(run.checkpoint_path, tiny_mvtec, "brick", tmp_path / "val.npz", split="val")
     val = load_predictions(path)
