@@ -62,7 +62,11 @@ class FeaturePyramid(nn.Module):
         if weights is not None and weights.state_dict is not None:
             if weights.backbone != backbone:
                 raise ValueError(f"teacher weights are for {weights.backbone}, model is {backbone}")
-            full.load_state_dict(weights.state_dict, strict=False)
+            result = full.load_state_dict(weights.state_dict, strict=False)  # the fc head may be absent
+            missing = [k for k in result.missing_keys if not k.startswith("fc.")]
+            if missing or result.unexpected_keys:
+                raise ValueError(f"teacher weights {weights.name!r} do not fit {backbone}: missing {missing[:3]}, "
+                                 f"unexpected {result.unexpected_keys[:3]}")
         for name in self.stages:
             self.add_module(name, getattr(full, name))
         del full

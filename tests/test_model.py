@@ -165,3 +165,7 @@ def test_teacher_loads_given_weights():
         assert torch.equal(value, src[name]), name
     with pytest.raises(ValueError, match="resnet34"):
         build_stfpm(STFPMConfig(backbone="resnet34"), weights=weights)
+    partial = TeacherWeights(source="file", name="partial.pth", backbone="resnet18",
+                             state_dict={k: v for k, v in src.items() if not k.startswith("layer3.")})
+    with pytest.raises(ValueError, match=r"partial.pth.*missing \['layer3"):
+        build_stfpm(STFPMConfig(), weights=partial)
