@@ -594,6 +594,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _banner(text: str) -> str:
+    if text.lstrip().startswith("!!!"):  # already a banner (demo_teacher_weights' warning)
+        return text
     bar = "!" * 78
     return f"{bar}\n!! WARNING: {text}\n{bar}"
 

@@ -43,7 +43,8 @@ for i, path in enumerate(index.train):
     print(f"checked {i + 1}/{len(index.train)}: {Path(path).name}", flush=True)
 Path(out_dir, "result.json").write_text(json.dumps(
     {"category": category, "epochs": cfg.epochs, "preset": cfg.preset, "lr": cfg.lr, "n_repeat": n_repeat,
-     "run_dir": run_dir, "pid": __import__("os").getpid(), "t": time.time()}))
+     "run_dir": run_dir, "pid": __import__("os").getpid(), "t": time.time(),
+     "python": __import__("sys").executable}))
 '''
 
 
@@ -210,6 +211,8 @@ def test_failing_category_does_not_stop_the_others(failing_run, work):
     result = failing_run["brick_result"]
     assert result == {**result, "category": "brick", "epochs": 3, "preset": "official", "lr": 0.4,
                       "n_repeat": 2, "run_dir": str(run_dir)}
+    # papermill's default kernel "python3" ran on this very interpreter (its ipykernel).
+    assert result["python"] == sys.executable
     assert (run_dir / "brick" / "check.ipynb").is_file()
     # The failed notebook is kept, its path is in the summary with the error.
     failed = run_dir / "grass" / "check.failed.ipynb"
