@@ -1,0 +1,99 @@
+"""The main job (``python -m stfpm_lib.batch reproduce``, behind ``make reproduce``) on the embedded demo
+dataset, with few epochs and small images so it takes well under two minutes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stfpm_lib import batch
+from stfpm_lib.data.demo import DEMO_CATEGORIES, RANDOM_TEACHER_LABEL, demo_root
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _reproduce(results: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    env.pop("MVTEC_ROOT", None)
+    env["STFPM_OFFLINE"] = "1"  # no network probe: the demo falls back to the random teacher, loudly
+    cmd = [sys.executable, "-m", "stfpm_lib.batch", "reproduce", "--results-dir", str(results), "--run-name", "demo_ci",
+           "-p", "epochs", "2", "-p", "image_size", "64", "--no-progress", *extra]
+    return subprocess.run(cmd, cwd=results.parent, env=env, capture_output=True, text=True, timeout=400)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> dict:
+    results = tmp_path_factory.mktemp("repro") / "runs"
+    first = _reproduce(results)
+    run_dir = results / "demo_ci"
+    mtimes = {c: (run_dir / c / "metrics.json").stat().st_mtime_ns for c in DEMO_CATEGORIES
+              if (run_dir / c / "metrics.json").is_file()}
+    second = _reproduce(results)
+    return {"first": first, "second": second, "run_dir": run_dir, "mtimes": mtimes}
+
+
+def test_demo_reproduce_produces_metrics(demo_run):
+    first, run_dir = demo_run["first"], demo_run["run_dir"]
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for category in DEMO_CATEGORIES:
+        cat_dir = run_dir / category
+        for name in ("02_train.ipynb", "03_evaluate.ipynb", "checkpoint.pt", "predictions_test.npz", "02_train.log"):
+            assert (cat_dir / name).is_file(), cat_dir / name
+        record = json.loads((cat_dir / "metrics.json").read_text())
+        for key in ("image_auroc", "pixel_auroc", "au_pro", "official_pro", "image_f1", "pixel_f1"):
+            assert 0.0 <= record["metrics"][key] <= 1.0, (category, key)
+        # -p overrides beat the demo parameter set; the rest of it applies.
+        config = record["config"]
+        assert (config["epochs"], config["image_size"]) == (2, 64)
+        assert config["batch_size"] == batch.DEMO_OVERRIDES["batch_size"]
+        assert config["teacher_weights"] == "random" and record["teacher_weights"]["source"] == "random"
+        assert record["dataset"]["root"] == str(demo_root().resolve())
+        assert record["dataset"]["counts"]["train_good"] == 32 and record["wall_time_s"] > 0
+    assert (run_dir / "04_report.ipynb").is_file()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["data_root"] == str(demo_root().resolve()) and run["preset"] == "official"
+    assert run["overrides"] == {**batch.DEMO_OVERRIDES, "epochs": 2, "image_size": 64, "teacher_weights": "random"}
+    assert run["notebooks"] == ["02_train.ipynb", "03_evaluate.ipynb", "04_report.ipynb"]
+
+
+def test_demo_reproduce_prints_tables_and_warns_loudly(demo_run):
+    out, run_dir = demo_run["first"].stdout, demo_run["run_dir"]
+    lines = out.strip().splitlines()
+    # The random-teacher warning opens and closes the run's output.
+    assert "NOT available" in "\n".join(lines[:4]) and lines[0].startswith("!!!!")
+    assert out.count("RANDOMLY INITIALISED teacher") == 2 and lines[-1].startswith("!!!!")
+    assert f"tables: {run_dir / 'tables'}" in out
+    assert "2 of 2 categories succeeded" in out
+    md = (run_dir / "tables" / "results.md").read_text()
+    assert RANDOM_TEACHER_LABEL in md and all(f"| {c} |" in md for c in DEMO_CATEGORIES)
+
+
+def test_demo_reproduce_resumes(demo_run):
+    second, run_dir = demo_run["second"], demo_run["run_dir"]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert second.stdout.count("02_train skipped, 03_evaluate skipped") == 2
+    for category, mtime in demo_run["mtimes"].items():
+        assert (run_dir / category / "metrics.json").stat().st_mtime_ns == mtime
+    assert len(demo_run["mtimes"]) == 2
+
+
+def test_mvtec_reproduce_never_falls_back(tiny_mvtec, tmp_path, monkeypatch, capsys):
+    """With a data root, unavailable ImageNet weights stop the run before anything runs (no random teacher)."""
+    from stfpm_lib import weights
+
+    def offline(spec, backbone):
+        raise weights.WeightsUnavailableError(f"ImageNet weights for {backbone} are not cached and could not be "
+                                              "downloaded (offline)")
+
+    monkeypatch.setattr(weights, "resolve_teacher_weights", offline)
+    code = batch.main(["reproduce", "--data-root", str(tiny_mvtec), "--results-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "teacher weights 'imagenet' unavailable" in err and "not cached" in err
+    assert not (tmp_path / "runs").exists()
