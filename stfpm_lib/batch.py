@@ -245,8 +245,13 @@ def _flock(path: Path, *, wait: bool) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, force: bool, categories: Sequence[str]) -> dict:
-    """Create ``run_dir`` and its ``run.json``; refuse a run dir made with another config unless ``force``."""
+def prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, force: bool, categories: Sequence[str],
+                    compare: bool = True) -> dict:
+    """Create ``run_dir`` and its ``run.json``; refuse a run dir made with another config unless ``force``.
+
+    ``compare=False`` (only run-level notebooks, e.g. re-making the report of a finished run) keeps
+    the recorded config and only adds the notebooks.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "run.json"
     with _flock(run_dir / ".run.lock", wait=True):
@@ -256,6 +261,8 @@ def prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, force: bool, ca
                 old = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise BatchError(f"{path}: unreadable run record ({exc}); remove it or use --force") from exc
+        if not compare and old:
+            record = {**record, **{k: old[k] for k in _COMPARED if k in old}}
         changed = [k for k in _COMPARED if k in old and old[k] != record[k]]
         if changed and not force:
             diff = "; ".join(f"{k}: {old[k]!r} -> {record[k]!r}" for k in changed)
@@ -519,7 +526,7 @@ def run_batch(
 
     run_result = None
     ok = [c for c in categories if results[c].status != "failed"]
-    if run_level and ok:
+    if run_level and (ok or not categories):
         steps = tuple(
             (str(spec.path.resolve()), spec.outputs,
              {**_notebook_params(spec, category=None, data_root=data_root, run_dir=run_dir,
@@ -528,8 +535,7 @@ def run_batch(
               **{k: v for k, v in (run_level_params or {}).items() if k in spec.parameters}})
             for spec in run_level
         )
-        print(f"running {', '.join(s.path.name for s in run_level)} on {len(ok)} categor{'y' if len(ok) == 1 else 'ies'}",
-              flush=True)
+        print(f"running {', '.join(s.path.name for s in run_level)} on {run_dir}", flush=True)
         run_result = _run_job(_Job(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
                                    execution_timeout, None))
     return BatchResult(run_dir, [results[c] for c in categories], run_result, time.perf_counter() - start)
@@ -541,7 +547,7 @@ def format_summary(result: BatchResult) -> str:
     units = result.categories + ([result.run_level] if result.run_level else [])
     width = max([len(c.category) for c in units] + [8])
     for unit in units:
-        label = "(report)" if unit.category == RUN_LEVEL else unit.category
+        label = "(run)" if unit.category == RUN_LEVEL else unit.category
         steps = ", ".join(f"{s.notebook} {s.status}" for s in unit.steps)
         lines.append(f"  {label:<{width}}  {unit.status.upper():<7}  {unit.seconds:7.1f} s  {steps}")
     failed = result.failed
@@ -640,7 +646,10 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         notebooks = [load_notebook_spec(p) for p in args.notebook]
         run_level = [s for s in notebooks if not s.per_category]
         notebooks = [s for s in notebooks if s.per_category]
-        data_root = resolve_data_root(args.data_root).resolve()
+        if notebooks or args.data_root or os.environ.get("MVTEC_ROOT"):
+            data_root = resolve_data_root(args.data_root).resolve()
+        else:  # only run-level notebooks (e.g. the report): no dataset needed
+            data_root = Path("")
         run_name = args.run_name or f"{'+'.join(s.name for s in notebooks + run_level)}_{args.preset}"
     if args.jobs < 1:
         raise BatchError(f"--jobs must be >= 1, got {args.jobs}")
@@ -654,7 +663,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         _check_teacher(cfg)
     run_dir = Path(args.results_dir) / run_name
     record = _run_record(args.preset, overrides, data_root, notebooks + run_level)
-    prepare_run_dir(run_dir, record, force=args.force, categories=categories)
+    prepare_run_dir(run_dir, record, force=args.force, categories=categories, compare=bool(notebooks))
 
     if warning:
         print(_banner(warning), flush=True)

@@ -209,3 +209,18 @@ def test_rerun_skips_complete_notebooks(executed, capsys):
     assert batch.main(argv) == 0
     assert "01_explore_dataset skipped, 02_train skipped, 03_evaluate skipped" in capsys.readouterr().out
     assert (executed["cat_dir"] / "02_train.ipynb").stat().st_mtime_ns == before
+
+
+def test_report_alone_over_an_existing_run(executed, capsys):
+    """Re-making the tables of a finished run needs no data root and keeps the run's recorded config."""
+    run_dir = executed["run_dir"]
+    before = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "tables" / "results.md").unlink()
+    argv = ["run", "--notebook", str(REPO / "notebooks" / "04_report.ipynb"), "--run-name", "ci",
+            "--results-dir", str(run_dir.parent), "--no-progress"]
+    assert batch.main(argv) == 0
+    assert f"tables: {run_dir / 'tables'}" in capsys.readouterr().out
+    assert RANDOM_TEACHER_LABEL in (run_dir / "tables" / "results.md").read_text()
+    after = json.loads((run_dir / "run.json").read_text())
+    assert {k: after[k] for k in ("preset", "overrides", "data_root")} == \
+        {k: before[k] for k in ("preset", "overrides", "data_root")}
