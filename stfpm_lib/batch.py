@@ -20,7 +20,7 @@ Layout of a run (``<results-dir>/<run-name>``, default ``results/runs/<run-name>
 
 Notebook contract: one cell tagged ``parameters`` (the first cell) declaring flat parameters.
 A per-category notebook declares ``category``; the runner sets ``category``, ``data_root``,
-``out_dir`` and ``run_dir`` (when declared). A notebook that declares ``preset`` builds its
+``out_dir``, ``run_dir`` and ``force`` (``--force``: redo work already on disk) when declared. A notebook that declares ``preset`` builds its
 configuration with ``STFPMConfig.from_preset(preset, **overrides)``, so any ``STFPMConfig``
 field may be passed with ``-p`` (see :func:`stfpm_lib.pipeline.config_from_namespace`).
 Unknown keys fail before anything runs (papermill itself only warns).
@@ -67,7 +67,7 @@ NOTEBOOK_OUTPUTS: dict[str, tuple[str, ...]] = {
 }
 
 #: Parameters the runner sets itself; passing them with ``-p`` is an error.
-RUNNER_KEYS = ("category", "data_root", "out_dir", "run_dir")
+RUNNER_KEYS = ("category", "data_root", "out_dir", "run_dir", "force")
 
 #: Output sub-directory of run-level notebooks (default: the notebook's stem).
 RUN_LEVEL_OUT: dict[str, str] = {"04_report": "tables"}
@@ -177,7 +177,8 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
     """
     for key in overrides:
         if key in RUNNER_KEYS:
-            flag = {"category": "--categories", "data_root": "--data-root"}.get(key, "--run-name/--results-dir")
+            flag = {"category": "--categories", "data_root": "--data-root", "force": "--force"}.get(
+                key, "--run-name/--results-dir")
             raise BatchError(f"parameter {key!r} is set by the runner; use {flag} instead of -p {key}")
         if key == "preset":
             raise BatchError("use --preset instead of -p preset")
@@ -448,9 +449,9 @@ class BatchResult:
 
 
 def _notebook_params(spec: NotebookSpec, *, category: str | None, data_root: Path, run_dir: Path,
-                     out_dir: Path, preset: str, overrides: Mapping[str, Any]) -> dict:
+                     out_dir: Path, preset: str, overrides: Mapping[str, Any], force: bool = False) -> dict:
     values: dict[str, Any] = {"category": category, "data_root": str(data_root), "run_dir": str(run_dir),
-                              "out_dir": str(out_dir), "preset": preset}
+                              "out_dir": str(out_dir), "preset": preset, "force": force}
     params = {k: v for k, v in values.items() if k in spec.parameters}
     params.update({k: v for k, v in overrides.items() if spec.accepts(k)})
     return params
@@ -491,7 +492,7 @@ def run_batch(
         steps = tuple(
             (str(spec.path.resolve()), spec.outputs,
              _notebook_params(spec, category=category, data_root=data_root, run_dir=run_dir, out_dir=out_dir,
-                              preset=preset, overrides=overrides))
+                              preset=preset, overrides=overrides, force=force))
             for spec in notebooks
         )
         job_list.append(_Job(category, str(out_dir), steps, force, kernel_name, log_output, execution_timeout, threads))

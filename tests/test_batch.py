@@ -267,3 +267,21 @@ def test_category_lock_prevents_concurrent_writers(work, tmp_path):
     with batch._flock(out_dir / ".lock", wait=False):
         res = batch._run_job(job)
     assert res.status == "failed" and "is being written by pid" in res.steps[0].error
+
+
+def test_force_reaches_notebooks_that_declare_it(tmp_path):
+    """``--force`` must make 02_train retrain (fit(resume=False)), not just re-execute the notebook."""
+    train = batch.load_notebook_spec(REPO / "notebooks" / "02_train.ipynb")
+    evaluate = batch.load_notebook_spec(REPO / "notebooks" / "03_evaluate.ipynb")
+    kw = dict(category="brick", data_root=tmp_path, run_dir=tmp_path, out_dir=tmp_path / "brick",
+              preset="official", overrides={"epochs": 2, "k_examples": 1})
+    params = batch._notebook_params(train, force=True, **kw)
+    assert params == {"category": "brick", "data_root": str(tmp_path), "run_dir": str(tmp_path),
+                      "out_dir": str(tmp_path / "brick"), "preset": "official", "force": True, "epochs": 2}
+    assert batch._notebook_params(train, **kw)["force"] is False
+    assert "force" not in batch._notebook_params(evaluate, force=True, **kw)
+    assert batch._notebook_params(evaluate, **kw)["k_examples"] == 1
+    with pytest.raises(BatchError, match="set by the runner; use --force"):
+        batch.validate_overrides([train], "official", {"force": True})
+    source = "".join(c.source for c in nbformat.read(train.path, as_version=4).cells)
+    assert "resume=not force" in source
