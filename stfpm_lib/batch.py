@@ -57,7 +57,8 @@ __all__ = [
 #: batch_size 8 gives 4 SGD steps per epoch on the 26 training images (the official 32 would give
 #: one), so 20 epochs = 80 steps. Measured on 2 cores (Python 3.11, torch 2.14.1 CPU): 3 min 39 s
 #: and 4 min 47 s wall time with other jobs loading the machine (load average 3-4); one epoch takes
-#: 0.42 s on an idle machine, so an idle run is about 1.5 min. 60 epochs gave no better metrics.
+#: 0.42 s on an idle machine, so an idle run should take about 1.5 min (an estimate, not measured).
+#: 60 epochs gave no better metrics (random teacher, PA_BRG03_TL).
 DEMO_OVERRIDES: dict[str, Any] = {"epochs": 20, "image_size": 128, "batch_size": 8}
 
 #: Files (relative to the category directory) that a notebook must leave for its step to count as done.
