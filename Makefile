@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# CPU-only machines: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (same pins, CPU wheels)
+TORCH_INDEX ?=
 # Extra arguments for the main job, e.g. make reproduce ARGS="--categories bottle -p epochs 200"
 ARGS   ?=
 
@@ -12,6 +14,7 @@ ARGS   ?=
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) torch==2.14.1 torchvision==0.29.1)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
