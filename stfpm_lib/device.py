@@ -18,7 +18,8 @@ from .config import ConfigError
 
 __all__ = [
     "resolve_device", "seed_everything", "rng_state", "set_rng_state", "autocast", "amp_dtype",
-    "prepare_model", "prepare_input", "deterministic",
+    "effective_precision", "cpu_has_fast_bf16", "grad_scaler", "prepare_model", "prepare_input",
+    "normalize_uint8", "deterministic", "kernel_policy", "synchronize",
 ]
 
 
@@ -57,25 +58,61 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX).
+
+    On such CPUs oneDNN runs bf16 convolutions about twice as fast as fp32; on older ones
+    bf16 is emulated and no faster, so ``precision="auto"`` stays in fp32 there.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    for name in checks:
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and bool(probe()):
+                return True
+        except Exception:  # noqa: BLE001 - a probe that fails means "not known to be fast"
+            continue
+    return False
+
+
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (``None``: plain fp32).
 
-    ``fp32``: none. ``bf16`` / ``fp16``: that dtype. ``auto``: bf16 on a CUDA device that
-    supports it, else fp32. fp16 is only offered on CUDA (CPU autocast fp16 is slow).
+    * ``fp32``: none (the faithful default).
+    * ``bf16``: bfloat16 autocast (CPU or CUDA; raises on a CUDA GPU without bf16).
+    * ``fp16``: float16 autocast with gradient scaling, CUDA only (CPU fp16 autocast is slow).
+    * ``auto``: CUDA: bf16 when the GPU supports it (Ampere and newer), else fp16;
+      CPU: bf16 when :func:`cpu_has_fast_bf16` (AVX512-BF16 or AMX), else fp32.
     """
+    device = torch.device(device)
     if precision == "fp32":
         return None
     if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("precision='bf16' needs a GPU with bfloat16 support; use 'fp16' or 'auto'")
         return torch.bfloat16
     if precision == "fp16":
         if device.type != "cuda":
             raise ConfigError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
         return torch.float16
     if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_has_fast_bf16():
             return torch.bfloat16
         return None
     raise ConfigError(f"precision={precision!r} is not one of ['fp32', 'bf16', 'fp16', 'auto']")
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """``precision`` with ``auto`` resolved on ``device``: ``fp32``, ``bf16`` or ``fp16``."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype(precision, device)]
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """Gradient scaler, enabled only for float16 autocast (bf16 and fp32 need none)."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype(precision, device) == torch.float16)
 
 
 @contextlib.contextmanager
@@ -102,11 +139,37 @@ def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: b
 
 
 def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    """Move a (B,3,H,W) batch to ``device`` (non-blocking) in the chosen memory format."""
+    """Network input on ``device`` in the chosen memory format.
+
+    ``x``: a normalised float batch (B,3,H,W), or a uint8 RGB batch (B,H,W,3) that is
+    normalised here, after the transfer (4× fewer bytes to move; on the GPU the arithmetic
+    runs there). The uint8 path gives bit-identical values to
+    :func:`stfpm_lib.data.transforms.normalize` (same float32 operations: ``/255``, ``-mean``,
+    ``/std``). Without ``channels_last`` the result is contiguous NCHW.
+    """
+    if x.dtype == torch.uint8:
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"uint8 images must have shape (B, H, W, 3), got {tuple(x.shape)}")
+        x = normalize_uint8(x.to(device, non_blocking=True))  # (B,3,H,W), channels-last strides
+        return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     x = x.to(device, non_blocking=True)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B,H,W,3) -> ImageNet-normalised float32 (B,3,H,W) on the images' device.
+
+    The same float32 operations as :func:`stfpm_lib.data.transforms.normalize`; the result
+    is a permuted view, i.e. already in the channels-last memory layout.
+    """
+    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    x = images.float().div_(255.0).movedim(-1, -3)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1)
+    return (x - mean) / std
 
 
 @contextlib.contextmanager
@@ -129,3 +192,34 @@ def deterministic(device: torch.device) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(prev_alg, warn_only=prev_warn)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev_cudnn
+
+
+@contextlib.contextmanager
+def kernel_policy(device: torch.device, precision: str) -> Iterator[None]:
+    """Kernel selection for a run: faithful for ``fp32``, fastest for the mixed precisions.
+
+    ``fp32`` (and ``auto`` resolving to it): :func:`deterministic`, so a seed gives the same
+    bits run after run. ``bf16``/``fp16``: CPU unchanged (deterministic; it costs nothing
+    measurable there); CUDA: ``torch.backends.cudnn.benchmark = True`` (cuDNN times the
+    candidate kernels of each new input shape and keeps the fastest; results then agree
+    between runs to rounding, not bit for bit). Settings are restored afterwards.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or amp_dtype(precision, device) is None:
+        with deterministic(device):
+            yield
+        return
+    prev = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work on ``device`` (no-op on CPU); call before reading a timer."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

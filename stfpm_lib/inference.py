@@ -21,6 +21,14 @@ meta               JSON str                    split, checkpoint path and sha256
 =================  ==========================  =============================================
 
 Order: the dataset's order (test: ``good`` first, then defects by path, as the official code).
+
+Speed: images go through the networks in batches of ``eval_batch_size`` under
+``torch.inference_mode`` (teacher and student in one pass per batch), as uint8 until they
+reach the device, in the channels-last layout when ``cfg.channels_last``. With a mixed
+``precision`` (``bf16``/``fp16``/``auto`` resolving to one) the forward passes run under
+autocast on BatchNorm-folded copies of the networks (:func:`stfpm_lib.model.inference_copy`)
+and, on CUDA, with cuDNN autotuning; maps are always computed in float32. ``fp32`` keeps the
+networks as trained (faithful, deterministic).
 """
 
 from __future__ import annotations
@@ -38,10 +46,12 @@ import torch
 
 from .anomaly_map import anomaly_map, image_scores
 from .config import STFPMConfig
-from .device import autocast, prepare_input, resolve_device
+from .device import amp_dtype, autocast, kernel_policy, prepare_input, prepare_model, resolve_device
 from .io import atomic_path, sha256_file
+from .model import STFPM, inference_copy
 
-__all__ = ["predict", "Predictions", "load_predictions", "PredictionsError", "SPLITS"]
+__all__ = ["predict", "Predictions", "load_predictions", "PredictionsError", "SPLITS", "prepare_for_inference",
+           "predict_batch"]
 
 SPLITS = ("test", "val", "train")
 _FORMAT = "stfpm-predictions"
@@ -119,6 +129,45 @@ class Predictions:
                              "label": self.labels.astype(int), "score": self.scores})
 
 
+def prepare_for_inference(model: STFPM, cfg: STFPMConfig, device: torch.device) -> STFPM:
+    """``model`` ready for :func:`predict_batch` on ``device``: eval mode, memory format of
+    ``cfg.channels_last``, and BatchNorm folded into the convolutions when ``cfg.precision``
+    is a mixed precision on ``device`` (fp32 keeps the networks as they are)."""
+    device = torch.device(device)
+    if amp_dtype(cfg.precision, device) is not None:
+        model = inference_copy(model)
+    return prepare_model(model, device, cfg.channels_last).eval()
+
+
+def predict_batch(model: STFPM, images: torch.Tensor, cfg: STFPMConfig, device: torch.device,
+                  output_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anomaly maps and image scores of one batch: ``(maps (B,S,S) float32, scores (B,))`` on ``device``.
+
+    ``images``: uint8 (B,S,S,3) or normalised float (B,3,S,S), on any device. Call under
+    ``torch.inference_mode`` (and :func:`stfpm_lib.device.kernel_policy`) with a model from
+    :func:`prepare_for_inference`.
+    """
+    x = prepare_input(images, device, cfg.channels_last)
+    with autocast(cfg.precision, device):
+        t_feats, s_feats = model(x)
+    maps = anomaly_map(t_feats, s_feats, cfg, output_size or cfg.input_size)
+    return maps, image_scores(maps)
+
+
+class _Uint8Items(torch.utils.data.Dataset):
+    """``(image uint8 (S,S,3), mask bool (S,S))`` of an ImageDataset (normalised on the device)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.dataset.arrays(index)
+        return torch.tensor(image), torch.from_numpy(mask.astype(bool))
+
+
 def default_predictions_path(checkpoint_path, split: str = "test") -> Path:
     """``<checkpoint dir>/predictions_<split>.npz``."""
     return Path(checkpoint_path).parent / f"predictions_{split}.npz"
@@ -164,10 +213,9 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     image_sizes = np.array([image_size_of(s.image_path) for s in samples], dtype=np.int32).reshape(-1, 2)
 
     dev = resolve_device(device or cfg.device)
-    model = model.to(dev)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ds = ImageDataset(samples, cfg, cache=False)
+    amp_dtype(cfg.precision, dev)  # an impossible precision fails before any work
+    model = prepare_for_inference(model, cfg, dev)
+    ds = _Uint8Items(ImageDataset(samples, cfg, cache=False))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size or cfg.eval_batch_size, shuffle=False,
                                          num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
     side = cfg.input_size
@@ -179,21 +227,17 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
 
     t_net, i = 0.0, 0
     t_all = time.perf_counter()
-    with torch.inference_mode():
-        for batch in tqdm(loader, disable=not progress, desc=f"{category} {split}", leave=False):
+    with torch.inference_mode(), kernel_policy(dev, cfg.precision):
+        for images, batch_masks in tqdm(loader, disable=not progress, desc=f"{category} {split}", leave=False):
             t0 = time.perf_counter()
-            x = prepare_input(batch["image"], dev, cfg.channels_last)
-            with autocast(cfg.precision, dev):
-                t_feats, s_feats = model(x)
-            amap = anomaly_map(t_feats, s_feats, cfg, side)
-            score = image_scores(amap)
+            amap, score = predict_batch(model, images, cfg, dev, side)
             amap, score = amap.cpu(), score.cpu()
             t_net += time.perf_counter() - t0
             b = amap.shape[0]
             maps[i:i + b] = amap.numpy().astype(maps_dtype)
             n_subnormal += int(((amap.abs() < _F16_TINY) & (amap != 0)).sum())
             scores[i:i + b] = score.numpy()
-            masks[i:i + b] = batch["mask"].numpy()
+            masks[i:i + b] = batch_masks.numpy()
             i += b
     t_all = time.perf_counter() - t_all
     subnormal = n_subnormal / maps.size

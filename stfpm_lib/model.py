@@ -24,7 +24,7 @@ from torch import nn
 from .config import BACKBONES, LAYERS, STFPMConfig
 from .weights import TeacherWeights, resolve_teacher_weights, state_dict_sha256
 
-__all__ = ["FeaturePyramid", "STFPM", "build_stfpm", "feature_shapes"]
+__all__ = ["FeaturePyramid", "STFPM", "build_stfpm", "feature_shapes", "fold_batchnorm", "inference_copy"]
 
 _STEM = ("conv1", "bn1", "relu", "maxpool")
 
@@ -131,6 +131,44 @@ class STFPM(nn.Module):
     def teacher_fingerprint(self) -> str:
         """sha256 of the teacher's tensors (see :func:`stfpm_lib.weights.state_dict_sha256`)."""
         return state_dict_sha256(self.teacher.state_dict())
+
+
+def fold_batchnorm(pyramid: FeaturePyramid) -> FeaturePyramid:
+    """An inference-only copy of ``pyramid`` with every BatchNorm folded into its convolution.
+
+    In eval mode ``BN(conv(x)) = conv'(x)`` with ``W' = W·γ/√(σ²+ε)`` and
+    ``b' = β − μ·γ/√(σ²+ε)`` per output channel (running statistics), so the copy computes
+    the same features (to float32 rounding, ~1e-6 relative) with one pass fewer over every
+    activation. Pairs folded: ``convK``/``bnK`` children of the stem and of every residual
+    block, and ``downsample = Sequential(conv, bn)``. The copy is frozen (always eval, no
+    gradients); the original is untouched.
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(pyramid).eval()
+    for module in list(folded.modules()):
+        for k in range(1, 4):
+            conv, bn = getattr(module, f"conv{k}", None), getattr(module, f"bn{k}", None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(module, f"conv{k}", fuse_conv_bn_eval(conv, bn))
+                setattr(module, f"bn{k}", nn.Identity())
+        down = getattr(module, "downsample", None)
+        if isinstance(down, nn.Sequential) and len(down) == 2 and isinstance(down[0], nn.Conv2d) \
+                and isinstance(down[1], nn.BatchNorm2d):
+            module.downsample = nn.Sequential(fuse_conv_bn_eval(down[0], down[1]), nn.Identity())
+    left = [name for name, m in folded.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    if left:
+        raise ValueError(f"fold_batchnorm: BatchNorm layers without a convolution to fold into: {left[:3]}")
+    folded.frozen = True
+    folded.requires_grad_(False)
+    return folded.eval()
+
+
+def inference_copy(model: STFPM) -> STFPM:
+    """:class:`STFPM` whose teacher and student are :func:`fold_batchnorm` copies (eval only)."""
+    return STFPM(fold_batchnorm(model.teacher), fold_batchnorm(model.student), model.teacher_weights).eval()
 
 
 def build_stfpm(cfg: STFPMConfig, weights: TeacherWeights | None = None) -> STFPM:

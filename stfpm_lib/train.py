@@ -26,15 +26,23 @@ Files in ``out_dir``:
   selected student, teacher weights description with file sha256 and a fingerprint of the
   teacher tensors, dataset description, history, timings, environment.
 * ``history.csv`` and ``config.json``.
+
+Speed (see :mod:`stfpm_lib.device` and :mod:`stfpm_lib.feature_cache`): ``precision``
+``bf16``/``fp16``/``auto`` runs the forward passes under autocast (loss and maps stay in
+float32), ``channels_last`` uses that memory layout, and ``cache_teacher_features`` computes
+the frozen teacher's features of each training and validation image once (first epoch) and
+reads them back afterwards, within ``cache_memory_mb``. Images are decoded and resized once
+(uint8, in memory). The defaults (fp32, NCHW, no cache) are the faithful recipe.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,23 +50,27 @@ import torch
 
 from .anomaly_map import anomaly_map, fused_map
 from .config import STFPMConfig
-from .device import (amp_dtype, autocast, deterministic, prepare_input, prepare_model, resolve_device, rng_state,
-                     seed_everything, set_rng_state)
+from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_input, prepare_model, resolve_device,
+                     rng_state, seed_everything, set_rng_state)
+from .feature_cache import TeacherFeatureCache
 from .io import atomic_save, atomic_write_text
 from .loss import per_image_loss
 from .model import STFPM, build_stfpm
 from .weights import TeacherWeights, resolve_teacher_weights
 
 __all__ = ["fit", "TrainResult", "TrainError", "CheckpointError", "load_checkpoint", "CHECKPOINT_NAME",
-           "LAST_NAME", "validate"]
+           "LAST_NAME", "validate", "train_step", "train_epoch", "IndexedImages"]
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LAST_NAME = "last.pt"
 _FORMAT = "stfpm-checkpoint"
 _LAST_FORMAT = "stfpm-last"
 _VERSION = 1
-# Runtime settings that may differ between an interrupted run and its resumption.
-_RUNTIME_KEYS = ("device", "num_workers")
+# Runtime settings that may differ between an interrupted run and its resumption (they do
+# not change the result: the cache is exact, the loader only moves data).
+_RUNTIME_KEYS = ("device", "num_workers", "cache_teacher_features", "cache_memory_mb")
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_map", "epoch_time_s"]
 
 
@@ -79,6 +91,7 @@ class TrainResult:
     train_time_s: wall time of all epochs (summed over resumed sessions);
     teacher_weights: the teacher's description (source, name, path, sha256, seed, state_sha256);
     selection_value: the kept epoch's criterion (``None`` for ``last``).
+    teacher_cache: summaries of the teacher feature caches (``None`` without the cache).
     """
 
     checkpoint_path: Path
@@ -88,6 +101,7 @@ class TrainResult:
     teacher_weights: dict[str, Any]
     selection_value: float | None = None
     resumed_from_epoch: int = 0
+    teacher_cache: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -148,17 +162,101 @@ def _dataset_record(index, train_paths, val_paths) -> dict[str, Any]:
     return record
 
 
+# ---------------------------------------------------------------------------- steps
+class IndexedImages(torch.utils.data.Dataset):
+    """``(image, index)`` items of an :class:`~stfpm_lib.data.ImageDataset`: what training needs.
+
+    ``image`` is the uint8 (S, S, 3) array the dataset decoded and resized once (cached in
+    memory); batches of it are normalised by :func:`stfpm_lib.device.prepare_input` on the
+    device, bit-identical to normalising each image. Masks, labels and paths are skipped.
+    ``index`` keys the teacher feature cache.
+    """
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.tensor(self.dataset.arrays(index)[0]), index  # a copy: the cached array is read-only
+
+
+def _unpack(batch) -> tuple[torch.Tensor, Any]:
+    """(images, indices or None) of a loader batch: ``(x, idx)`` tuples or ImageDataset dicts."""
+    if isinstance(batch, Mapping):
+        return batch["image"], batch.get("index")
+    x, idx = batch
+    return x, idx
+
+
+def _teacher(model: STFPM, x: torch.Tensor, indices, cache: TeacherFeatureCache | None) -> list[torch.Tensor]:
+    """Teacher features of ``x``, from ``cache`` when given (call inside the autocast context)."""
+    if cache is None:
+        return model.teacher_features(x)
+    if indices is None:
+        raise ValueError("the teacher feature cache needs the dataset index of every image (IndexedImages)")
+    return cache.features(indices, x, model.teacher_features)
+
+
+def train_step(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, x: torch.Tensor,
+               cfg: STFPMConfig, device: torch.device, *, indices=None,
+               cache: TeacherFeatureCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step of the student on the batch ``x`` (B,3,S,S), already on ``device``.
+
+    Forward passes under ``cfg.precision`` autocast; the loss in float32 with the config's
+    ½, batch and layer reductions. Returns ``(loss, per_image_loss (B,))``, detached, on
+    ``device`` (no host synchronisation).
+    """
+    with autocast(cfg.precision, device):
+        t_feats = _teacher(model, x, indices, cache)
+        s_feats = model.student(x)
+    per_img = per_image_loss(t_feats, s_feats, half=cfg.loss_half, layer_reduction=cfg.loss_layer_reduction)
+    loss = per_img.mean() if cfg.loss_reduction == "batch_mean" else per_img.sum()
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), per_img.detach()
+
+
+def train_epoch(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, batches: Iterable,
+                cfg: STFPMConfig, device: torch.device, *, cache: TeacherFeatureCache | None = None,
+                on_batch: Callable[[torch.Tensor], None] | None = None) -> float:
+    """One pass of :func:`train_step` over ``batches`` (``(images, indices)`` or dicts with
+    ``image``); the student in train mode. Returns the mean per-image loss (one host sync).
+    ``on_batch(loss)`` is called after every step (e.g. a progress bar)."""
+    model.train()
+    loss_sum, n = 0.0, 0
+    for batch in batches:
+        images, indices = _unpack(batch)
+        x = prepare_input(images, device, cfg.channels_last)
+        loss, per_img = train_step(model, optimizer, scaler, x, cfg, device, indices=indices, cache=cache)
+        loss_sum = loss_sum + per_img.sum()  # stays on the device: no sync per batch
+        n += x.shape[0]
+        if on_batch is not None:
+            on_batch(loss)
+    return float(loss_sum) / n
+
+
 # ---------------------------------------------------------------------------- validation
 @torch.no_grad()
-def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device) -> tuple[float, float]:
-    """(val_loss, val_map) over ``loader``: mean per-image loss and mean selection map."""
+def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
+             cache: TeacherFeatureCache | None = None) -> tuple[float, float]:
+    """(val_loss, val_map) over ``loader``: mean per-image loss and mean selection map.
+
+    ``cache``: teacher features of the validation images (batches must carry indices);
+    it must only ever be used inside ``torch.inference_mode``, as here.
+    """
     model.eval()
     loss_sum, map_sum, n = 0.0, 0.0, 0
     with torch.inference_mode():
         for batch in loader:
-            x = prepare_input(batch["image"], device, cfg.channels_last)
+            images, indices = _unpack(batch)
+            x = prepare_input(images, device, cfg.channels_last)
             with autocast(cfg.precision, device):
-                t_feats, s_feats = model(x)
+                t_feats = _teacher(model, x, indices, cache)
+                s_feats = model.student(x)
             loss_sum += float(per_image_loss(t_feats, s_feats, half=cfg.loss_half,
                                              layer_reduction=cfg.loss_layer_reduction).sum())
             if cfg.map_upsample == "official":
@@ -191,10 +289,6 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     from .data import ImageDataset, index_category, split_train_val
     from .provenance import environment_info
 
-    if cfg.cache_teacher_features:
-        # Hook point for the performance work: teacher features are deterministic per image
-        # (no augmentation), so they could be computed once; not implemented yet.
-        raise NotImplementedError("cache_teacher_features=True is not implemented yet")
     index = index_category(data_root, category)
     train_paths, val_paths = split_train_val(index.train, cfg)
     dataset_record = _dataset_record(index, train_paths, val_paths)
@@ -234,18 +328,24 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         for stale in (ckpt_path, last_path):
             stale.unlink(missing_ok=True)
 
-    with deterministic(device):
+    with kernel_policy(device, cfg.precision):
         seed_everything(cfg.seed)
         model = prepare_model(build_stfpm(cfg, weights), device, cfg.channels_last)
         teacher_record = _teacher_record(model)
         optimizer = torch.optim.SGD(model.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
-        scaler = torch.amp.GradScaler(device.type, enabled=(cfg.precision == "fp16"))
+        scaler = grad_scaler(cfg.precision, device)
         shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+        # (no persistent workers: each epoch's iterator must draw its seed from shuffle_gen,
+        # as with num_workers=0, so that num_workers does not change the shuffling)
         loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-        train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
+        train_loader = torch.utils.data.DataLoader(IndexedImages(train_ds), batch_size=cfg.batch_size, shuffle=True,
                                                    generator=shuffle_gen, drop_last=False, **loader_kw)
-        val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.eval_batch_size, shuffle=False, **loader_kw)
+        val_loader = torch.utils.data.DataLoader(IndexedImages(val_ds), batch_size=cfg.eval_batch_size,
+                                                 shuffle=False, **loader_kw)
+        caches = None
+        if cfg.cache_teacher_features:  # the validation cache gets what the training one leaves of the budget
+            caches = {"train": TeacherFeatureCache(len(train_ds), cfg.cache_memory_mb, name="train")}
 
         history: list[dict[str, Any]] = []
         best = {"epoch": 0, "value": math.inf, "student": None}
@@ -276,29 +376,18 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         bar = tqdm(total=cfg.epochs * len(train_loader), initial=start_epoch * len(train_loader),
                    disable=not progress, desc=f"{category} train", unit="batch", leave=False)
         try:
+            def on_batch(loss: torch.Tensor) -> None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
+
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 t0 = time.perf_counter()
-                model.train()
-                loss_sum, n = 0.0, 0
-                for batch in train_loader:
-                    x = prepare_input(batch["image"], device, cfg.channels_last)
-                    with autocast(cfg.precision, device):
-                        t_feats = model.teacher_features(x)
-                        s_feats = model.student(x)
-                    per_img = per_image_loss(t_feats, s_feats, half=cfg.loss_half,
-                                             layer_reduction=cfg.loss_layer_reduction)
-                    loss = per_img.mean() if cfg.loss_reduction == "batch_mean" else per_img.sum()
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    loss_sum = loss_sum + per_img.detach().sum()  # stays on the device: no sync per batch
-                    n += x.shape[0]
-                    if progress:
-                        bar.update(1)
-                        bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}")
-                train_loss = float(loss_sum) / n
-                val_loss, val_map = validate(model, val_loader, cfg, device)
+                train_loss = train_epoch(model, optimizer, scaler, train_loader, cfg, device,
+                                         cache=caches and caches["train"], on_batch=on_batch if progress else None)
+                if caches is not None and "val" not in caches:
+                    left = max(cfg.cache_memory_mb - caches["train"].nbytes / 2**20, 0.0)
+                    caches["val"] = TeacherFeatureCache(len(val_ds), left, name="val")
+                val_loss, val_map = validate(model, val_loader, cfg, device, cache=caches and caches["val"])
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_map": val_map,
@@ -323,12 +412,13 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
             bar.close()
 
     value = None if key is None else float(best["value"])
+    cache_record = None if caches is None else {name: c.describe() for name, c in caches.items()}
     checkpoint = {
         "format": _FORMAT, "version": _VERSION, "config": cfg.to_dict(), "student": best["student"],
         "epoch": best["epoch"], "epochs_trained": cfg.epochs, "selection": cfg.selection,
         "selection_value": value, "teacher_weights": teacher_record, "dataset": dataset_record,
         "history": history, "train_time_s": elapsed, "device": str(device), "resumed_from_epoch": resumed_from,
-        "environment": environment_info(),
+        "environment": environment_info(), "teacher_cache": cache_record,
     }
     frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
     atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
@@ -336,14 +426,16 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     _torch_save(ckpt_path, checkpoint)
     last_path.unlink(missing_ok=True)
     return TrainResult(checkpoint_path=ckpt_path, history=frame, best_epoch=int(best["epoch"]), train_time_s=elapsed,
-                       teacher_weights=teacher_record, selection_value=value, resumed_from_epoch=resumed_from)
+                       teacher_weights=teacher_record, selection_value=value, resumed_from_epoch=resumed_from,
+                       teacher_cache=cache_record)
 
 
 def _result_from_checkpoint(path: Path, ckpt: Mapping[str, Any]) -> TrainResult:
     return TrainResult(checkpoint_path=path, history=pd.DataFrame(ckpt["history"], columns=HISTORY_COLUMNS),
                        best_epoch=int(ckpt["epoch"]), train_time_s=float(ckpt["train_time_s"]),
                        teacher_weights=dict(ckpt["teacher_weights"]), selection_value=ckpt["selection_value"],
-                       resumed_from_epoch=int(ckpt.get("resumed_from_epoch", 0)))
+                       resumed_from_epoch=int(ckpt.get("resumed_from_epoch", 0)),
+                       teacher_cache=ckpt.get("teacher_cache"))
 
 
 # ---------------------------------------------------------------------------- loading
