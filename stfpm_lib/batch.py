@@ -483,9 +483,10 @@ def run_batch(
     writing only its own ``run_dir/<category>`` (flock-protected). Complete steps are skipped
     unless ``force``. A failing category never stops the others.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     overrides = dict(overrides or {})
+    run_dir = Path(run_dir).resolve()  # notebooks execute with their category folder as cwd
     _ensure_importable()
     start = time.perf_counter()
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
@@ -665,7 +666,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
     categories = resolve_categories(data_root, args.categories) if notebooks else []
     if not demo and any("teacher_weights" in spec.parameters for spec in notebooks + run_level):
         _check_teacher(cfg)
-    run_dir = Path(args.results_dir) / run_name
+    run_dir = Path(args.results_dir).resolve() / run_name
     record = _run_record(args.preset, overrides, data_root, notebooks + run_level)
     prepare_run_dir(run_dir, record, force=args.force, categories=categories, compare=bool(notebooks))
 

@@ -245,13 +245,16 @@ def test_parallel_jobs_and_force(work, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(work["root"] / "brick", root / "brick")
     shutil.copytree(work["root"] / "brick", root / "brick2")
-    args = ["run", "--notebook", str(work["nb"]), "--data-root", str(root), "--run-name", "par",
-            "--results-dir", str(tmp_path / "runs"), "--jobs", "2", "-p", "epochs", "1"]
+    # Relative data root and results dir (as `make reproduce` passes them): the notebooks run with
+    # their category folder as working directory, so the runner must hand them absolute paths.
+    args = ["run", "--notebook", str(work["nb"]), "--data-root", "data", "--run-name", "par",
+            "--results-dir", "runs", "--jobs", "2", "-p", "epochs", "1"]
     proc = _cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 of 2 categories succeeded" in proc.stdout
     results = [json.loads((tmp_path / "runs" / "par" / c / "result.json").read_text()) for c in ("brick", "brick2")]
     assert [r["category"] for r in results] == ["brick", "brick2"]
+    assert all(Path(r["run_dir"]) == tmp_path / "runs" / "par" for r in results)
     assert results[0]["pid"] != results[1]["pid"]
     assert "100%" in proc.stdout or "100%" in proc.stderr  # the progress bar over categories ran to the end
     # --force re-executes a complete category.
