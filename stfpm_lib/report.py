@@ -260,7 +260,7 @@ def comparison_table(df: pd.DataFrame, metric: str, run_name: str = "run") -> _T
     if not sources:
         return None
     title = f"{METRIC_LABELS[metric]}: run {run_name} vs published"
-    notes = [f"delta = ours - published. Sources: " + "; ".join(f"{s} = {labels[s]}" for s in sources) + "."]
+    notes = ["delta = ours - published. Sources: " + "; ".join(f"{s} = {labels[s]}" for s in sources) + "."]
     if set(cats) == set(MVTEC_CATEGORIES):
         notes.append("Published 'mean' is the mean stated by each source; texture/object means are recomputed "
                      "from its per-category values.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from stfpm_lib.data import make_synthetic_category
 
@@ -16,3 +17,12 @@ def tiny_mvtec(tmp_path_factory) -> Path:
     make_synthetic_category(root, "brick", seed=1)
     make_synthetic_category(root, "grass", seed=2, defect_types=("blob", "patch"))
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster than two on a shared 2-core CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
