@@ -683,6 +683,9 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
     )
     print(format_summary(result), flush=True)
     if result.run_level and result.run_level.status != "failed" and (run_dir / "tables").is_dir():
+        results_md = run_dir / "tables" / "results.md"
+        if results_md.is_file():
+            print("\n" + results_md.read_text(encoding="utf-8").strip() + "\n", flush=True)
         print(f"tables: {run_dir / 'tables'}", flush=True)
     if warning:
         print(_banner(warning), flush=True)

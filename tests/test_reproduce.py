@@ -72,6 +72,10 @@ def test_demo_reproduce_prints_tables_and_warns_loudly(demo_run):
     assert "2 of 2 categories succeeded" in out
     md = (run_dir / "tables" / "results.md").read_text()
     assert RANDOM_TEACHER_LABEL in md and all(f"| {c} |" in md for c in DEMO_CATEGORIES)
+    # The main job prints its metrics table, values included, before the path of the tables.
+    assert md.strip() in out and out.index(md.strip()) < out.index(f"tables: {run_dir / 'tables'}")
+    record = json.loads((run_dir / DEMO_CATEGORIES[0] / "metrics.json").read_text())
+    assert f"{record['metrics']['image_auroc']:.4f}" in out
 
 
 def test_demo_reproduce_resumes(demo_run):
