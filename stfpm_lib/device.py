@@ -8,7 +8,11 @@ policy (e.g. a new precision mode) is made here only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import platform
 import random
+import sys
 from typing import Any, Iterator
 
 import numpy as np
@@ -19,7 +23,7 @@ from .config import ConfigError
 __all__ = [
     "resolve_device", "seed_everything", "rng_state", "set_rng_state", "autocast", "amp_dtype",
     "effective_precision", "cpu_has_fast_bf16", "grad_scaler", "prepare_model", "prepare_input",
-    "normalize_uint8", "deterministic", "kernel_policy", "synchronize",
+    "normalize_uint8", "deterministic", "kernel_policy", "synchronize", "tune_cpu_allocator",
 ]
 
 
@@ -223,3 +227,37 @@ def synchronize(device: torch.device) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+_ALLOCATOR_ENV = "STFPM_CPU_ALLOCATOR"
+_allocator_tuned: bool | None = None
+
+
+def tune_cpu_allocator() -> bool:
+    """Let glibc keep freed memory for reuse instead of handing it back to the kernel.
+
+    CPU tensors come from ``malloc``. glibc serves large blocks (the activations of a
+    256² batch are tens of MiB) with fresh ``mmap`` pages and unmaps them on ``free``, so
+    every step page-faults and zero-fills all its activations again. On a 2-core VM this
+    made memory-bound kernels 4–8× slower (BatchNorm 23 → 5.5 ms, ReLU 22 → 2.9 ms on a
+    (32,64,128,128) bf16 tensor) and training steps 20–35% slower. Setting
+    ``M_MMAP_MAX=0`` (heap only) and a 2 GiB ``M_TRIM_THRESHOLD`` keeps freed blocks in
+    the heap for the next step. Results are unchanged; the cost is that the process keeps
+    its peak heap until it exits. Called by ``fit`` and ``predict`` on CPU; Linux/glibc
+    only (a no-op elsewhere); ``STFPM_CPU_ALLOCATOR=default`` in the environment opts out.
+    Returns whether the setting is active.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is not None:
+        return _allocator_tuned
+    _allocator_tuned = False
+    if os.environ.get(_ALLOCATOR_ENV, "").lower() == "default" or not sys.platform.startswith("linux") \
+            or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        _allocator_tuned = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        _allocator_tuned = False
+    return _allocator_tuned

@@ -46,7 +46,7 @@ import torch
 
 from .anomaly_map import anomaly_map, image_scores
 from .config import STFPMConfig
-from .device import amp_dtype, autocast, kernel_policy, prepare_input, prepare_model, resolve_device
+from .device import amp_dtype, autocast, kernel_policy, prepare_input, prepare_model, resolve_device, tune_cpu_allocator
 from .io import atomic_path, sha256_file
 from .model import STFPM, inference_copy
 
@@ -175,7 +175,7 @@ def default_predictions_path(checkpoint_path, split: str = "test") -> Path:
 
 def predict(checkpoint_path, data_root=None, category: str | None = None, out_path=None, *, split: str = "test",
             device: str | None = None, batch_size: int | None = None, progress: bool = False,
-            maps_dtype: str = "float16") -> Path:
+            maps_dtype: str = "float16", precision: str | None = None, channels_last: bool | None = None) -> Path:
     """Run the checkpoint over ``split`` of ``category`` and write the ``.npz``; return its path.
 
     Args:
@@ -185,6 +185,8 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         split: ``test`` (all test images), ``val`` (held-out normals) or ``train``.
         device: default the checkpoint config's device (``auto``: CUDA when present).
         batch_size: default ``cfg.eval_batch_size``.
+        precision, channels_last: inference settings, default the checkpoint config's (e.g. a
+            student trained in fp32 can be run with ``precision="bf16"``); recorded in ``meta``.
         maps_dtype: ``float16`` (default, half the size) or ``float32`` (exact). float16 keeps
             ~3 significant digits down to 6.1e-5; below that (subnormal) precision drops. The
             share of such map values is recorded in ``meta["float16_subnormal_fraction"]`` and
@@ -200,6 +202,8 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         raise ValueError(f"maps_dtype={maps_dtype!r} is not one of ['float16', 'float32']")
     checkpoint_path = Path(checkpoint_path)
     model, cfg, meta = load_checkpoint(checkpoint_path, device="cpu")
+    run_cfg = cfg.replace(**{k: v for k, v in (("precision", precision), ("channels_last", channels_last))
+                             if v is not None})
     root = data_root if data_root not in (None, "") else meta["dataset"]["root"]
     category = category or meta["dataset"]["category"]
     index = index_category(root, category)
@@ -213,8 +217,10 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     image_sizes = np.array([image_size_of(s.image_path) for s in samples], dtype=np.int32).reshape(-1, 2)
 
     dev = resolve_device(device or cfg.device)
-    amp_dtype(cfg.precision, dev)  # an impossible precision fails before any work
-    model = prepare_for_inference(model, cfg, dev)
+    amp_dtype(run_cfg.precision, dev)  # an impossible precision fails before any work
+    if dev.type == "cpu":
+        tune_cpu_allocator()  # reuse freed activation memory; results unchanged
+    model = prepare_for_inference(model, run_cfg, dev)
     ds = _Uint8Items(ImageDataset(samples, cfg, cache=False))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size or cfg.eval_batch_size, shuffle=False,
                                          num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
@@ -227,10 +233,10 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
 
     t_net, i = 0.0, 0
     t_all = time.perf_counter()
-    with torch.inference_mode(), kernel_policy(dev, cfg.precision):
+    with torch.inference_mode(), kernel_policy(dev, run_cfg.precision):
         for images, batch_masks in tqdm(loader, disable=not progress, desc=f"{category} {split}", leave=False):
             t0 = time.perf_counter()
-            amap, score = predict_batch(model, images, cfg, dev, side)
+            amap, score = predict_batch(model, images, run_cfg, dev, side)
             amap, score = amap.cpu(), score.cpu()
             t_net += time.perf_counter() - t0
             b = amap.shape[0]
@@ -250,6 +256,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         "checkpoint_sha256": sha256_file(checkpoint_path), "checkpoint_epoch": meta["epoch"],
         "mask_rule": cfg.mask_rule, "device": str(dev), "maps_dtype": maps_dtype,
         "float16_subnormal_fraction": subnormal, "batch_size": batch_size or cfg.eval_batch_size,
+        "precision": run_cfg.precision, "channels_last": run_cfg.channels_last,
         "timing": {"n_images": len(samples), "network_and_map_s": t_net, "total_s": t_all,
                    "images_per_s": len(samples) / t_net if t_net > 0 else None},
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -32,7 +32,9 @@ Speed (see :mod:`stfpm_lib.device` and :mod:`stfpm_lib.feature_cache`): ``precis
 float32), ``channels_last`` uses that memory layout, and ``cache_teacher_features`` computes
 the frozen teacher's features of each training and validation image once (first epoch) and
 reads them back afterwards, within ``cache_memory_mb``. Images are decoded and resized once
-(uint8, in memory). The defaults (fp32, NCHW, no cache) are the faithful recipe.
+(uint8, in memory). The defaults (fp32, NCHW, no cache) are the faithful recipe. On CPU
+``fit`` also calls :func:`stfpm_lib.device.tune_cpu_allocator` (freed activation memory is
+reused instead of page-faulted in again every step; numbers unchanged).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import torch
 from .anomaly_map import anomaly_map, fused_map
 from .config import STFPMConfig
 from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_input, prepare_model, resolve_device,
-                     rng_state, seed_everything, set_rng_state)
+                     rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
 from .io import atomic_save, atomic_write_text
 from .loss import per_image_loss
@@ -318,6 +320,8 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         weights = resolve_teacher_weights(cfg.teacher_weights, cfg.backbone, progress=progress)
     device = resolve_device(cfg.device)
     amp_dtype(cfg.precision, device)  # an impossible precision fails here, before any file is written
+    if device.type == "cpu":
+        tune_cpu_allocator()  # reuse freed activation memory (no page faults every step); results unchanged
 
     train_ds, val_ds = ImageDataset(train_paths, cfg, cache=True), ImageDataset(val_paths, cfg, cache=True)
     for ds in (train_ds, val_ds):  # decode once up front: bad images fail before any file is written,

@@ -1,0 +1,359 @@
+"""Speed paths: teacher feature cache (exact, memory budget), mixed precision, BatchNorm folding,
+uint8 input batches, and the speed benchmark's CLI. No timing assertions."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from stfpm_lib import device as dev
+from stfpm_lib.anomaly_map import anomaly_map
+from stfpm_lib.config import ConfigError, STFPMConfig
+from stfpm_lib.feature_cache import MIB, TeacherFeatureCache, bytes_per_image
+from stfpm_lib.inference import load_predictions, predict, predict_batch, prepare_for_inference
+from stfpm_lib.model import FeaturePyramid, build_stfpm, fold_batchnorm
+from stfpm_lib.train import fit
+
+CPU = torch.device("cpu")
+# tiny_mvtec: 12 train images -> 9 train (3 batches of 3: no batch of one, see feature_cache) + 3 val
+CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=64, batch_size=3, eval_batch_size=8,
+                              epochs=2, selection="val_loss")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster than two on a shared 2-core CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def student(result) -> dict[str, torch.Tensor]:
+    return torch.load(result.checkpoint_path, weights_only=True)["student"]
+
+
+def no_time(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns=["epoch_time_s"])
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0 for k in a)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_mvtec, tmp_path_factory):
+    return fit(CFG, tiny_mvtec, "brick", tmp_path_factory.mktemp("ref"), progress=False)
+
+
+# ---------------------------------------------------------------------------- teacher feature cache
+def test_cache_gives_the_same_student_and_history(reference, tiny_mvtec, tmp_path):
+    cached = fit(CFG.replace(cache_teacher_features=True), tiny_mvtec, "brick", tmp_path, progress=False)
+    a, b = student(reference), student(cached)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    pd.testing.assert_frame_equal(no_time(reference.history), no_time(cached.history))
+    assert cached.best_epoch == reference.best_epoch
+    # the teacher ran once per image: epoch 1 misses, every later epoch hits (train 9, val 3 images)
+    train, val = cached.teacher_cache["train"], cached.teacher_cache["val"]
+    assert (train["capacity"], train["misses"], train["hits"]) == (9, 9, 9 * (CFG.epochs - 1))
+    assert (val["capacity"], val["misses"], val["hits"]) == (3, 3, 3 * (CFG.epochs - 1))
+    assert train["bytes_per_image"] == bytes_per_image("resnet18", CFG.layers, 64) == (64 * 16**2 + 128 * 8**2 + 256 * 4**2) * 4
+    assert torch.load(cached.checkpoint_path, weights_only=True)["teacher_cache"]["train"]["hits"] == 9
+
+
+def test_cache_with_a_last_batch_of_one_agrees_to_rounding(tiny_mvtec, tmp_path):
+    """9 images in batches of 4 leave a batch of one, whose convolutions can round differently
+    (~1e-5 relative, oneDNN) from the same image in a larger batch: agreement to rounding."""
+    cfg = CFG.replace(batch_size=4)
+    ref = fit(cfg, tiny_mvtec, "grass", tmp_path / "ref", progress=False)
+    cached = fit(cfg.replace(cache_teacher_features=True), tiny_mvtec, "grass", tmp_path / "cache", progress=False)
+    assert max_abs_diff(student(ref), student(cached)) < 1e-6  # measured 3.6e-7 (weights are O(0.1..1))
+    np.testing.assert_allclose(cached.history["train_loss"], ref.history["train_loss"], rtol=1e-6)
+    np.testing.assert_allclose(cached.history["val_map"], ref.history["val_map"], rtol=1e-5)
+
+
+def test_cached_run_resumes_to_the_uncached_result(reference, tiny_mvtec, tmp_path):
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_one(row):
+        if row["epoch"] == 1:
+            raise Interrupt
+
+    cfg = CFG.replace(cache_teacher_features=True)
+    with pytest.raises(Interrupt):
+        fit(cfg, tiny_mvtec, "brick", tmp_path, progress=False, log=stop_after_one)
+    resumed = fit(cfg, tiny_mvtec, "brick", tmp_path, progress=False)  # cache rebuilt in the resumed epoch
+    assert resumed.resumed_from_epoch == 1
+    a, b = student(reference), student(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(no_time(reference.history), no_time(resumed.history))
+    # the cache settings are runtime settings: an uncached request returns the same finished run
+    assert fit(CFG, tiny_mvtec, "brick", tmp_path, progress=False).best_epoch == resumed.best_epoch
+
+
+def test_memory_budget_caches_what_fits_and_logs(tiny_mvtec, tmp_path, caplog):
+    # layer1 of a 128² input: 64·32·32 float32 = 0.25 MiB per image -> a 1 MiB budget holds 4 of 9
+    cfg = CFG.replace(image_size=128, layers=("layer1",))
+    assert bytes_per_image("resnet18", cfg.layers, 128) == MIB // 4
+    ref = fit(cfg, tiny_mvtec, "brick", tmp_path / "ref", progress=False)
+    with caplog.at_level(logging.WARNING, logger="stfpm_lib.feature_cache"):
+        part = fit(cfg.replace(cache_teacher_features=True, cache_memory_mb=1), tiny_mvtec, "brick",
+                   tmp_path / "part", progress=False)
+    assert any("holds 4 of 9 images" in r.getMessage() for r in caplog.records)
+    train, val = part.teacher_cache["train"], part.teacher_cache["val"]
+    assert train["capacity"] == 4 and val["capacity"] == 0  # the validation cache gets what is left: nothing
+    assert (train["hits"], train["misses"]) == (4, 9 + 5)  # epoch 2: 4 read back, 5 recomputed
+    assert (val["hits"], val["misses"]) == (0, 6)
+    # recomputed images run in sub-batches: equal to rounding
+    assert max_abs_diff(student(ref), student(part)) < 1e-6
+    np.testing.assert_allclose(part.history["train_loss"], ref.history["train_loss"], rtol=1e-6)
+    # a zero budget computes every batch whole: bit for bit the uncached run
+    none = fit(cfg.replace(cache_teacher_features=True, cache_memory_mb=0), tiny_mvtec, "brick", tmp_path / "none",
+               progress=False)
+    assert none.teacher_cache["train"]["capacity"] == 0 and none.teacher_cache["train"]["hits"] == 0
+    a, b = student(ref), student(none)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_feature_cache_unit():
+    calls: list[torch.Tensor] = []
+
+    def compute(x: torch.Tensor) -> list[torch.Tensor]:
+        calls.append(x.clone())
+        return [x * 2, x.sum(dim=1, keepdim=True).to(torch.bfloat16)]
+
+    x_all = torch.arange(6 * 2 * 2 * 2, dtype=torch.float32).view(6, 2, 2, 2)
+    per_item = (2 * 2 * 2) * 4 + (1 * 2 * 2) * 2  # float32 layer + bfloat16 layer, bytes
+    cache = TeacherFeatureCache(6, budget_mb=3.5 * per_item / MIB)
+    assert cache.capacity is None  # allocated at the first call
+    idx = torch.tensor([4, 0, 2])
+    out = cache.features(idx, x_all[idx], compute)
+    assert cache.capacity == 3 and cache.item_bytes == per_item and cache.nbytes == 3 * per_item
+    assert len(calls) == 1 and torch.equal(calls[0], x_all[idx])  # whole batch computed
+    idx = torch.tensor([2, 5, 0, 4])
+    out = cache.features(idx, x_all[idx], compute)
+    assert torch.equal(calls[1], x_all[[5, 4]])  # only the images not cached (5: beyond capacity, 4 likewise)
+    for got, want in zip(out, compute(x_all[idx])):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    assert (cache.hits, cache.misses) == (2, 5) and cache.n_cached == 2
+    out = cache.features([0, 2], x_all[[0, 2]], compute)  # all cached: no computation
+    assert len(calls) == 3  # (the reference computation above was the third call)
+    assert torch.equal(out[0], x_all[[0, 2]] * 2) and cache.describe()["hits"] == 4
+    with pytest.raises(ValueError, match="one index per image"):
+        cache.features([0], x_all[:2], compute)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 6\)"):
+        cache.features([0, 6], x_all[:2], compute)
+    with pytest.raises(ValueError, match="cache_memory_mb"):
+        TeacherFeatureCache(3, -1)
+
+
+def test_feature_cache_keeps_channels_last():
+    x = torch.randn(4, 3, 5, 5)
+
+    def compute(batch):
+        return [batch.contiguous(memory_format=torch.channels_last) * 1.0]
+
+    cache = TeacherFeatureCache(4, budget_mb=1)
+    cache.features([0, 1], x[:2], compute)
+    out = cache.features([1, 0], x[[1, 0]], compute)[0]
+    assert out.is_contiguous(memory_format=torch.channels_last) and torch.equal(out, x[[1, 0]])
+
+
+# ---------------------------------------------------------------------------- precision and layout
+def test_precision_rule(monkeypatch):
+    assert dev.amp_dtype("fp32", CPU) is None and dev.amp_dtype("bf16", CPU) == torch.bfloat16
+    with pytest.raises(ConfigError, match="fp16"):
+        dev.amp_dtype("fp16", CPU)
+    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: True)
+    assert dev.amp_dtype("auto", CPU) == torch.bfloat16 and dev.effective_precision("auto", CPU) == "bf16"
+    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)
+    assert dev.amp_dtype("auto", CPU) is None and dev.effective_precision("auto", CPU) == "fp32"
+    for precision in ("fp32", "bf16", "auto"):
+        assert not dev.grad_scaler(precision, CPU).is_enabled()  # only float16 needs loss scaling
+
+
+def test_fast_bf16_detection(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert dev.cpu_has_fast_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert dev.cpu_has_fast_bf16() is True
+
+    def broken():
+        raise RuntimeError("probe failed")
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken, raising=False)
+    assert dev.cpu_has_fast_bf16() is False
+
+
+def test_kernel_policy_restores_settings():
+    before = torch.are_deterministic_algorithms_enabled()
+    for precision in ("fp32", "bf16"):
+        with dev.kernel_policy(CPU, precision):
+            assert torch.are_deterministic_algorithms_enabled()  # CPU: deterministic whatever the precision
+        assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_uint8_batches_match_per_image_normalisation():
+    from torch.utils.data import default_collate
+
+    from stfpm_lib.data.transforms import normalize
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    ref = default_collate([normalize(a) for a in arrays])  # the per-image path of ImageDataset
+    batch = default_collate([torch.from_numpy(a) for a in arrays])
+    for channels_last in (False, True):
+        x = dev.prepare_input(batch, CPU, channels_last)
+        assert torch.equal(x, ref) and x.dtype == torch.float32
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        assert x.is_contiguous(memory_format=fmt)
+    with pytest.raises(ValueError, match=r"\(B, H, W, 3\)"):
+        dev.prepare_input(batch.permute(0, 3, 1, 2), CPU)
+
+
+def test_tune_cpu_allocator_opt_out(monkeypatch):
+    assert dev.tune_cpu_allocator() in (True, False)
+    assert dev.tune_cpu_allocator() == dev.tune_cpu_allocator()  # applied once
+    monkeypatch.setattr(dev, "_allocator_tuned", None)
+    monkeypatch.setenv("STFPM_CPU_ALLOCATOR", "default")
+    assert dev.tune_cpu_allocator() is False
+
+
+def _randomise_bn(module: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_fold_batchnorm_keeps_the_features(backbone):
+    torch.manual_seed(0)
+    pyramid = FeaturePyramid(backbone, ("layer1", "layer2", "layer3")).eval()
+    _randomise_bn(pyramid, 1)
+    before = {k: v.clone() for k, v in pyramid.state_dict().items()}
+    folded = fold_batchnorm(pyramid)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert folded.train().training is False and not any(p.requires_grad for p in folded.parameters())
+    assert all(torch.equal(before[k], v) for k, v in pyramid.state_dict().items())  # original untouched
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        for a, b in zip(pyramid(x), folded(x)):
+            # float32: folding reorders one multiply-add per channel, ~1e-6 relative
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * float(a.abs().max()))
+
+
+def test_bf16_inference_stays_close_to_fp32():
+    """bf16 keeps 8 significant bits (relative rounding 2^-9 ≈ 0.2%) at each of the ~15
+    convolution/BatchNorm stages, and maps are formed in float32 from the features: the
+    maps should agree to about 1% of their scale (0.34% measured on 256² in the benchmark)."""
+    cfg = CFG.replace(precision="bf16", channels_last=True)
+    model = build_stfpm(CFG)
+    _randomise_bn(model.teacher, 3)
+    with torch.no_grad():
+        for p in model.student.parameters():  # a student that differs from its init, and from the teacher
+            p.mul_(1.05)
+    x = (torch.rand(4, 64, 64, 3, generator=torch.Generator().manual_seed(4)) * 255).to(torch.uint8)
+    with torch.inference_mode():
+        ref, ref_scores = predict_batch(prepare_for_inference(model, CFG, CPU), x, CFG, CPU)
+        fast_model = prepare_for_inference(model, cfg, CPU)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_model.modules())  # folded copy
+        got, scores = predict_batch(fast_model, x, cfg, CPU)
+        # fp32 path = the plain model: identical to computing the map directly
+        t, s = model.eval()(dev.prepare_input(x, CPU))
+        torch.testing.assert_close(ref, anomaly_map(t, s, CFG, 64), rtol=0, atol=0)
+    assert got.dtype == torch.float32 and got.shape == ref.shape == (4, 64, 64)
+    scale = float(ref.abs().max())
+    assert float((got - ref).abs().max()) < 3e-2 * scale
+    assert float((got - ref).norm() / ref.norm()) < 1e-2
+    np.testing.assert_allclose(scores.numpy(), ref_scores.numpy(), rtol=2e-2)
+
+
+def test_fast_fit_and_predict_override(reference, tiny_mvtec, tmp_path):
+    fast = CFG.replace(precision="bf16", channels_last=True, cache_teacher_features=True)
+    res = fit(fast, tiny_mvtec, "brick", tmp_path / "fast", progress=False)
+    assert np.isfinite(res.history[["train_loss", "val_loss", "val_map"]].to_numpy()).all()
+    # bf16 autocast: same losses to ~2 significant digits (the loss itself is computed in float32)
+    np.testing.assert_allclose(res.history["train_loss"], reference.history["train_loss"], rtol=5e-2)
+    # one fp32-trained student, predicted in fp32 and in bf16 + channels_last
+    a = load_predictions(predict(reference.checkpoint_path, tiny_mvtec, "brick", tmp_path / "a.npz",
+                                 maps_dtype="float32"))
+    b = load_predictions(predict(reference.checkpoint_path, tiny_mvtec, "brick", tmp_path / "b.npz",
+                                 maps_dtype="float32", precision="bf16", channels_last=True))
+    assert (a.meta["precision"], b.meta["precision"], b.meta["channels_last"]) == ("fp32", "bf16", True)
+    assert b.config == a.config == CFG.to_dict()  # the training config is what is recorded
+    assert float(np.abs(b.maps - a.maps).max()) < 3e-2 * float(np.abs(a.maps).max())
+    np.testing.assert_allclose(b.scores, a.scores, rtol=3e-2)
+    with pytest.raises(ConfigError, match="fp16"):
+        predict(reference.checkpoint_path, tiny_mvtec, "brick", tmp_path / "c.npz", precision="fp16", device="cpu")
+
+
+# ---------------------------------------------------------------------------- benchmark
+def test_official_baseline_computes_the_official_quantities():
+    """The benchmark's official-equivalent loop (layer4 kept) gives the project's fp32 loss and maps."""
+    from stfpm_lib.bench.speed_bench import official_infer, official_pyramid
+    from stfpm_lib.loss import stfpm_loss
+
+    torch.manual_seed(0)
+    teacher, student_net = official_pyramid().eval(), official_pyramid().eval()
+    model = build_stfpm(CFG).eval()
+    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    for ours, official in ((model.teacher, teacher), (model.student, student_net)):
+        mapped = {f"model.{names.index(k.split('.')[0])}.{k.split('.', 1)[1]}": v for k, v in ours.state_dict().items()}
+        missing = official.load_state_dict(mapped, strict=False).missing_keys
+        assert all(k.startswith("model.7.") for k in missing)  # only layer4, which the project never builds
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        t, s = model(x)
+        ot, os_ = teacher(x), student_net(x)
+        for a, b in zip(t + s, ot + os_):
+            assert torch.equal(a, b)
+        official_loss = sum(torch.sum((torch.nn.functional.normalize(a, dim=1) -
+                                       torch.nn.functional.normalize(b, dim=1)) ** 2, 1).mean() for a, b in zip(ot, os_))
+        torch.testing.assert_close(official_loss, stfpm_loss(t, s), rtol=1e-6, atol=0)
+        maps, scores = official_infer(teacher, student_net, [x[:1], x[1:]], CPU, 64)
+    ref = anomaly_map(t, s, CFG, 64).numpy()
+    np.testing.assert_allclose(maps, ref, rtol=1e-5, atol=1e-7 * float(np.abs(ref).max()))
+    np.testing.assert_allclose(scores, ref.max(axis=(1, 2)), rtol=1e-5)
+
+
+def test_speed_bench_quick_prints_the_last_line(capsys):
+    from stfpm_lib.bench.__main__ import main
+
+    assert main(["speed", "--quick", "--threads", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    last = out[-1]
+    pattern = (r"train_speedup=(\d+\.\d+) infer_speedup=(\d+\.\d+) train_img_s=(\d+\.\d+) "
+               r"infer_img_s=(\d+\.\d+) auroc_delta=(\d+\.\d+) device=cpu")
+    m = re.fullmatch(pattern, last)
+    assert m, last
+    assert all(float(v) > 0 for v in m.groups()[:4]) and 0 <= float(m.group(5)) <= 1
+    text = "\n".join(out)
+    for section in ("--- training", "--- inference", "--- scaling", "--- memory", "--- fidelity", "--- targets"):
+        assert section in text
+    # the last line repeats the table: fast img/s over official img/s is the printed speed-up
+    rates = [float(re.search(r"([\d.]+) img/s", line).group(1)) for line in out
+             if re.match(r"  (official|project fast) +[\d.]+ /", line)]
+    assert len(rates) == 4  # training and inference rows of both
+    assert float(m.group(1)) == pytest.approx(rates[1] / rates[0], rel=0.02)
+    assert float(m.group(2)) == pytest.approx(rates[3] / rates[2], rel=0.02)
+
+
+def test_speed_bench_rejects_bad_arguments(capsys):
+    from stfpm_lib.bench.speed_bench import main
+
+    assert main(["--images", "0"]) == 2
+    assert main(["--scaling", "a,b"]) == 2
+    assert "must be" in capsys.readouterr().err
