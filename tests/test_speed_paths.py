@@ -25,13 +25,7 @@ CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=6
                               epochs=2, selection="val_loss")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared 2-core CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def student(result) -> dict[str, torch.Tensor]:
