@@ -630,13 +630,15 @@ def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
         f"{platform.machine()}, {args.threads} threads"
     say(f"\n=== device: {dev.type} ({where}); fast precision {setup.fast_precision} "
         f"(auto -> {effective_precision('auto', dev)})")
-    counts = sorted(set(args.scaling + [args.images]))
+    factor = args.gpu_factor if dev.type == "cuda" else 1  # a GPU epoch over 64 images is too short to time
+    counts = sorted({c * factor for c in args.scaling + [args.images]})
+    n_infer = args.infer_images * factor
     mode = "all variants in this process, allocator not tuned" if args.in_process else \
         "one process per variant; project processes with the allocator setting of fit/predict" + \
         (" (CPU)" if dev.type == "cpu" else " (CPU only: none here)")
-    say(f"training {counts} images and inference {args.infer_images} images, {setup.size}², batch {setup.batch} "
+    say(f"training {counts} images and inference {n_infer} images, {setup.size}², batch {setup.batch} "
         f"(official inference batch 1, project {setup.eval_batch}); best of {args.rounds} interleaved rounds; {mode}")
-    res, info = _bench(setup, counts, args.infer_images, args.rounds, args.in_process, args.threads, say)
+    res, info = _bench(setup, counts, n_infer, args.rounds, args.in_process, args.threads, say)
     n = counts[-1]
     mem = "peak CUDA memory allocated (growth in the phase)" if dev.type == "cuda" else \
         "peak RSS of the variant's process (growth in the phase)"
@@ -653,12 +655,12 @@ def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
     say(f"  project fast, first epoch (teacher runs and fills the cache): {first:.2f} s = {n / first:.1f} img/s; "
         f"cache {per_image / MIB:.3f} MiB/image")
 
-    say(f"\n--- inference, {args.infer_images} images (maps and scores back on the host): best / median s, img/s, "
+    say(f"\n--- inference, {n_infer} images (maps and scores back on the host): best / median s, img/s, "
         f"speed-up, {mem}")
     infer_ips = {}
     for name in VARIANTS:
         key = f"infer {name}"
-        infer_ips[name] = args.infer_images / res.best(key)
+        infer_ips[name] = n_infer / res.best(key)
         say(f"  {name:13s} {res.best(key):7.2f} / {res.median(key):6.2f} s {infer_ips[name]:7.1f} img/s  "
             f"x{infer_ips[name] / infer_ips['official']:5.2f}   {_mib(res.peak(key))} (+{_mib(res.grow(key))})")
 
@@ -752,6 +754,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=64, help="training images for the headline numbers (default 64)")
     p.add_argument("--scaling", default="16,32", help="other training image counts for the scaling table")
     p.add_argument("--infer-images", type=int, default=64, help="inference images (default 64)")
+    p.add_argument("--gpu-factor", type=int, default=8,
+                   help="on CUDA, image counts (training, scaling, inference) are multiplied by this (default 8)")
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch (default 32, official)")
     p.add_argument("--eval-batch", type=int, default=None, help="project inference batch (default 32 CPU, 256 CUDA)")
@@ -786,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"--scaling={args.scaling!r} must be comma-separated integers", file=sys.stderr)
         return 2
-    for name in ("images", "infer_images", "size", "batch_size", "rounds", "fid_epochs", "fid_batch"):
+    for name in ("images", "infer_images", "size", "batch_size", "rounds", "fid_epochs", "fid_batch", "gpu_factor"):
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1", file=sys.stderr)
             return 2
