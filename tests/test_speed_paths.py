@@ -116,6 +116,22 @@ def test_memory_budget_caches_what_fits_and_logs(tiny_mvtec, tmp_path, caplog):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_images_are_decoded_once_per_run(tiny_mvtec, tmp_path, monkeypatch):
+    import stfpm_lib.data.dataset as dataset
+
+    calls: list[str] = []
+    original = dataset.read_image_uint8
+
+    def counting(path, cfg):
+        calls.append(str(path))
+        return original(path, cfg)
+
+    monkeypatch.setattr(dataset, "read_image_uint8", counting)
+    fit(CFG.replace(epochs=3, layers=("layer1",), cache_teacher_features=True), tiny_mvtec, "grass", tmp_path,
+        progress=False)
+    assert len(calls) == len(set(calls)) == 12  # 9 train + 3 validation images, each once for 3 epochs
+
+
 def test_feature_cache_unit():
     calls: list[torch.Tensor] = []
 

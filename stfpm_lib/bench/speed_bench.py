@@ -363,7 +363,7 @@ def _project_inferencer(setup: _Setup, fast: bool, arrays: list[np.ndarray]) -> 
         with torch.inference_mode(), kernel_policy(setup.device, cfg.precision):
             for i in range(0, len(images), bs):  # as predict: maps and scores back to the host
                 maps, score = predict_batch(model, images[i:i + bs], cfg, setup.device)
-                maps.cpu().numpy().astype(np.float16)
+                maps.to(torch.float16).cpu().numpy()
                 scores.append(score.cpu().numpy())
         return np.concatenate(scores)
 
