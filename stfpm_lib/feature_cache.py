@@ -131,7 +131,10 @@ class TeacherFeatureCache:
             self.misses += len(idx)
             return feats
         cap = self.capacity
-        hit = (idx < cap) & self._filled[idx.clamp(max=max(cap - 1, 0))] if cap else torch.zeros_like(idx, dtype=torch.bool)
+        if cap:
+            hit = (idx < cap) & self._filled[idx.clamp(max=cap - 1)]
+        else:
+            hit = torch.zeros_like(idx, dtype=torch.bool)
         n_hit = int(hit.sum())
         self.hits += n_hit
         self.misses += len(idx) - n_hit

@@ -15,7 +15,12 @@ from stfpm_lib import device as dev
 from stfpm_lib.anomaly_map import anomaly_map
 from stfpm_lib.config import ConfigError, STFPMConfig
 from stfpm_lib.feature_cache import MIB, TeacherFeatureCache, bytes_per_image
-from stfpm_lib.inference import load_predictions, predict, predict_batch, prepare_for_inference
+from stfpm_lib.inference import (
+    load_predictions,
+    predict,
+    predict_batch,
+    prepare_for_inference,
+)
 from stfpm_lib.model import FeaturePyramid, build_stfpm, fold_batchnorm
 from stfpm_lib.train import fit
 
@@ -57,7 +62,8 @@ def test_cache_gives_the_same_student_and_history(reference, tiny_mvtec, tmp_pat
     train, val = cached.teacher_cache["train"], cached.teacher_cache["val"]
     assert (train["capacity"], train["misses"], train["hits"]) == (9, 9, 9 * (CFG.epochs - 1))
     assert (val["capacity"], val["misses"], val["hits"]) == (3, 3, 3 * (CFG.epochs - 1))
-    assert train["bytes_per_image"] == bytes_per_image("resnet18", CFG.layers, 64) == (64 * 16**2 + 128 * 8**2 + 256 * 4**2) * 4
+    expected = (64 * 16**2 + 128 * 8**2 + 256 * 4**2) * 4  # float32 layer1..3 of a 64² input
+    assert train["bytes_per_image"] == bytes_per_image("resnet18", CFG.layers, 64) == expected
     assert torch.load(cached.checkpoint_path, weights_only=True)["teacher_cache"]["train"]["hits"] == 9
 
 
@@ -117,7 +123,7 @@ def test_memory_budget_caches_what_fits_and_logs(tiny_mvtec, tmp_path, caplog):
 
 
 def test_images_are_decoded_once_per_run(tiny_mvtec, tmp_path, monkeypatch):
-    import stfpm_lib.data.dataset as dataset
+    from stfpm_lib.data import dataset
 
     calls: list[str] = []
     original = dataset.read_image_uint8
@@ -330,8 +336,8 @@ def test_official_baseline_computes_the_official_quantities():
         ot, os_ = teacher(x), student_net(x)
         for a, b in zip(t + s, ot + os_):
             assert torch.equal(a, b)
-        official_loss = sum(torch.sum((torch.nn.functional.normalize(a, dim=1) -
-                                       torch.nn.functional.normalize(b, dim=1)) ** 2, 1).mean() for a, b in zip(ot, os_))
+        norm = torch.nn.functional.normalize
+        official_loss = sum(torch.sum((norm(a, dim=1) - norm(b, dim=1)) ** 2, 1).mean() for a, b in zip(ot, os_))
         torch.testing.assert_close(official_loss, stfpm_loss(t, s), rtol=1e-6, atol=0)
         maps, scores = official_infer(teacher, student_net, [x[:1], x[1:]], CPU, 64)
     ref = anomaly_map(t, s, CFG, 64).numpy()

@@ -288,7 +288,7 @@ class _Setup:
 def _project_cfg(setup: _Setup, fast: bool):
     from stfpm_lib.config import STFPMConfig
 
-    extra = dict(precision=setup.fast_precision, channels_last=True, cache_teacher_features=True) if fast else {}
+    extra = {"precision": setup.fast_precision, "channels_last": True, "cache_teacher_features": True} if fast else {}
     return STFPMConfig.from_preset("official", teacher_weights="random", image_size=setup.size,
                                    batch_size=setup.batch, eval_batch_size=setup.eval_batch,
                                    device=setup.device.type, seed=setup.seed, **extra)
@@ -575,7 +575,7 @@ def _bench_fidelity(setup: _Setup, args) -> dict[str, Any]:
         make_synthetic_category(root, "bench", texture="brick", n_train=args.fid_train, n_test_good=args.fid_test_good,
                                 defect_types=("scratch", "blob", "patch"), n_per_defect=args.fid_per_defect,
                                 size=setup.size, seed=setup.seed)
-        common = dict(epochs=args.fid_epochs, batch_size=args.fid_batch, selection="last")
+        common = {"epochs": args.fid_epochs, "batch_size": args.fid_batch, "selection": "last"}
         cfgs = {"fp32": _project_cfg(setup, fast=False).replace(**common),
                 "fast": _project_cfg(setup, fast=True).replace(**common)}
         cfgs["fp32 channels_last"] = cfgs["fp32"].replace(channels_last=True)  # control: rounding only
@@ -586,8 +586,8 @@ def _bench_fidelity(setup: _Setup, args) -> dict[str, Any]:
             seconds[name] = time.perf_counter() - t0
 
         def evaluate(name: str, **overrides) -> dict[str, Any]:
-            path = predict(fits[name].checkpoint_path, root, "bench", Path(tmp) / f"{name}_{len(overrides)}.npz".replace(" ", "_"),
-                           maps_dtype="float32", **overrides)
+            out = Path(tmp) / f"{name.replace(' ', '_')}_{len(overrides)}.npz"
+            path = predict(fits[name].checkpoint_path, root, "bench", out, maps_dtype="float32", **overrides)
             p = load_predictions(path)
             return {"image": image_auroc(p.scores, p.labels), "pixel": pixel_auroc(p.maps, p.masks()),
                     "maps": p.maps, "scores": p.scores, "n": len(p)}
@@ -607,7 +607,8 @@ def _bench_fidelity(setup: _Setup, args) -> dict[str, Any]:
         "e2e_delta": delta(rows["fast train, fast inference"], ref),
         "control_delta": delta(rows["fp32 channels_last train+inf."], ref),
         "map_rel_diff": float(np.abs(inf["maps"] - ref["maps"]).max() / max(float(np.abs(ref["maps"]).max()), 1e-30)),
-        "score_rel_diff": float(np.max(np.abs(inf["scores"] - ref["scores"]) / np.maximum(np.abs(ref["scores"]), 1e-30))),
+        "score_rel_diff": float(np.max(np.abs(inf["scores"] - ref["scores"]) /
+                                       np.maximum(np.abs(ref["scores"]), 1e-30))),
         "loss": {name: float(f.history["train_loss"].iloc[-1]) for name, f in fits.items()},
     }
 
@@ -696,7 +697,8 @@ def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
         est = peak + (per_image + uint8) * (m - n)
         say(f"  measured: peak RSS {_mib(peak)} training on {n} images (interpreter, torch, models, activations at "
             f"batch {setup.batch}, optimiser, data, cache of {n} images)")
-        say(f"  per further image: teacher cache {per_image / MIB:.3f} MiB + decoded image and mask {uint8 / MIB:.3f} MiB")
+        say(f"  per further image: teacher cache {per_image / MIB:.3f} MiB + decoded image and mask "
+            f"{uint8 / MIB:.3f} MiB")
         say(f"  extrapolated (measured peak + per-image memory) to {m} images: {_mib(est)} = {est / 2**30:.2f} GiB: "
             f"{'within' if est < 8 * 2**30 else 'OVER'} the 8 GiB target")
 
@@ -725,16 +727,16 @@ def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
             f"end to end {'met' if fid['e2e_delta'] <= 0.005 else 'NOT met'}; auroc_delta in the last line = the "
             f"larger of the two ({worst:.4f})")
         result["auroc_delta"] = worst
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
     if dev.type == "cpu":
-        checks = [f"training x{result['train_speedup']:.2f} (target >= 4): "
-                  f"{'met' if result['train_speedup'] >= 4 else 'NOT met'}",
-                  f"inference x{result['infer_speedup']:.2f} (target >= 6): "
-                  f"{'met' if result['infer_speedup'] >= 6 else 'NOT met'}"]
+        checks = [f"training x{result['train_speedup']:.2f} (target >= 4): {verdict(result['train_speedup'] >= 4)}",
+                  f"inference x{result['infer_speedup']:.2f} (target >= 6): {verdict(result['infer_speedup'] >= 6)}"]
     else:
-        checks = [f"training x{result['train_speedup']:.2f} (target >= 3): "
-                  f"{'met' if result['train_speedup'] >= 3 else 'NOT met'}",
+        checks = [f"training x{result['train_speedup']:.2f} (target >= 3): {verdict(result['train_speedup'] >= 3)}",
                   f"inference {result['infer_img_s']:.0f} img/s (target >= 3000): "
-                  f"{'met' if result['infer_img_s'] >= 3000 else 'NOT met'}"]
+                  f"{verdict(result['infer_img_s'] >= 3000)}"]
     say("\n--- targets: " + "; ".join(checks))
     return result
 
@@ -807,8 +809,9 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    from stfpm_lib.device import cpu_has_fast_bf16, effective_precision
     import torchvision
+
+    from stfpm_lib.device import cpu_has_fast_bf16, effective_precision
 
     say(f"STFPM speed benchmark: torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, native CPU bf16: {cpu_has_fast_bf16()}")
