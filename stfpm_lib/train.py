@@ -51,7 +51,7 @@ import pandas as pd
 import torch
 
 from .anomaly_map import anomaly_map, fused_map
-from .config import STFPMConfig
+from .config import ConfigError, STFPMConfig
 from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_input, prepare_model, resolve_device,
                      rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
@@ -320,6 +320,8 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         weights = resolve_teacher_weights(cfg.teacher_weights, cfg.backbone, progress=progress)
     device = resolve_device(cfg.device)
     amp_dtype(cfg.precision, device)  # an impossible precision fails here, before any file is written
+    if cfg.cache_teacher_features and not cfg.cache_memory_mb >= 0:
+        raise ConfigError(f"cache_memory_mb={cfg.cache_memory_mb!r} must be >= 0 (MiB for the teacher feature cache)")
     if device.type == "cpu":
         tune_cpu_allocator()  # reuse freed activation memory (no page faults every step); results unchanged
 

@@ -114,6 +114,10 @@ def test_memory_budget_caches_what_fits_and_logs(tiny_mvtec, tmp_path, caplog):
     # recomputed images run in sub-batches: equal to rounding
     assert max_abs_diff(student(ref), student(part)) < 1e-6
     np.testing.assert_allclose(part.history["train_loss"], ref.history["train_loss"], rtol=1e-6)
+    with pytest.raises(ConfigError, match="cache_memory_mb=-1"):  # refused before anything is written
+        fit(cfg.replace(cache_teacher_features=True, cache_memory_mb=-1), tiny_mvtec, "brick", tmp_path / "neg",
+            progress=False)
+    assert not (tmp_path / "neg").exists()
     # a zero budget computes every batch whole: bit for bit the uncached run
     none = fit(cfg.replace(cache_teacher_features=True, cache_memory_mb=0), tiny_mvtec, "brick", tmp_path / "none",
                progress=False)
