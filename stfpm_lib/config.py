@@ -86,12 +86,14 @@ class STFPMConfig:
         seed: seeds Python, NumPy and torch.
     Runtime
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        precision: ``fp32`` (faithful default), ``bf16``, ``fp16`` or ``auto``.
+        precision: ``fp32`` (faithful default), ``bf16``, ``fp16`` or ``auto`` (CUDA: bf16 where the
+            GPU supports it, else fp16 with gradient scaling; CPU: bf16 only with native bf16
+            instructions, AVX512-BF16 or AMX, else fp32). Losses and maps stay float32.
         channels_last: use the channels-last memory layout.
         eval_batch_size: batch size for validation and inference.
         num_workers: DataLoader workers.
         cache_teacher_features: cache the frozen teacher's features across epochs.
-        cache_memory_mb: memory budget for that cache, MB.
+        cache_memory_mb: memory budget for that cache, MiB (images beyond it are recomputed).
     """
 
     preset: str = "official"
@@ -163,6 +165,8 @@ class STFPMConfig:
             raise ConfigError(f"smoothing_sigma={self.smoothing_sigma!r} must be >= 0")
         if self.lr <= 0:
             raise ConfigError(f"lr={self.lr!r} must be > 0")
+        if self.cache_memory_mb < 0:
+            raise ConfigError(f"cache_memory_mb={self.cache_memory_mb!r} must be >= 0 (MiB)")
 
     # ------------------------------------------------------------------ derived
     @property

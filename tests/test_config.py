@@ -56,6 +56,7 @@ def test_layers_accept_a_comma_string_and_keep_network_order() -> None:
         ({"epochs": 0}, "epochs=0"),
         ({"smoothing_sigma": -1.0}, "smoothing_sigma"),
         ({"selection": "test_auroc"}, "selection='test_auroc'"),
+        ({"cache_memory_mb": -1}, "cache_memory_mb=-1"),
     ],
 )
 def test_invalid_values_are_named(overrides: dict, message: str) -> None:
