@@ -35,6 +35,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -394,6 +395,20 @@ def _execute(nb_path: Path, out_dir: Path, params: dict, job: _Job) -> StepResul
     return StepResult(name, "ok", str(final), seconds)
 
 
+def _remove_outputs(out_dir: Path, steps: Sequence[tuple[str, tuple[str, ...], dict]]) -> None:
+    """Delete what ``steps`` wrote before, so a failed rerun leaves no stale result that looks complete.
+
+    ``last.pt`` (an interrupted training's resume point) is not an output and is kept.
+    """
+    for nb_path, outputs, _ in steps:
+        for name in (f"{Path(nb_path).stem}.ipynb", *outputs):
+            target = out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+
 def _run_job(job: _Job) -> CategoryResult:
     """Worker: run a category's notebooks in order; stop at the first failure."""
     import logging
@@ -414,11 +429,15 @@ def _run_job(job: _Job) -> CategoryResult:
     try:
         with _flock(out_dir / ".lock", wait=False):
             rerun = job.force
-            for nb_path, outputs, params in job.notebooks:
+            if rerun:
+                _remove_outputs(out_dir, job.notebooks)
+            for index, (nb_path, outputs, params) in enumerate(job.notebooks):
                 name = Path(nb_path).stem
                 if not rerun and _step_complete(out_dir, name, outputs):
                     result.steps.append(StepResult(name, "skipped", str(out_dir / f"{name}.ipynb")))
                     continue
+                if not rerun:
+                    _remove_outputs(out_dir, job.notebooks[index:])
                 rerun = True  # everything after a re-executed step is re-executed too
                 step = _execute(Path(nb_path), out_dir, params, job)
                 result.steps.append(step)

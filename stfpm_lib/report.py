@@ -87,6 +87,33 @@ def _category_sort_key(category: str) -> tuple[int, str]:
 
 
 # ====================================================================== collecting
+def _run_config(run_dir: Path) -> dict | None:
+    """The config the batch runner recorded in ``run_dir/run.json`` (None without one)."""
+    import json
+
+    from .config import STFPMConfig
+
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    fields = set(STFPMConfig().to_dict())
+    overrides = {k: v for k, v in (record.get("overrides") or {}).items() if k in fields and v is not None}
+    cfg = STFPMConfig.from_preset(record.get("preset", "official"), **overrides).to_dict()
+    return {k: cfg[k] for k in ("preset", *overrides)}
+
+
+def _check_against_run(path: Path, config: dict, expected: dict | None) -> None:
+    """Refuse a ``metrics.json`` made with another config than the run's (a stale or foreign result)."""
+    if expected is None:
+        return
+    diff = {k: (config.get(k), v) for k, v in expected.items() if config.get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k}={a!r} (run.json: {b!r})" for k, (a, b) in diff.items())
+        raise ReportError(f"{path} was made with another config than {path.parent.parent / 'run.json'}: {shown}; "
+                          f"rerun that category (--force) or remove its folder")
+
+
 def collect_run(run_dir: str | Path) -> pd.DataFrame:
     """One row per ``<run_dir>/<category>/metrics.json``, in MVTec order (other categories after, sorted).
 
@@ -101,10 +128,12 @@ def collect_run(run_dir: str | Path) -> pd.DataFrame:
     files = sorted(p for p in run_dir.glob("*/metrics.json") if p.is_file())
     if not files:
         raise ReportError(f"run directory {run_dir} has no <category>/metrics.json file")
+    expected = _run_config(run_dir)
     rows, extra_keys = [], []
     for path in files:
         record = read_metrics_json(path)
         category = path.parent.name
+        _check_against_run(path, record["config"], expected)
         metrics = record["metrics"]
         extra = record.get("extra") or {}
         config = record["config"]

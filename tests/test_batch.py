@@ -288,3 +288,19 @@ def test_force_reaches_notebooks_that_declare_it(tmp_path):
         batch.validate_overrides([train], "official", {"force": True})
     source = "".join(c.source for c in nbformat.read(train.path, as_version=4).cells)
     assert "resume=not force" in source
+
+
+def test_rerun_removes_stale_outputs_of_the_steps_it_reexecutes(tmp_path):
+    """A re-executed step (and every later one) loses its old outputs first, so a failing rerun
+    cannot leave an old metrics.json that looks like the new run's result; resume points stay."""
+    out = tmp_path / "cat"
+    (out / "tables").mkdir(parents=True)
+    names = ["02_train.ipynb", "checkpoint.pt", "history.csv", "last.pt", "03_evaluate.ipynb",
+             "predictions_test.npz", "predictions_val.npz", "metrics.json", "tables/results.csv"]
+    for name in names:
+        (out / name).write_text("old")
+    steps = [(str(tmp_path / "03_evaluate.ipynb"), batch.NOTEBOOK_OUTPUTS["03_evaluate"], {}),
+             (str(tmp_path / "04_report.ipynb"), batch.NOTEBOOK_OUTPUTS["04_report"], {})]
+    batch._remove_outputs(out, steps)
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert left == ["02_train.ipynb", "checkpoint.pt", "history.csv", "last.pt"]

@@ -210,3 +210,23 @@ def test_errors_and_cli(tmp_path, run_dir, capsys):
     proc = subprocess.run([sys.executable, "-m", "stfpm_lib.report", str(empty)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2 and "error:" in proc.stderr and "metrics.json" in proc.stderr
+
+
+def test_collect_run_refuses_results_made_with_another_config(tmp_path):
+    """A metrics.json left from an earlier config of the run (stale) must not enter its tables."""
+    import json
+
+    from stfpm_lib.report import ReportError, collect_run
+
+    run = tmp_path / "run"
+    _write(run, "bottle", [0.9] * 6 + [10.0], epochs=3)
+    _write(run, "carpet", [0.8] * 6 + [10.0], epochs=4)
+    (run / "run.json").write_text(json.dumps({"preset": "official", "overrides": {"epochs": 3, "k_examples": 2}}))
+    with pytest.raises(ReportError, match=r"carpet/metrics.json was made with another config.*epochs=4 \(run.json: 3\)"):
+        collect_run(run)
+    (run / "run.json").write_text(json.dumps({"preset": "official", "overrides": {"epochs": 4}}))
+    with pytest.raises(ReportError, match=r"bottle/metrics.json"):
+        collect_run(run)
+    (run / "carpet" / "metrics.json").unlink()
+    (run / "run.json").write_text(json.dumps({"preset": "official", "overrides": {"epochs": 3}}))
+    assert list(collect_run(run)["category"]) == ["bottle"]
