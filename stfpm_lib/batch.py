@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as _dt
 import fcntl
 import json
@@ -43,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .config import ConfigError, STFPMConfig
+from .config import CONFIG_FIELDS, ConfigError, STFPMConfig
 from .io import atomic_write_text
 
 __all__ = [
@@ -116,7 +115,6 @@ def parse_overrides(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
     return values
 
 
-_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(STFPMConfig) if f.name != "preset")
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ class NotebookSpec:
 
     def accepts(self, key: str) -> bool:
         """Whether ``-p key ...`` is meaningful for this notebook."""
-        return key in self.parameters or (self.takes_config and key in _CONFIG_FIELDS)
+        return key in self.parameters or (self.takes_config and key in CONFIG_FIELDS)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -188,12 +186,12 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
             raise BatchError("use --preset instead of -p preset")
         if not any(spec.accepts(key) for spec in specs):
             known = sorted({name for spec in specs for name in spec.parameters} - set(RUNNER_KEYS))
-            config_note = f"; STFPMConfig fields: {list(_CONFIG_FIELDS)}" if any(s.takes_config for s in specs) else ""
+            config_note = f"; STFPMConfig fields: {list(CONFIG_FIELDS)}" if any(s.takes_config for s in specs) else ""
             names = ", ".join(spec.path.name for spec in specs)
             raise BatchError(f"unknown notebook parameter {key!r} for {names}; parameters: {known}{config_note}")
     if not any(spec.takes_config for spec in specs):
         return None
-    config_overrides = {k: v for k, v in overrides.items() if k in _CONFIG_FIELDS}
+    config_overrides = {k: v for k, v in overrides.items() if k in CONFIG_FIELDS}
     try:
         return STFPMConfig.from_preset(preset, **config_overrides)
     except (ConfigError, TypeError) as exc:

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from .io import atomic_write_text
 
-__all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "ConfigError"]
+__all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError"]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -290,6 +290,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(STFPMConfig)}
+
+#: Every knob a notebook or the runner may set (all fields but ``preset``).
+CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(STFPMConfig) if f.name != "preset")
+
+#: Fields that change how fast a run goes, not what it computes: they may differ between a
+#: checkpoint and the run that resumes or evaluates it.
+RUNTIME_FIELDS: tuple[str, ...] = ("device", "num_workers", "eval_batch_size", "cache_teacher_features",
+                                   "cache_memory_mb")
 
 
 def _check_keys(values: Mapping[str, Any], origin: str) -> None:

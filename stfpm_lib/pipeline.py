@@ -8,14 +8,13 @@ papermill injected its parameters) into a config.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .config import STFPMConfig
+from .config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig
 
 __all__ = [
     "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
@@ -28,12 +27,6 @@ __all__ = [
 PREDICTIONS_TEST = "predictions_test.npz"
 PREDICTIONS_VAL = "predictions_val.npz"
 METRICS_NAME = "metrics.json"
-#: Config fields that may differ between training and evaluation (they do not change results).
-RUNTIME_FIELDS = ("device", "num_workers", "eval_batch_size", "cache_memory_mb")
-
-#: STFPMConfig fields that a notebook parameter may set (everything but ``preset``).
-CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(STFPMConfig) if f.name != "preset")
-
 
 def config_overrides(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The ``STFPMConfig`` fields set in ``namespace`` (``None`` values mean "the preset's").

@@ -51,7 +51,7 @@ import pandas as pd
 import torch
 
 from .anomaly_map import anomaly_map, fused_map
-from .config import ConfigError, STFPMConfig
+from .config import RUNTIME_FIELDS, ConfigError, STFPMConfig
 from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_input, prepare_model, resolve_device,
                      rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
@@ -72,7 +72,6 @@ _LAST_FORMAT = "stfpm-last"
 _VERSION = 1
 # Runtime settings that may differ between an interrupted run and its resumption (they do
 # not change the result: the cache is exact, the loader only moves data).
-_RUNTIME_KEYS = ("device", "num_workers", "cache_teacher_features", "cache_memory_mb")
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_map", "epoch_time_s"]
 
 
@@ -112,7 +111,7 @@ def _selection_key(cfg: STFPMConfig) -> str | None:
 
 
 def _comparable(cfg_dict: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg_dict.items() if k not in _RUNTIME_KEYS}
+    return {k: v for k, v in cfg_dict.items() if k not in RUNTIME_FIELDS}
 
 
 def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:

@@ -86,3 +86,12 @@ def test_bad_files(tmp_path: Path) -> None:
         STFPMConfig.from_file(tmp_path / "c.toml")
     with pytest.raises(ConfigError, match="not found"):
         STFPMConfig.from_json(tmp_path / "missing.json")
+
+
+def test_field_lists() -> None:
+    from stfpm_lib.config import CONFIG_FIELDS, RUNTIME_FIELDS
+
+    assert "preset" not in CONFIG_FIELDS and set(CONFIG_FIELDS) == set(STFPMConfig().to_dict()) - {"preset"}
+    # Runtime fields change speed, not results: the result-defining knobs are never among them.
+    assert set(RUNTIME_FIELDS) <= set(CONFIG_FIELDS)
+    assert not {"backbone", "layers", "teacher_weights", "epochs", "lr", "seed", "precision"} & set(RUNTIME_FIELDS)
