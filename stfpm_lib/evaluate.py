@@ -212,7 +212,7 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True)
+        table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True, scores=scores)
     image_roc = M.roc_curve(scores, labels)
     pixel_roc = M.pixel_roc_curve(maps, masks, max_points=_CURVE_POINTS)
     pro = M.pro_curve(maps, masks, fpr_limit)

@@ -253,3 +253,23 @@ def test_metrics_json_validation(tmp_path):
         bad.write_text(json.dumps(broken))
         with pytest.raises(MetricsFileError, match=message):
             read_metrics_json(bad)
+
+
+def test_per_defect_type_all_row_uses_the_headline_scores():
+    """The table's image AUROC comes from the same float32 scores as the headline number."""
+    import numpy as np
+
+    from stfpm_lib.metrics import image_auroc, per_defect_type
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((6, 4, 4)).astype(np.float32)
+    masks = np.zeros((6, 4, 4), bool)
+    masks[3:, 0, 0] = True
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.9, 0.1, 0.2, 0.3, 0.8, 0.7], np.float32)  # deliberately not the maps' max
+    table = per_defect_type(maps, masks, ["good"] * 3 + ["a", "a", "b"], labels, scores=scores)
+    # Pairs (anomalous > normal) of 3x3: 0.3 beats 0.1, 0.2; 0.8 beats 0.1, 0.2; 0.7 beats 0.1, 0.2 -> 6/9.
+    assert table.loc["(all)", "image_auroc"] == pytest.approx(6 / 9) == image_auroc(scores, labels)
+    assert table.loc["b", "image_auroc"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="scores must have 6 entries"):
+        per_defect_type(maps, masks, ["good"] * 3 + ["a", "a", "b"], labels, scores=scores[:5])

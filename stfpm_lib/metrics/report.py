@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._pool import build_pool
-from ._validation import UndefinedMetricError, as_image_list, as_labels, binarize, check_mask_rule
+from ._validation import UndefinedMetricError, as_image_list, as_labels, as_scores, binarize, check_mask_rule
 from .pro import au_pro_from_pool, official_curve_from_pool, official_pro_from_curve, OFFICIAL_MAX_STEPS
 from .roc import (
     auroc_from_pool,
@@ -117,6 +117,7 @@ def per_defect_type(
     resize_maps: bool = False,
     official: bool = False,
     include_all: bool = True,
+    scores: Any = None,
 ):
     """Per-defect-type breakdown: each type's anomalous images against **all** normal images.
 
@@ -125,6 +126,8 @@ def per_defect_type(
         defect_types: ``N`` names (e.g. the MVTec folder names; normal images may say "good").
         labels: ``(N,)`` 1 = anomalous; default: mask has a defect pixel. Normal images are the
             ones with label 0, whatever their type name.
+        scores: ``(N,)`` image scores for the image AUROC; default: the max of each map. Pass the
+            scores the headline image AUROC used, so the ``(all)`` row equals it.
 
     Returns a ``pandas.DataFrame`` indexed by ``defect_type`` (sorted; plus a final ``"(all)"``
     row when ``include_all``) with columns ``n_anomalous, n_normal, image_auroc, pixel_auroc,
@@ -143,6 +146,9 @@ def per_defect_type(
     if not (~y).any():
         raise UndefinedMetricError("per_defect_type needs normal images (label 0); there are none")
     normal = np.flatnonzero(~y)
+    image_level = image_scores(map_list) if scores is None else as_scores(scores)
+    if image_level.shape != (len(map_list),):
+        raise ValueError(f"scores must have {len(map_list)} entries (one per map); got {image_level.shape[0]}")
     groups = [(t, np.flatnonzero(y & (types == t))) for t in sorted(set(types[y]))]
     if include_all:
         groups.append(("(all)", np.flatnonzero(y)))
@@ -153,7 +159,7 @@ def per_defect_type(
         sub_maps = [map_list[i] for i in idx]
         sub_masks = [mask_list[i] for i in idx]
         row: dict[str, Any] = {"defect_type": name, "n_anomalous": anomalous.size, "n_normal": normal.size}
-        row["image_auroc"] = image_auroc(image_scores(sub_maps), y[idx])
+        row["image_auroc"] = image_auroc(image_level[idx], y[idx])
         try:
             pool = build_pool(sub_maps, sub_masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
             row["pixel_auroc"] = auroc_from_pool(pool)
