@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default=None, help="auto, cpu or cuda (default: the checkpoint's)")
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--float32", action="store_true", help="store maps as float32 (default float16)")
+    pr.add_argument("--expect-config", default=None, metavar="FILE",
+                    help="a .json/.yaml config the checkpoint must match (backbone, layers, teacher weights)")
     pr.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("evaluate", help="metrics of a predictions file")
@@ -130,9 +132,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
+    from .config import STFPMConfig
+
+    expect = None
+    if args.expect_config:
+        if not Path(args.expect_config).is_file():
+            raise _UsageError(f"config file not found: {args.expect_config}")
+        expect = STFPMConfig.from_file(args.expect_config)
     path = predict(args.checkpoint, args.data_root, args.category, args.out, split=args.split, device=args.device,
                    batch_size=args.batch_size, progress=not args.no_progress,
-                   maps_dtype="float32" if args.float32 else "float16")
+                   maps_dtype="float32" if args.float32 else "float16", expect=expect)
     print(f"predictions: {path}")
     return 0
 

@@ -175,7 +175,8 @@ def default_predictions_path(checkpoint_path, split: str = "test") -> Path:
 
 def predict(checkpoint_path, data_root=None, category: str | None = None, out_path=None, *, split: str = "test",
             device: str | None = None, batch_size: int | None = None, progress: bool = False,
-            maps_dtype: str = "float16", precision: str | None = None, channels_last: bool | None = None) -> Path:
+            maps_dtype: str = "float16", precision: str | None = None, channels_last: bool | None = None,
+            expect: STFPMConfig | None = None) -> Path:
     """Run the checkpoint over ``split`` of ``category`` and write the ``.npz``; return its path.
 
     Args:
@@ -191,6 +192,8 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
             ~3 significant digits down to 6.1e-5; below that (subnormal) precision drops. The
             share of such map values is recorded in ``meta["float16_subnormal_fraction"]`` and
             a warning is issued above 1% (product maps of a well-trained student can be tiny).
+        expect: the config the checkpoint must have been built with (backbone, layer set,
+            teacher weights); a mismatch raises :class:`stfpm_lib.train.CheckpointError`.
     """
     from .data import ImageDataset, Sample, image_size_of, index_category, split_train_val
     from .provenance import environment_info
@@ -201,7 +204,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     if maps_dtype not in ("float16", "float32"):
         raise ValueError(f"maps_dtype={maps_dtype!r} is not one of ['float16', 'float32']")
     checkpoint_path = Path(checkpoint_path)
-    model, cfg, meta = load_checkpoint(checkpoint_path, device="cpu")
+    model, cfg, meta = load_checkpoint(checkpoint_path, expect=expect, device="cpu")
     run_cfg = cfg.replace(**{k: v for k, v in (("precision", precision), ("channels_last", channels_last))
                              if v is not None})
     root = data_root if data_root not in (None, "") else meta["dataset"]["root"]

@@ -112,3 +112,69 @@ def test_config_file_and_overrides():
     assert (cfg.layers, cfg.crop_size, cfg.loss_half, cfg.lr) == (("layer1", "layer2"), None, False, 0.1)
     assert parse_set(["a=1", "b=1.5", "c=True", "d=resnet18", "e=[1, 2]"]) == {
         "a": 1, "b": 1.5, "c": True, "d": "resnet18", "e": [1, 2]}
+
+
+# ----------------------------------------------------------------------------- bad data through the CLI
+@pytest.fixture()
+def small_root(tmp_path):
+    from stfpm_lib.data import make_synthetic_category
+
+    make_synthetic_category(tmp_path / "data", "brick", n_train=6, n_test_good=2, n_per_defect=2, size=32, seed=5)
+    return tmp_path / "data"
+
+
+def _train(root, out, capsys) -> tuple[int, str]:
+    rc = main(["train", "--data-root", str(root), "--category", "brick", "--out", str(out), *FAST])
+    return rc, capsys.readouterr().err
+
+
+def _nothing_written(out) -> bool:
+    return not any((out / name).exists() for name in ("checkpoint.pt", "last.pt", "history.csv", "config.json"))
+
+
+def test_empty_train_good_exits_2(small_root, tmp_path, capsys):
+    for path in (small_root / "brick" / "train" / "good").iterdir():
+        path.unlink()
+    rc, err = _train(small_root, tmp_path / "o", capsys)
+    assert rc == 2 and "no training images in" in err and "train/good" in err and "Traceback" not in err
+    assert _nothing_written(tmp_path / "o")
+
+
+def test_truncated_training_image_exits_2_naming_it(small_root, tmp_path, capsys):
+    bad = small_root / "brick" / "train" / "good" / "002.png"
+    bad.write_bytes(bad.read_bytes()[:50])
+    rc, err = _train(small_root, tmp_path / "o", capsys)
+    assert rc == 2 and str(bad) in err
+    assert _nothing_written(tmp_path / "o")
+
+
+def test_defect_without_mask_exits_2(small_root, tmp_path, capsys):
+    (small_root / "brick" / "ground_truth" / "blob" / "001_mask.png").unlink()
+    rc, err = _train(small_root, tmp_path / "o", capsys)
+    assert rc == 2 and "blob/001.png has no mask" in err
+    assert _nothing_written(tmp_path / "o")
+
+
+def test_mask_size_mismatch_at_predict_exits_2_and_writes_no_predictions(small_root, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "o"
+    rc, err = _train(small_root, out, capsys)
+    assert rc == 0, err
+    mask = small_root / "brick" / "ground_truth" / "scratch" / "000_mask.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(mask)
+    rc = main(["predict", "--checkpoint", str(out / "checkpoint.pt"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "000_mask.png is 16x16 but its image" in err
+    assert not list(out.glob("*.npz")) and not list(out.glob(".*tmp*"))
+
+
+def test_checkpoint_of_another_layer_set_exits_2(trained, tmp_path, capsys):
+    expect = tmp_path / "expect.json"
+    STFPMConfig.from_preset("official", teacher_weights="random", layers=["layer1", "layer2"]).to_json(expect)
+    rc = main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--expect-config", str(expect),
+               "--out", str(tmp_path / "p.npz"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "layers=['layer1', 'layer2', 'layer3']" in err and "layers=['layer1', 'layer2'] " in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "p.npz").exists()
