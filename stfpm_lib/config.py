@@ -256,6 +256,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "official": {},
     # anomalib (HEAD): ½ and batch-sum loss, direct upsampling, ½‖Δ‖² map, wd 1e-3.
     # Its early stopping on *test* pixel AUROC is leakage and is not reproduced: last epoch.
+    # The teacher stays torchvision IMAGENET1K_V1 (anomalib's 2021 behaviour); HEAD loads timm's
+    # resnet18.a1_in1k instead, which torchvision does not provide (pass it as a .pth file).
     "anomalib": {
         "loss_half": True,
         "loss_reduction": "batch_sum",
@@ -274,6 +276,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "selection": "last",
     },
     # xiahaifeng1995/STPM: crop 224, ½ batch-sum loss / n_layers, area-scaled maps, sum, σ=4.
+    # Not reproduced: its bug that leaves the student's BatchNorm in eval mode from epoch 2 on (§7).
     "xia": {
         "crop_size": 224,
         "loss_half": True,
