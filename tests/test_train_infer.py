@@ -123,7 +123,11 @@ def test_val_split_predictions(run, tiny_mvtec, tmp_path):
     path = predict(run.checkpoint_path, tiny_mvtec, "brick", tmp_path / "val.npz", split="val")
     val = load_predictions(path)
     assert len(val) == 3 and (val.labels == 0).all() and not val.masks().any()
-    # val_map of the kept epoch is recorded in history; the mean of the full-size maps is close to it
+    # exactly the held-out normals of the official seeded split
+    from stfpm_lib.data import index_category, split_train_val
+
+    held_out = split_train_val(index_category(tiny_mvtec, "brick").train, CFG)[1]
+    assert sorted(map(str, val.image_paths)) == sorted(map(str, held_out))
     with pytest.raises(ValueError, match="split"):
         predict(run.checkpoint_path, tiny_mvtec, "brick", split="holdout")
 
