@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 from .io import atomic_write_text
 
-__all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError"]
+__all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError",
+           "config_differences"]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -301,6 +302,15 @@ CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(STFPMC
 #: checkpoint and the run that resumes or evaluates it.
 RUNTIME_FIELDS: tuple[str, ...] = ("device", "num_workers", "eval_batch_size", "cache_teacher_features",
                                    "cache_memory_mb")
+
+
+def config_differences(have: Mapping[str, Any], want: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(field, have, want)`` for every field where two config dicts differ, runtime fields ignored.
+
+    Both are normalised through :class:`STFPMConfig` first (e.g. ``layers`` list vs tuple).
+    """
+    a, b = STFPMConfig.from_dict(have).to_dict(), STFPMConfig.from_dict(want).to_dict()
+    return [(k, a[k], b[k]) for k in a if k not in RUNTIME_FIELDS and a[k] != b[k]]
 
 
 def _check_keys(values: Mapping[str, Any], origin: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig
+from .config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differences
 
 __all__ = [
     "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
@@ -138,10 +138,8 @@ def check_checkpoint_config(checkpoint_config: Mapping[str, Any], cfg: STFPMConf
 
     Runtime fields (:data:`RUNTIME_FIELDS`) are ignored.
     """
-    have = STFPMConfig.from_dict(checkpoint_config).to_dict()
-    want = cfg.to_dict()
-    diff = [f"{k}: trained with {have[k]!r}, notebook has {want[k]!r}"
-            for k in want if k not in RUNTIME_FIELDS and have.get(k) != want[k]]
+    diff = [f"{k}: trained with {a!r}, notebook has {b!r}"
+            for k, a, b in config_differences(checkpoint_config, cfg.to_dict())]
     if diff:
         raise ValueError(f"{where} was trained with another config ({'; '.join(diff)}); "
                          "rerun 02_train with these parameters or evaluate with the training parameters")

@@ -51,7 +51,7 @@ import pandas as pd
 import torch
 
 from .anomaly_map import anomaly_map, fused_map
-from .config import RUNTIME_FIELDS, ConfigError, STFPMConfig
+from .config import ConfigError, STFPMConfig, config_differences
 from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_input, prepare_model, resolve_device,
                      rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
@@ -110,13 +110,8 @@ def _selection_key(cfg: STFPMConfig) -> str | None:
     return {"val_map": "val_map", "val_loss": "val_loss", "last": None}[cfg.selection]
 
 
-def _comparable(cfg_dict: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg_dict.items() if k not in RUNTIME_FIELDS}
-
-
-def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    keys = sorted(set(a) | set(b))
-    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+def _config_diff(saved: Mapping[str, Any], cfg: STFPMConfig) -> list[str]:
+    return [f"{k}: {a!r} vs {b!r}" for k, a, b in config_differences(saved, cfg.to_dict())]
 
 
 def _numpy_state_to_torch(state: tuple) -> tuple:
@@ -298,7 +293,7 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
 
     if resume and ckpt_path.is_file():
         done = _load(ckpt_path, "checkpoint")
-        diff = _config_diff(_comparable(done["config"]), _comparable(cfg.to_dict()))
+        diff = _config_diff(done["config"], cfg)
         if diff:
             raise TrainError(f"{ckpt_path} holds a finished run with another config ({'; '.join(diff)}); "
                              f"use another out_dir or resume=False to overwrite it")
@@ -307,7 +302,7 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     state = None
     if resume and last_path.is_file():
         state = _load(last_path, "resume file")
-        diff = _config_diff(_comparable(state["config"]), _comparable(cfg.to_dict()))
+        diff = _config_diff(state["config"], cfg)
         if diff:
             raise TrainError(f"{last_path} is an interrupted run with another config ({'; '.join(diff)}); "
                              f"use another out_dir or resume=False to start afresh")

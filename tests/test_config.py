@@ -95,3 +95,11 @@ def test_field_lists() -> None:
     # Runtime fields change speed, not results: the result-defining knobs are never among them.
     assert set(RUNTIME_FIELDS) <= set(CONFIG_FIELDS)
     assert not {"backbone", "layers", "teacher_weights", "epochs", "lr", "seed", "precision"} & set(RUNTIME_FIELDS)
+
+
+def test_config_differences_ignore_runtime_fields_and_normalise() -> None:
+    from stfpm_lib.config import config_differences
+
+    a = STFPMConfig(epochs=3).to_dict()
+    b = {**STFPMConfig(epochs=4, device="cpu", eval_batch_size=8).to_dict(), "layers": ("layer1", "layer2", "layer3")}
+    assert config_differences(a, b) == [("epochs", 3, 4)]
