@@ -6,16 +6,19 @@ so they are neither stored nor run (the official code keeps and runs layer4 for 
 Feature maps of a 256² input (resnet18): layer1 64ch@64², layer2 128ch@32²,
 layer3 256ch@16², layer4 512ch@8² (×4 channels for the bottleneck backbones).
 
-:func:`build_stfpm` builds the pair under ``torch.manual_seed(cfg.seed)`` in a forked RNG:
-first the teacher (a full torchvision model, default init, then the teacher weights if
-any), then the student. This is the order of the official code (``torch.manual_seed(0)``,
-teacher ``resnet18(pretrained=True)``, student ``resnet18(pretrained=False)``), so the
-student's initial tensors follow the same RNG stream. A ``random`` teacher is the first
-draw of that stream, so teacher and student differ.
+:func:`build_stfpm` builds the pair under ``torch.manual_seed(cfg.seed)``: first the
+teacher (a full torchvision model, default init, then the teacher weights if any), then the
+student. This is the order of the official code (``torch.manual_seed(0)``, teacher
+``resnet18(pretrained=True)``, student ``resnet18(pretrained=False)``), so the student's
+initial tensors follow the same RNG stream. A ``random`` teacher is the first draw of that
+stream, so teacher and student differ. By default this happens in a forked RNG (the global
+state is untouched); :func:`stfpm_lib.train.fit` passes ``advance_global_rng=True`` so that
+its DataLoaders then draw from the global RNG exactly where the official code's do.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import torch
@@ -171,10 +174,14 @@ def inference_copy(model: STFPM) -> STFPM:
     return STFPM(fold_batchnorm(model.teacher), fold_batchnorm(model.student), model.teacher_weights).eval()
 
 
-def build_stfpm(cfg: STFPMConfig, weights: TeacherWeights | None = None) -> STFPM:
+def build_stfpm(cfg: STFPMConfig, weights: TeacherWeights | None = None, *,
+                advance_global_rng: bool = False) -> STFPM:
     """Teacher (``cfg.teacher_weights``, resolved unless ``weights`` is given) and a fresh student.
 
-    Deterministic for a given ``cfg.seed``; the global RNG state is left untouched.
+    Deterministic for a given ``cfg.seed``. The global torch RNG state is left untouched,
+    unless ``advance_global_rng``: then the global RNG is seeded with ``cfg.seed`` and left
+    where building the two full networks left it (the official code's state when its
+    training DataLoader first draws).
     """
     if weights is None:
         weights = resolve_teacher_weights(cfg.teacher_weights, cfg.backbone)
@@ -182,7 +189,7 @@ def build_stfpm(cfg: STFPMConfig, weights: TeacherWeights | None = None) -> STFP
         raise ValueError(f"teacher weights are for {weights.backbone}, config asks for {cfg.backbone}")
     if weights.source == "random":
         weights.seed = int(cfg.seed)
-    with torch.random.fork_rng(devices=[]):
+    with contextlib.nullcontext() if advance_global_rng else torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg.seed))
         teacher = FeaturePyramid(cfg.backbone, cfg.layers, weights, frozen=True)
         student = FeaturePyramid(cfg.backbone, cfg.layers)

@@ -1,10 +1,9 @@
 """Training (``fit``) with model selection, resumable checkpoints, and ``load_checkpoint``.
 
 Recipe (official defaults from the config): SGD(lr, momentum, weight_decay) on the student
-only, ``epochs`` passes over the 80% training split (shuffled by a ``torch.Generator``
-seeded with ``cfg.seed``, last batch kept), student in train mode (BN batch statistics),
-teacher in eval mode without autograd. After every epoch both validation criteria are
-computed on the held-out normal images and recorded:
+only, ``epochs`` passes over the 80% training split (shuffled, last batch kept), student in
+train mode (BN batch statistics), teacher in eval mode without autograd. After every epoch
+both validation criteria are computed on the held-out normal images and recorded:
 
 * ``val_map``: mean anomaly map over the validation images (the official selection
   criterion). With ``map_upsample="official"`` this is the mean of the fused map at a
@@ -16,10 +15,19 @@ computed on the held-out normal images and recorded:
 ``cfg.selection`` keeps the epoch with the lowest ``val_map`` or ``val_loss`` (strictly
 lower wins, so ties keep the earlier epoch), or the ``last`` one.
 
+Batch order (every preset): the official code's RNG stream. ``fit`` seeds Python, NumPy and
+torch with ``cfg.seed``, builds teacher then student in the global torch RNG
+(:func:`~stfpm_lib.model.build_stfpm` with ``advance_global_rng=True``), and shuffles with a
+``DataLoader(shuffle=True)`` without a generator, so each epoch's iterator draws from the
+global RNG (its worker base seed, then the sampler's permutation seed), followed by the
+validation loader's own draw, exactly as ``main.py`` does. The same seed therefore gives
+the official code's batches. The draws happen in the main process, so ``num_workers`` does
+not change the order (no persistent workers, which would skip the per-epoch base-seed draw).
+
 Files in ``out_dir``:
 
 * ``last.pt``: written atomically after every epoch: student, optimiser, RNG states
-  (Python, NumPy, torch, the shuffling generator), history and best-so-far. ``fit`` with
+  (Python, NumPy, torch; the global torch state also drives the shuffling), history and best-so-far. ``fit`` with
   ``resume=True`` continues from it and ends with exactly the result of an uninterrupted
   run. It is deleted once ``checkpoint.pt`` is written.
 * ``checkpoint.pt``: written once, at the end (its presence means a finished run): config,
@@ -70,6 +78,7 @@ LAST_NAME = "last.pt"
 _FORMAT = "stfpm-checkpoint"
 _LAST_FORMAT = "stfpm-last"
 _VERSION = 1
+_SHUFFLE = "global_rng"  # last.pt marker: batches drawn from the global torch RNG (official stream)
 # Runtime settings that may differ between an interrupted run and its resumption (they do
 # not change the result: the cache is exact, the loader only moves data).
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_map", "epoch_time_s"]
@@ -306,6 +315,9 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         if diff:
             raise TrainError(f"{last_path} is an interrupted run with another config ({'; '.join(diff)}); "
                              f"use another out_dir or resume=False to start afresh")
+        if state.get("shuffle") != _SHUFFLE:
+            raise TrainError(f"{last_path} was written by an older version that shuffled with its own generator; "
+                             f"resuming it would change the batch order: use resume=False to start afresh")
         if state["dataset"].get("train_images") != dataset_record["train_images"] or \
                 state["dataset"].get("val_images") != dataset_record["val_images"]:
             raise TrainError(f"{last_path}: the training/validation images changed since the run was interrupted")
@@ -329,18 +341,17 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
             stale.unlink(missing_ok=True)
 
     with kernel_policy(device, cfg.precision):
-        seed_everything(cfg.seed)
-        model = prepare_model(build_stfpm(cfg, weights), device, cfg.channels_last)
+        seed_everything(cfg.seed)  # then the global torch RNG stream of the official code (module doc)
+        model = prepare_model(build_stfpm(cfg, weights, advance_global_rng=True), device, cfg.channels_last)
         teacher_record = _teacher_record(model)
         optimizer = torch.optim.SGD(model.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
         scaler = grad_scaler(cfg.precision, device)
-        shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-        # (no persistent workers: each epoch's iterator must draw its seed from shuffle_gen,
-        # as with num_workers=0, so that num_workers does not change the shuffling)
-        loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        # No generator: both loaders draw from the global torch RNG as the official ones do. No
+        # persistent workers: each epoch's iterator must draw its base seed, as with num_workers=0.
+        loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=False)
         train_loader = torch.utils.data.DataLoader(IndexedImages(train_ds), batch_size=cfg.batch_size, shuffle=True,
-                                                   generator=shuffle_gen, drop_last=False, **loader_kw)
+                                                   drop_last=False, **loader_kw)
         val_loader = torch.utils.data.DataLoader(IndexedImages(val_ds), batch_size=cfg.eval_batch_size,
                                                  shuffle=False, **loader_kw)
         caches = None
@@ -359,7 +370,6 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
             optimizer.load_state_dict(state["optimizer"])
             if "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
-            shuffle_gen.set_state(state["shuffle_generator"])
             rng = dict(state["rng"])
             rng["numpy"] = _numpy_state_from_torch(rng["numpy"])
             set_rng_state(rng)
@@ -401,7 +411,7 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
                 _torch_save(last_path, {
                     "format": _LAST_FORMAT, "version": _VERSION, "config": cfg.to_dict(), "epoch": epoch,
                     "student": _cpu_state(model.student), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(), "shuffle_generator": shuffle_gen.get_state(), "rng": rng,
+                    "scaler": scaler.state_dict(), "shuffle": _SHUFFLE, "rng": rng,
                     "history": history, "best": best, "teacher_weights": teacher_record,
                     "dataset": dataset_record, "elapsed_s": elapsed,
                 })
