@@ -6,7 +6,9 @@ crop → ``[0, 1]`` → ImageNet normalisation.
 
 Masks, by ``cfg.mask_rule``:
 
-* ``gt0`` (official): bilinear resize without antialiasing (as ``cv2.resize`` INTER_LINEAR), any value > 0.
+* ``gt0`` (official): ``cv2.resize`` INTER_LINEAR on the uint8 mask, reproduced bit for bit by
+  :func:`resize_linear_uint8` (own numpy code; OpenCV is only a test dependency), then any
+  value > 0. Not antialiased: every output pixel reads 2×2 source pixels.
 * ``nearest``: nearest-neighbour resize, value > 0 (XIA).
 * ``eq1``: PIL bilinear resize, only pixels that stay exactly 255 (HCW's truncation).
 """
@@ -17,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..config import STFPMConfig
 from .mvtec import DataError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "read_image_uint8", "read_mask_uint8", "normalize",
-           "denormalize", "load_image", "load_mask", "image_size_of"]
+           "denormalize", "load_image", "load_mask", "image_size_of", "resize_linear_uint8"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -89,6 +90,53 @@ def load_image(path: str | Path, cfg: STFPMConfig) -> torch.Tensor:
     return normalize(read_image_uint8(path, cfg))
 
 
+_COEF_BITS = 11  # OpenCV's INTER_RESIZE_COEF_BITS: interpolation weights in units of 1/2048
+
+
+def _linear_taps(src: int, dst: int, clamp_weight: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (i0, i1) and integer weights (w0, w1), w0 + w1 = 2048, of each of ``dst`` outputs.
+
+    Half-pixel centres: position p = (d + 0.5)·(src/dst) − 0.5 in float32 (the scale as
+    1/(dst/src) in double), i0 = floor(p), weight of i1 = p − i0, weights rounded half to
+    even. Outside the source the indices are clamped; ``clamp_weight`` (OpenCV does it for
+    columns, not for rows) also moves the whole weight onto the clamped index.
+    """
+    pos = ((np.arange(dst) + 0.5) * (1.0 / (dst / src)) - 0.5).astype(np.float32)
+    i0 = np.floor(pos)
+    frac = (pos - i0).astype(np.float32)
+    i0 = i0.astype(np.int64)
+    if clamp_weight:
+        frac[(i0 < 0) | (i0 >= src - 1)] = 0
+    scale = np.float32(1 << _COEF_BITS)
+    w0 = np.rint((np.float32(1) - frac) * scale).astype(np.int64)
+    w1 = np.rint(frac * scale).astype(np.int64)
+    return np.clip(i0, 0, src - 1), np.clip(i0 + 1, 0, src - 1), w0, w1
+
+
+def resize_linear_uint8(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)`` of a uint8 (H, W) image, bit for bit.
+
+    OpenCV's fixed-point path: a horizontal pass with 11-bit integer weights gives
+    ``row = Σ w·pixel`` (pixel·2048 scale), then the vertical pass (OpenCV's vector kernel;
+    it held for every output width tested, odd tails included) computes
+    ``((row0 >> 4)·v0 >> 16) + ((row1 >> 4)·v1 >> 16)`` and rounds with ``(· + 2) >> 2``. A 2× reduction (OpenCV switches to INTER_AREA) gives
+    the same numbers. Checked against OpenCV itself in ``tests/test_mask_resize.py``.
+    Returns uint8 (h, w).
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"expected a uint8 (H, W) image, got {image.dtype} {image.shape}")
+    h, w = (int(v) for v in size_hw)
+    if h < 1 or w < 1:
+        raise ValueError(f"output size must be positive, got {size_hw}")
+    x0, x1, a0, a1 = _linear_taps(image.shape[1], w, clamp_weight=True)
+    y0, y1, b0, b1 = _linear_taps(image.shape[0], h, clamp_weight=False)
+    src = image.astype(np.int64)
+    rows = (src[:, x0] * a0 + src[:, x1] * a1) >> 4  # (H, w)
+    out = ((rows[y0] * b0[:, None]) >> 16) + ((rows[y1] * b1[:, None]) >> 16)
+    return np.clip((out + 2) >> 2, 0, 255).astype(np.uint8)
+
+
 def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int] | None,
                     cfg: STFPMConfig, image_path: str | Path | None = None) -> np.ndarray:
     """Binarised mask at network resolution as uint8 0/1 of shape (S, S); zeros when ``mask_path`` is None.
@@ -107,9 +155,7 @@ def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int]
         )
     s = cfg.image_size
     if cfg.mask_rule == "gt0":
-        raw = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
-        resized = F.interpolate(raw, size=(s, s), mode="bilinear", align_corners=False, antialias=False)[0, 0]
-        binary = (resized > 0).numpy()
+        binary = resize_linear_uint8(np.asarray(mask, dtype=np.uint8), (s, s)) > 0
     elif cfg.mask_rule == "nearest":
         binary = np.asarray(mask.resize((s, s), Image.NEAREST)) > 0
     else:  # eq1
