@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--split", default="test", choices=["test", "val", "train"])
     pr.add_argument("--device", default=None, help="auto, cpu or cuda (default: the checkpoint's)")
     pr.add_argument("--batch-size", type=int, default=None)
-    pr.add_argument("--float32", action="store_true", help="store maps as float32 (default float16)")
+    pr.add_argument("--float16", action="store_true",
+                    help="store maps as float16 (half the size, for figures only: evaluate refuses them)")
+    pr.add_argument("--float32", action="store_true", help="store maps as float32 (the default)")
     pr.add_argument("--expect-config", default=None, metavar="FILE",
                     help="a .json/.yaml config the checkpoint must match (backbone, layers, teacher weights)")
     pr.add_argument("--no-progress", action="store_true")
@@ -141,7 +143,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         expect = STFPMConfig.from_file(args.expect_config)
     path = predict(args.checkpoint, args.data_root, args.category, args.out, split=args.split, device=args.device,
                    batch_size=args.batch_size, progress=not args.no_progress,
-                   maps_dtype="float32" if args.float32 else "float16", expect=expect)
+                   maps_dtype="float16" if args.float16 and not args.float32 else "float32", expect=expect)
     print(f"predictions: {path}")
     return 0
 

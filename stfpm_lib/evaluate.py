@@ -140,10 +140,26 @@ def _load(predictions: Any) -> tuple[Any, str | None]:
     return predictions, None
 
 
+def _float32_maps(maps: Any, where: str) -> np.ndarray:
+    """``maps`` as an array, refusing float16 (or any float narrower than float32)."""
+    maps = np.asarray(maps)
+    if maps.dtype.kind == "f" and maps.dtype.itemsize < 4:
+        from .inference import PredictionsError
+
+        raise PredictionsError(
+            f"{where}: the anomaly maps are stored as {maps.dtype}; metrics are computed from float32 maps only "
+            f"(float16 rounding moves them, e.g. the official PRO by ~2.5e-4): predict again with "
+            f"maps_dtype='float32' (the default; not --float16)")
+    return maps
+
+
 def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, original_resolution: bool = False,
                          fpr_limit: float = 0.3, mask_rule: str | None = None) -> Evaluation:
     """Every metric of one category from its test predictions (a ``Predictions`` or a ``.npz`` path).
 
+    Every number comes from float32 (or float64) maps: predictions whose maps were stored as
+    float16 raise :class:`~stfpm_lib.inference.PredictionsError` (their rounding moves the
+    official-code PRO by ~2.5e-4; predict with ``maps_dtype="float32"``, the default).
     Pixel metrics use the maps ``(N, H, W)`` and ``predictions.masks()`` (binarised at map resolution
     by the config's ``mask_rule``); image metrics use the stored float32 ``scores`` (max of each map)
     and the folder labels. ``val_predictions`` (normal validation images) adds the F1 at a threshold
@@ -156,7 +172,7 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
 
     pred, source = _load(predictions)
     where = source or "predictions"
-    maps = np.asarray(pred.maps)
+    maps = _float32_maps(pred.maps, where)
     if maps.ndim != 3:
         raise ValueError(f"{where}: maps must have shape (N, H, W); got {maps.shape}")
     scores = np.asarray(pred.scores, dtype=np.float32)
@@ -178,11 +194,11 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # official PRO may be NaN by its own formula
-            m = M.compute_all(maps, masks, labels, val_maps=None if val is None else np.asarray(val.maps),
-                              fpr_limit=fpr_limit, orig_masks=_original_masks(pred) if original_resolution else None)
+            val_maps = None if val is None else _float32_maps(val.maps, "val_predictions")
+            m = M.compute_all(maps, masks, labels, val_maps=val_maps, fpr_limit=fpr_limit, orig_masks=_original_masks(pred) if original_resolution else None)
     except M.UndefinedMetricError as exc:
         raise M.UndefinedMetricError(f"{where}: {exc}") from exc
-    # image level from the stored float32 scores (maps are stored as float16)
+    # image level from the stored float32 scores (the max of each map)
     best = M.image_f1_best(scores, labels)
     metrics: dict[str, float] = {
         "image_auroc": M.image_auroc(scores, labels),

@@ -6,8 +6,8 @@ everything the metrics and figures need, so they can be recomputed without the n
 =================  ==========================  =============================================
 key                dtype / shape               meaning
 =================  ==========================  =============================================
-maps               float16 (N, S, S)           anomaly maps at the network input size S (float32 on request)
-scores             float32 (N,)                max of each float32 map (before the cast)
+maps               float32 (N, S, S)           anomaly maps at the network input size S (float16 on request)
+scores             float32 (N,)                max of each float32 map
 labels             int8 (N,)                   1 anomalous, 0 normal
 defect_types       str (N,)                    ``good`` for normal images
 image_paths        str (N,)                    absolute paths
@@ -19,6 +19,10 @@ teacher_weights    JSON str                    source, name, path, sha256, seed,
 dataset            JSON str                    root, category, counts, split images
 meta               JSON str                    split, checkpoint path and sha256, timings, environment
 =================  ==========================  =============================================
+
+Metrics are computed from float32 maps only: :func:`stfpm_lib.evaluate.evaluate_predictions`
+refuses a file whose maps were stored as float16 (``maps_dtype="float16"``, half the size, is
+for figures and storage; its rounding moves the official-code PRO by ~2.5e-4).
 
 Order: the dataset's order (test: ``good`` first, then defects by path, as the official code).
 
@@ -175,7 +179,7 @@ def default_predictions_path(checkpoint_path, split: str = "test") -> Path:
 
 def predict(checkpoint_path, data_root=None, category: str | None = None, out_path=None, *, split: str = "test",
             device: str | None = None, batch_size: int | None = None, progress: bool = False,
-            maps_dtype: str = "float16", precision: str | None = None, channels_last: bool | None = None,
+            maps_dtype: str = "float32", precision: str | None = None, channels_last: bool | None = None,
             expect: STFPMConfig | None = None) -> Path:
     """Run the checkpoint over ``split`` of ``category`` and write the ``.npz``; return its path.
 
@@ -188,8 +192,9 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         batch_size: default ``cfg.eval_batch_size``.
         precision, channels_last: inference settings, default the checkpoint config's (e.g. a
             student trained in fp32 can be run with ``precision="bf16"``); recorded in ``meta``.
-        maps_dtype: ``float16`` (default, half the size) or ``float32`` (exact). float16 keeps
-            ~3 significant digits down to 6.1e-5; below that (subnormal) precision drops. The
+        maps_dtype: ``float32`` (default, exact; what metrics need) or ``float16`` (half the size,
+            for figures only: :func:`stfpm_lib.evaluate.evaluate_predictions` refuses it). float16
+            keeps ~3 significant digits down to 6.1e-5; below that (subnormal) precision drops. The
             share of such map values is recorded in ``meta["float16_subnormal_fraction"]`` and
             a warning is issued above 1% (product maps of a well-trained student can be tiny).
         expect: the config the checkpoint must have been built with (backbone, layer set,

@@ -164,7 +164,7 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     """Predict test and validation images with ``out_dir/checkpoint.pt``, evaluate, write ``metrics.json``.
 
     Files written in ``out_dir``: ``predictions_test.npz`` (the cached anomaly maps, (N, S, S)
-    float16), ``predictions_val.npz`` (held-out normals, for the validation-threshold F1) and
+    float32: every metric comes from them), ``predictions_val.npz`` (held-out normals, for the validation-threshold F1) and
     ``metrics.json`` (metrics, config, teacher weights with sha256, dataset root and file counts,
     package versions, ``wall_time_s`` = training + evaluation seconds; ``extra`` has both parts).
     ``cfg`` (optional) must match the checkpoint's config (runtime fields aside).
@@ -182,8 +182,8 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     _, ckpt_cfg, meta = load_checkpoint(ckpt, expect=cfg)
     if cfg is not None:
         check_checkpoint_config(meta["config"], cfg, where=str(ckpt))
-    test_path = predict(ckpt, data_root, category, out / PREDICTIONS_TEST, split="test")
-    val_path = predict(ckpt, data_root, category, out / PREDICTIONS_VAL, split="val")
+    test_path = predict(ckpt, data_root, category, out / PREDICTIONS_TEST, split="test", maps_dtype="float32")
+    val_path = predict(ckpt, data_root, category, out / PREDICTIONS_VAL, split="val", maps_dtype="float32")
     evaluation = evaluate_predictions(test_path, val_predictions=val_path, original_resolution=original_resolution)
     predictions = load_predictions(test_path)
     eval_time = time.perf_counter() - start

@@ -20,7 +20,7 @@ RANDOM_TW = {"source": "random", "name": "random", "path": None, "sha256": None,
 
 
 def _predictions(maps, masks, labels, types, scores=None, image_paths=None, mask_paths=None, config=CFG, sizes=None):
-    maps = np.asarray(maps, dtype=np.float16)
+    maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks, dtype=bool)
     n = maps.shape[0]
     if scores is None:

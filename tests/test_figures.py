@@ -150,7 +150,7 @@ def test_best_worst_grid_from_predictions(tiny_mvtec, tmp_path):
     test = index_category(tiny_mvtec, "grass").test
     masks = np.stack([load_mask(s.mask_path, None, cfg).numpy() for s in test])
     rng = np.random.default_rng(0)
-    maps = (rng.random(masks.shape) * 0.5 + masks).astype(np.float16)
+    maps = (rng.random(masks.shape) * 0.5 + masks).astype(np.float32)
     n = len(test)
     pred = Predictions(
         maps=maps, scores=maps.astype(np.float32).reshape(n, -1).max(1), labels=np.array([s.label for s in test], np.int8),

@@ -73,15 +73,15 @@ def test_predictions_file(preds, run, tiny_mvtec):
     index = index_category(tiny_mvtec, "brick")
     n = len(index.test)
     assert preds.path == run.checkpoint_path.parent / "predictions_test.npz"
-    assert preds.maps.shape == (n, 64, 64) and preds.maps.dtype == np.float16
+    assert preds.maps.shape == (n, 64, 64) and preds.maps.dtype == np.float32
     assert preds.scores.dtype == np.float32 and preds.labels.dtype == np.int8
     # official order: good first, then the defects by path
     assert [str(p) for p in preds.image_paths] == [str(s.image_path.resolve()) for s in index.test]
     assert preds.labels.tolist() == [s.label for s in index.test]
     assert preds.defect_types.tolist() == [s.defect_type for s in index.test]
     assert all((m == "") == (lab == 0) for m, lab in zip(preds.mask_paths, preds.labels))
-    # scores = max of the float32 map (maps are stored in float16)
-    np.testing.assert_allclose(preds.scores, preds.maps.astype(np.float32).max(axis=(1, 2)), rtol=2e-3)
+    # scores = max of the float32 map
+    np.testing.assert_array_equal(preds.scores, preds.maps.max(axis=(1, 2)))
     assert (preds.maps >= 0).all()
     masks = preds.masks()
     assert masks.shape == preds.maps.shape and masks.dtype == bool
@@ -109,13 +109,15 @@ def test_predictions_match_the_model(preds, run):
     np.testing.assert_allclose(preds.maps[i].astype(np.float32), ref, rtol=1e-3, atol=1e-6)
 
 
-def test_float32_maps_option(run, preds, tiny_mvtec, tmp_path):
-    exact = load_predictions(predict(run.checkpoint_path, tiny_mvtec, "brick", tmp_path / "f32.npz",
-                                     maps_dtype="float32"))
+def test_float16_maps_option(run, preds, tiny_mvtec, tmp_path):
+    exact = preds  # float32, the default
+    half = load_predictions(predict(run.checkpoint_path, tiny_mvtec, "brick", tmp_path / "f16.npz",
+                                    maps_dtype="float16"))
     assert exact.maps.dtype == np.float32 and exact.meta["maps_dtype"] == "float32"
-    np.testing.assert_array_equal(exact.maps.astype(np.float16), preds.maps)  # float16 = rounded float32
-    np.testing.assert_array_equal(exact.scores, preds.scores)
-    assert preds.meta["float16_subnormal_fraction"] == pytest.approx(
+    assert half.maps.dtype == np.float16 and half.meta["maps_dtype"] == "float16"
+    np.testing.assert_array_equal(exact.maps.astype(np.float16), half.maps)  # float16 = rounded float32
+    np.testing.assert_array_equal(exact.scores, half.scores)
+    assert half.meta["float16_subnormal_fraction"] == pytest.approx(
         float(((exact.maps < np.finfo(np.float16).tiny) & (exact.maps > 0)).mean()), abs=1e-12)
 
 
