@@ -58,8 +58,8 @@ class STFPMConfig:
     Data
         image_size: side of the square resize (bilinear, antialiased), pixels.
         crop_size: centre crop after the resize (``None``: no crop).
-        mask_rule: how resized ground-truth masks are binarised: ``gt0`` (bilinear
-            resize, any value > 0, the official code), ``nearest`` (nearest-neighbour
+        mask_rule: how resized ground-truth masks are binarised: ``gt0`` (cv2 INTER_LINEAR
+            uint8 resize reproduced exactly, any value > 0, the official code), ``nearest`` (nearest-neighbour
             resize) or ``eq1`` (bilinear resize, only fully-defective pixels, HCW).
         val_fraction: share of ``train/good`` held out as normal validation images.
         split: ``seeded`` (sorted paths, sklearn split with ``split_seed``, official) or

@@ -26,3 +26,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fit_interrupted():
+    """``fit_interrupted(epoch, cfg, data_root, category, out_dir)``: a training run killed right after
+    ``epoch`` (its ``last.pt`` written, no ``checkpoint.pt``), as a kill between epochs leaves it."""
+    from stfpm_lib.train import fit
+
+    class Interrupt(Exception):
+        pass
+
+    def run(epoch: int, *args, **kwargs) -> None:
+        def log(row):
+            if row["epoch"] == epoch:
+                raise Interrupt
+
+        with pytest.raises(Interrupt):
+            fit(*args, progress=False, log=log, **kwargs)
+
+    return run

@@ -72,17 +72,9 @@ def test_training_batches_are_the_official_ones(tiny_mvtec, tmp_path, recorded, 
     assert recorded == _expected(result, cfg)
 
 
-def test_resumed_run_keeps_the_official_batches(tiny_mvtec, tmp_path, recorded):
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_two(row):
-        if row["epoch"] == 2:
-            raise Interrupt
-
+def test_resumed_run_keeps_the_official_batches(tiny_mvtec, tmp_path, recorded, fit_interrupted):
     out = tmp_path / "run"
-    with pytest.raises(Interrupt):
-        fit(CFG, tiny_mvtec, "brick", out, progress=False, log=stop_after_two)
+    fit_interrupted(2, CFG, tiny_mvtec, "brick", out)
     torch.rand(5)  # whatever the caller does in between must not matter: last.pt holds the RNG state
 
     # A last.pt of the older version (own shuffling generator, no "shuffle" marker) is refused.

@@ -144,20 +144,11 @@ def test_same_seed_twice_gives_identical_maps(run, preds, tiny_mvtec, tmp_path):
     np.testing.assert_array_equal(maps, preds.maps)
 
 
-def test_resume_gives_the_uninterrupted_result(tiny_mvtec, tmp_path):
+def test_resume_gives_the_uninterrupted_result(tiny_mvtec, tmp_path, fit_interrupted):
     cfg = CFG.replace(epochs=3, selection="val_map")
     full = fit(cfg, tiny_mvtec, "grass", tmp_path / "full", progress=False)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_two(row):
-        if row["epoch"] == 2:
-            raise Interrupt
-
     out = tmp_path / "resumed"
-    with pytest.raises(Interrupt):
-        fit(cfg, tiny_mvtec, "grass", out, progress=False, log=stop_after_two)
+    fit_interrupted(2, cfg, tiny_mvtec, "grass", out)
     assert (out / "last.pt").is_file() and not (out / "checkpoint.pt").exists()
     resumed = fit(cfg, tiny_mvtec, "grass", out, progress=False)
     assert resumed.resumed_from_epoch == 2 and full.resumed_from_epoch == 0
