@@ -1,8 +1,8 @@
 """``python -m stfpm_lib.bench speed``: training and inference speed against the official recipe.
 
-In one run on one machine it times three variants (four with ``--with-bf16``), each in its own (spawned) process,
-called one at a time and interleaved round by round; the best of ``--rounds`` counts, so
-that load from other processes inflates neither side:
+In one run on one machine it times three variants (four with ``--with-bf16``), each in its
+own (spawned) process, called one at a time and interleaved round by round; the best of
+``--rounds`` counts, so that load from other processes inflates neither side:
 
 * ``official``: a loop equivalent to the official code (gdwang08/STFPM, reference §2):
   torchvision ``resnet18`` ``children()[:-2]`` for teacher and student (layer4 kept and
