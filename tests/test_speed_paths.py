@@ -472,3 +472,5 @@ def test_speed_bench_rejects_bad_arguments(capsys):
     assert main(["--images", "0"]) == 2
     assert main(["--scaling", "a,b"]) == 2
     assert "must be" in capsys.readouterr().err
+    assert main(["--device", "cpu", "--precision", "fp16"]) == 2  # refused before anything is timed
+    assert "fp16" in capsys.readouterr().err
