@@ -22,7 +22,7 @@ from .config import ConfigError
 
 __all__ = [
     "resolve_device", "seed_everything", "rng_state", "set_rng_state", "autocast", "amp_dtype",
-    "effective_precision", "cpu_has_fast_bf16", "grad_scaler", "prepare_model", "prepare_input",
+    "effective_precision", "cpu_has_fast_bf16", "cpu_description", "grad_scaler", "prepare_model", "prepare_input",
     "normalize_uint8", "deterministic", "kernel_policy", "synchronize", "tune_cpu_allocator",
 ]
 
@@ -63,11 +63,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX).
+    """True when bfloat16 convolutions run natively, and so faster than fp32, on this CPU.
 
-    On such CPUs oneDNN runs bf16 convolutions about twice as fast as fp32; on older ones
-    bf16 is emulated and no faster, so ``precision="auto"`` stays in fp32 there.
+    Needs native bfloat16 matrix instructions (AVX512-BF16 or AMX), oneDNN (PyTorch's CPU
+    convolution library) and no ``ONEDNN_MAX_CPU_ISA``/``DNNL_MAX_CPU_ISA`` limit below them.
+    On such CPUs oneDNN runs bf16 convolutions 2-3x as fast as fp32; elsewhere bf16 is
+    emulated and much slower (measured on an AVX2-only AMD EPYC: training 0.17x, inference
+    0.4x the official fp32 loop), so ``precision="auto"`` stays in fp32 there.
     """
+    if not torch.backends.mkldnn.is_available() or _onednn_isa_limited():
+        return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     for name in checks:
         probe = getattr(torch.cpu, name, None)
@@ -77,6 +82,47 @@ def cpu_has_fast_bf16() -> bool:
         except Exception:  # noqa: BLE001 - a probe that fails means "not known to be fast"
             continue
     return False
+
+
+# oneDNN ISA names (ONEDNN_MAX_CPU_ISA values) without native bfloat16 arithmetic
+_NO_BF16_ISAS = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
+
+
+def _onednn_isa_limited() -> bool:
+    """True when the environment caps oneDNN at an instruction set without native bf16."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        if os.environ.get(name, "").strip().upper() in _NO_BF16_ISAS:
+            return True
+    return False
+
+
+_CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_description() -> dict[str, Any]:
+    """What the CPU figures of a benchmark depend on: ``{"model", "capability", "native_bf16"}``.
+
+    ``model``: the CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`);
+    ``capability``: the vector instruction set PyTorch's own kernels use
+    (``torch.backends.cpu.get_cpu_capability()``: ``AVX2``, ``AVX512``, ...) with ``+AMX`` when
+    AMX tiles are present; ``native_bf16``: :func:`cpu_has_fast_bf16`.
+    """
+    model = ""
+    with contextlib.suppress(OSError):
+        with open(_CPUINFO) as handle:
+            for line in handle:
+                if line.split(":")[0].strip() in ("model name", "Processor", "cpu model"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    model = " ".join((model or platform.processor() or platform.machine() or "unknown CPU").split())
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001 - older torch or an unknown platform
+        capability = "unknown"
+    with contextlib.suppress(Exception):
+        if torch.cpu._is_amx_tile_supported() and not _onednn_isa_limited():
+            capability += "+AMX"
+    return {"model": model, "capability": capability, "native_bf16": cpu_has_fast_bf16()}
 
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -200,17 +200,60 @@ def test_precision_rule(monkeypatch):
 
 
 def test_fast_bf16_detection(monkeypatch):
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert dev.cpu_has_fast_bf16() is False
+    assert dev.cpu_has_fast_bf16() is False  # e.g. AVX2 only: bf16 would be emulated
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert dev.cpu_has_fast_bf16() is True
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert dev.cpu_has_fast_bf16() is True
+    # oneDNN capped below bf16 (by either variable name) or absent: its bf16 convolutions are emulated
+    for name, isa, fast in (("ONEDNN_MAX_CPU_ISA", "avx2", False), ("DNNL_MAX_CPU_ISA", "AVX512_CORE", False),
+                            ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX", True)):
+        monkeypatch.setenv(name, isa)
+        assert dev.cpu_has_fast_bf16() is fast, (name, isa)
+        assert dev.effective_precision("auto", CPU) == ("bf16" if fast else "fp32")
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert dev.cpu_has_fast_bf16() is False
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
 
     def broken():
         raise RuntimeError("probe failed")
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken, raising=False)
     assert dev.cpu_has_fast_bf16() is False
+
+
+def test_cpu_description(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD  EPYC 7B13 64-Core Processor \n"
+                       "flags\t\t: fpu avx2\n")
+    monkeypatch.setattr(dev, "_CPUINFO", str(cpuinfo))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert dev.cpu_description() == {"model": "AMD EPYC 7B13 64-Core Processor", "capability": "AVX2",
+                                     "native_bf16": False}
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: True)
+    assert dev.cpu_description()["capability"] == "AVX512+AMX" and dev.cpu_description()["native_bf16"]
+    monkeypatch.setattr(dev, "_CPUINFO", str(tmp_path / "missing"))
+    assert dev.cpu_description()["model"]  # falls back to what platform reports
+
+
+def test_auto_without_native_bf16_trains_in_fp32(reference, tiny_mvtec, tmp_path, monkeypatch):
+    """precision="auto" on a CPU without native bf16 is the fp32 run, bit for bit (never emulated bf16)."""
+    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)
+    auto = fit(CFG.replace(precision="auto"), tiny_mvtec, "brick", tmp_path, progress=False)
+    a, b = student(reference), student(auto)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(no_time(reference.history), no_time(auto.history))
 
 
 def test_kernel_policy_restores_settings():
@@ -349,26 +392,78 @@ def test_official_baseline_computes_the_official_quantities():
     np.testing.assert_allclose(scores, ref.max(axis=(1, 2)), rtol=1e-5)
 
 
-def test_speed_bench_quick_prints_the_last_line(capsys):
+# seconds per epoch/pass that the quick benchmark test substitutes for the measured ones (4 training
+# and 2 inference images): every printed figure then follows from these, on any machine
+FAKE_TRAIN_S = {"official": 0.8, "project fp32": 0.4, "project fast": 0.5, "project bf16": 1.6}
+FAKE_INFER_S = {"official": 0.5, "project fp32": 0.2, "project fast": 0.1, "project bf16": 1.0}
+
+
+def test_speed_bench_quick_prints_the_last_line(capsys, monkeypatch):
+    """The quick benchmark runs every variant for real; its timings are replaced by fixed ones so
+    that the figures it prints are checked exactly (no dependence on the machine's speed), and
+    the capability probe is fixed to "no native bf16" (no dependence on the instruction set)."""
+    from stfpm_lib.bench import speed_bench as sb
     from stfpm_lib.bench.__main__ import main
+
+    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)
+    for method, fake in (("train", FAKE_TRAIN_S), ("infer", FAKE_INFER_S)):
+        def timed(self, n, _orig=getattr(sb._Runner, method), _fake=fake):
+            run = _orig(self, n)  # the real work runs; only its duration is replaced
+            return {**run, "s": _fake[self.variant]}
+        monkeypatch.setattr(sb._Runner, method, timed)
 
     assert main(["speed", "--quick", "--threads", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
+    text = "\n".join(out)
+    hw = sb._hardware(CPU)  # with the probe fixed: "<model> [<capability>, bf16 emulated]"
+    assert hw["bf16"] == "emulated" and hw["tag"] == f"{hw['model']} [{hw['capability']}, bf16 emulated]"
+    assert "precision='auto' resolves to fp32 here" in text
+    # the headline fast path is what precision="auto" gives here (fp32); bf16 is an extra row, marked emulated
+    rows = {name: [line for line in out if line.startswith(f"  {name} ")] for name in
+            ("official", "project fp32", "project fast (fp32)", "project bf16 (bf16 emulated)")}
+    assert all(len(r) == 3 for r in rows.values()), rows  # training, inference and scaling tables
+    for section in ("--- training", "--- inference", "--- scaling", "--- memory", "--- fidelity", "--- targets"):
+        header = [line for line in out if line.startswith(section)]
+        assert len(header) == 1 and hw["tag"] in header[0]  # every figure names the CPU it came from
+    # 4 images: official 0.8 s = 5.0 img/s, fast 0.5 s = 8.0 img/s (x1.600), bf16 1.6 s (x0.500);
+    # 2 inference images: official 0.5 s = 4.0 img/s, fast 0.1 s = 20.0 img/s (x5.000)
+    table = {}
+    for name, (train, infer, _) in rows.items():
+        table[name] = [re.search(r"([\d.]+) img/s +x([\d.]+) ", line).groups() for line in (train, infer)]
+    assert table["official"] == [("5.0", "1.000"), ("4.0", "1.000")]
+    assert table["project fp32"] == [("10.0", "2.000"), ("10.0", "2.500")]
+    assert table["project fast (fp32)"] == [("8.0", "1.600"), ("20.0", "5.000")]
+    assert table["project bf16 (bf16 emulated)"] == [("2.5", "0.500"), ("2.0", "0.500")]
+    # targets without native bf16: training >= 2, inference >= 2.5
+    assert "training x1.600 (target >= 2): NOT met; inference x5.000 (target >= 2.5): met" in text
+    # the last line repeats what the tables printed, and names the CPU
     last = out[-1]
-    pattern = (r"train_speedup=(\d+\.\d+) infer_speedup=(\d+\.\d+) train_img_s=(\d+\.\d+) "
-               r"infer_img_s=(\d+\.\d+) auroc_delta=(\d+\.\d+) device=cpu")
+    pattern = (r"train_speedup=(\S+) infer_speedup=(\S+) train_img_s=(\S+) infer_img_s=(\S+) auroc_delta=(\S+) "
+               r"device=cpu precision=fp32 capability=(\S+) bf16=emulated model=(.+)")
     m = re.fullmatch(pattern, last)
     assert m, last
-    assert all(float(v) > 0 for v in m.groups()[:4]) and 0 <= float(m.group(5)) <= 1
-    text = "\n".join(out)
-    for section in ("--- training", "--- inference", "--- scaling", "--- memory", "--- fidelity", "--- targets"):
-        assert section in text
-    # the last line repeats the table: fast img/s over official img/s is the printed speed-up
-    rates = [float(re.search(r"([\d.]+) img/s", line).group(1)) for line in out
-             if re.match(r"  (official|project fast) +[\d.]+ /", line)]
-    assert len(rates) == 4  # training and inference rows of both
-    assert float(m.group(1)) == pytest.approx(rates[1] / rates[0], rel=0.02)
-    assert float(m.group(2)) == pytest.approx(rates[3] / rates[2], rel=0.02)
+    assert m.groups()[:4] == ("1.600", "5.000", "8.0", "20.0")
+    assert 0 <= float(m.group(5)) <= 1
+    assert (m.group(6), m.group(7)) == (hw["capability"], hw["model"])
+
+
+def test_speed_bench_follows_the_precision_rule(monkeypatch):
+    """With native bf16 the fast path is bf16 (no extra row, targets x4 / x6); without, fp32."""
+    from stfpm_lib.bench import speed_bench as sb
+
+    for native, fast, labels, targets in (
+            (True, "bf16", ("project fast (bf16)",), (4, 6)),
+            (False, "fp32", ("project fast (fp32)", "project bf16 (bf16 emulated)"), (2, 2.5))):
+        monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda native=native: native)
+        hw = sb._hardware(CPU)
+        assert hw["bf16"] == ("native" if native else "emulated")
+        setup = sb._Setup(device=CPU, size=32, batch=2, eval_batch=2, fast_precision="auto",
+                          with_bf16=dev.effective_precision("auto", CPU) != "bf16")
+        assert sb._project_cfg(setup, "project fast").precision == "auto"  # as a user configures it
+        assert dev.effective_precision("auto", CPU) == fast
+        assert tuple(sb._label(setup, v, hw) for v in setup.variants[2:]) == labels
+        result = {"train_speedup": f"{targets[0]:.3f}", "infer_speedup": f"{targets[1] - 0.001:.3f}"}
+        assert [line.endswith(" met") and "NOT" not in line for line in sb._targets(result, CPU, hw)] == [True, False]
 
 
 def test_speed_bench_rejects_bad_arguments(capsys):
@@ -377,3 +472,5 @@ def test_speed_bench_rejects_bad_arguments(capsys):
     assert main(["--images", "0"]) == 2
     assert main(["--scaling", "a,b"]) == 2
     assert "must be" in capsys.readouterr().err
+    assert main(["--device", "cpu", "--precision", "fp16"]) == 2  # refused before anything is timed
+    assert "fp16" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """``python -m stfpm_lib.bench speed``: training and inference speed against the official recipe.
 
-In one run on one machine it times three variants, each in its own (spawned) process,
-called one at a time and interleaved round by round; the best of ``--rounds`` counts, so
-that load from other processes inflates neither side:
+In one run on one machine it times three variants (four with ``--with-bf16``), each in its
+own (spawned) process, called one at a time and interleaved round by round; the best of
+``--rounds`` counts, so that load from other processes inflates neither side:
 
 * ``official``: a loop equivalent to the official code (gdwang08/STFPM, reference §2):
   torchvision ``resnet18`` ``children()[:-2]`` for teacher and student (layer4 kept and
@@ -15,12 +15,20 @@ that load from other processes inflates neither side:
   neither built nor run, uint8 batches normalised on the device, batched inference, and on
   CPU the allocator setting that ``fit``/``predict`` apply
   (:func:`stfpm_lib.device.tune_cpu_allocator`).
-* ``project fast``: additionally ``precision`` (``auto``: bf16 on CPUs with native bf16 and
-  on bf16 GPUs, else fp16 on GPUs), ``channels_last``, the teacher feature cache, and for
-  inference BatchNorm-folded networks in batches (``--eval-batch``) under
-  ``inference_mode`` (cuDNN autotuning on CUDA). Training runs
+* ``project fast``: what a user gets with ``precision="auto"`` (or ``--precision``) on this
+  machine: bf16 on CPUs with native bf16 (AVX512-BF16 or AMX) and on bf16 GPUs, fp16 on other
+  GPUs, fp32 on other CPUs (:func:`stfpm_lib.device.amp_dtype`); plus ``channels_last``, the
+  teacher feature cache, and for inference batches (``--eval-batch``) under ``inference_mode``
+  (BatchNorm-folded networks under mixed precision; cuDNN autotuning on CUDA). Training runs
   :func:`stfpm_lib.train.train_epoch` and inference :func:`stfpm_lib.inference.predict_batch`,
   the code of ``fit`` and ``predict``.
+* ``project bf16`` (only with ``--with-bf16``, when the fast path is not bf16 already): the fast
+  settings in bf16, labelled "emulated" on CPUs without native bf16 (there it is slower than fp32,
+  which is why ``auto`` does not pick it).
+
+Every section names the hardware its figures come from: CPU model, PyTorch's CPU capability
+(``AVX2``, ``AVX512``, ``+AMX``) and whether bf16 is native or emulated
+(:func:`stfpm_lib.device.cpu_description`), or the GPU.
 
 Images are synthetic (random crops of a CC0 texture, ``--size``² pixels, held in memory as
 uint8); decoding files is not timed (the official code holds its images in memory too).
@@ -39,11 +47,13 @@ for a full category, and a fidelity check on a small synthetic MVTec-layout cate
   a mere rounding change moves a short training run.
 
 ``auroc_delta`` is the larger of the two |Δ| (image and pixel AUROC). The last line is
-machine-readable::
+machine-readable (one line, wrapped here)::
 
     train_speedup=<x> infer_speedup=<x> train_img_s=<n> infer_img_s=<n> auroc_delta=<d> device=<cpu|cuda>
+    precision=<fast path's precision> capability=<AVX2|AVX512|...|cuda> bf16=<native|emulated|none> model=<name>
 
-(speed-ups of ``project fast`` over ``official``; with CUDA present and ``--device auto``
+(speed-ups of ``project fast`` over ``official``, printed as in the tables; the CPU or GPU model
+name, which may contain spaces, comes last; with CUDA present and ``--device auto``
 both devices are measured, one such line each, CUDA last). ``--quick`` runs tiny sizes in
 one process in a few seconds (checks that everything runs; its numbers mean nothing).
 """
@@ -283,12 +293,25 @@ class _Setup:
     eval_batch: int
     fast_precision: str
     seed: int = 0
+    with_bf16: bool = False  # also time the fast settings with precision bf16 ("project bf16")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return VARIANTS + (("project bf16",) if self.with_bf16 else ())
 
 
-def _project_cfg(setup: _Setup, fast: bool):
+def _variant_precision(setup: _Setup, variant: str) -> str:
+    """The ``precision`` a project variant is configured with (``project fast``: as asked, ``auto`` by default)."""
+    return {"project fp32": "fp32", "project fast": setup.fast_precision, "project bf16": "bf16"}[variant]
+
+
+def _project_cfg(setup: _Setup, variant: str):
+    """The config of a project variant: the ``official`` preset, plus for ``project fast`` and
+    ``project bf16`` the speed settings (precision, channels_last, teacher feature cache)."""
     from stfpm_lib.config import STFPMConfig
 
-    extra = {"precision": setup.fast_precision, "channels_last": True, "cache_teacher_features": True} if fast else {}
+    extra = {} if variant == "project fp32" else \
+        {"precision": _variant_precision(setup, variant), "channels_last": True, "cache_teacher_features": True}
     return STFPMConfig.from_preset("official", teacher_weights="random", image_size=setup.size,
                                    batch_size=setup.batch, eval_batch_size=setup.eval_batch,
                                    device=setup.device.type, seed=setup.seed, **extra)
@@ -297,12 +320,12 @@ def _project_cfg(setup: _Setup, fast: bool):
 class _ProjectTrainer:
     """The project's training step functions on in-memory images (one cache per image set)."""
 
-    def __init__(self, setup: _Setup, fast: bool) -> None:
+    def __init__(self, setup: _Setup, variant: str) -> None:
         from stfpm_lib.device import grad_scaler, prepare_model
         from stfpm_lib.model import build_stfpm
 
-        self.setup, self.fast = setup, fast
-        self.cfg = _project_cfg(setup, fast)
+        self.setup = setup
+        self.cfg = _project_cfg(setup, variant)
         self.model = prepare_model(build_stfpm(self.cfg), setup.device, self.cfg.channels_last)
         self.optimizer = torch.optim.SGD(self.model.student.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                                          weight_decay=self.cfg.weight_decay)
@@ -346,12 +369,12 @@ class _OfficialTrainer:
         return official_train_epoch(self.teacher, self.student, self.optimizer, loader, self.setup.device)
 
 
-def _project_inferencer(setup: _Setup, fast: bool, arrays: list[np.ndarray]) -> Callable[[], np.ndarray]:
+def _project_inferencer(setup: _Setup, variant: str, arrays: list[np.ndarray]) -> Callable[[], np.ndarray]:
     from stfpm_lib.device import kernel_policy
     from stfpm_lib.inference import predict_batch, prepare_for_inference
     from stfpm_lib.model import build_stfpm
 
-    cfg = _project_cfg(setup, fast)
+    cfg = _project_cfg(setup, variant)
     model = prepare_for_inference(build_stfpm(cfg), cfg, setup.device)
     images = torch.from_numpy(np.stack(arrays))
     if setup.device.type == "cuda":
@@ -379,18 +402,18 @@ def _official_inferencer(setup: _Setup, arrays: list[np.ndarray]) -> Callable[[]
 
 
 # ============================================================================ runners (one per variant)
-VARIANTS = ("official", "project fp32", "project fast")
+VARIANTS = ("official", "project fp32", "project fast")  # "project bf16" too with --with-bf16
 
 
 class _Runner:
     """Training epochs and inference passes of one variant, timed where they run."""
 
     def __init__(self, variant: str, setup: _Setup) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"variant={variant!r} is not one of {list(VARIANTS)}")
+        if variant not in setup.variants:
+            raise ValueError(f"variant={variant!r} is not one of {list(setup.variants)}")
         self.variant, self.setup = variant, setup
         self.trainer = _OfficialTrainer(setup) if variant == "official" else \
-            _ProjectTrainer(setup, fast=variant == "project fast")
+            _ProjectTrainer(setup, variant)
         self.loaders: dict[int, Any] = {}
         self.inferencers: dict[int, Callable[[], Any]] = {}
 
@@ -398,7 +421,7 @@ class _Runner:
         if n not in self.inferencers:
             arrays = _synthetic_images(n, self.setup.size, seed=7 + n)
             self.inferencers[n] = _official_inferencer(self.setup, arrays) if self.variant == "official" else \
-                _project_inferencer(self.setup, self.variant == "project fast", arrays)
+                _project_inferencer(self.setup, self.variant, arrays)
         return self.inferencers[n]
 
     def warmup(self) -> None:
@@ -504,10 +527,10 @@ def _runners(setup: _Setup, in_process: bool, threads: int) -> Iterator[dict[str
     one the default allocator, as the official code. In-process, nothing is tuned.
     """
     if in_process:
-        yield {v: _Runner(v, setup) for v in VARIANTS}
+        yield {v: _Runner(v, setup) for v in setup.variants}
         return
     tune = setup.device.type == "cpu"
-    remotes = {v: _Remote(v, setup, threads, tune and v != "official") for v in VARIANTS}
+    remotes = {v: _Remote(v, setup, threads, tune and v != "official") for v in setup.variants}
     try:
         for r in remotes.values():
             r.ready()
@@ -581,8 +604,8 @@ def _bench_fidelity(setup: _Setup, args) -> dict[str, Any]:
                                 defect_types=("scratch", "blob", "patch"), n_per_defect=args.fid_per_defect,
                                 size=setup.size, seed=setup.seed)
         common = {"epochs": args.fid_epochs, "batch_size": args.fid_batch, "selection": "last"}
-        cfgs = {"fp32": _project_cfg(setup, fast=False).replace(**common),
-                "fast": _project_cfg(setup, fast=True).replace(**common)}
+        cfgs = {"fp32": _project_cfg(setup, "project fp32").replace(**common),
+                "fast": _project_cfg(setup, "project fast").replace(**common)}
         cfgs["fp32 channels_last"] = cfgs["fp32"].replace(channels_last=True)  # control: rounding only
         fits, seconds = {}, {}
         for name, cfg in cfgs.items():
@@ -627,15 +650,61 @@ def _fit_line(xs: list[int], ys: list[float]) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _hardware(device: torch.device) -> dict[str, str]:
+    """Where figures come from: ``{"model", "capability", "bf16", "tag"}`` (``tag``: one line for the report).
+
+    CPU: model name, PyTorch's CPU capability (AVX2, AVX512, +AMX) and whether bf16 is native
+    or emulated; CUDA: the GPU's name (the host CPU in ``tag`` too).
+    """
+    from stfpm_lib.device import cpu_description
+
+    cpu = cpu_description()
+    bf16 = "native" if cpu["native_bf16"] else "emulated"
+    cpu_tag = f"{cpu['model']} [{cpu['capability']}, bf16 {bf16}]"
+    if device.type == "cuda":
+        gpu = torch.cuda.get_device_name(device)
+        return {"model": gpu, "capability": "cuda", "bf16": "native" if torch.cuda.is_bf16_supported() else "none",
+                "tag": f"{gpu} (host CPU {cpu_tag})"}
+    return {"model": cpu["model"], "capability": cpu["capability"], "bf16": bf16, "tag": cpu_tag}
+
+
+def _label(setup: _Setup, variant: str, hw: dict[str, str]) -> str:
+    """Row label: the variant, with the precision ``project fast`` runs in and "emulated" for emulated bf16."""
+    from stfpm_lib.device import effective_precision
+
+    if variant not in ("project fast", "project bf16"):
+        return variant
+    precision = effective_precision(_variant_precision(setup, variant), setup.device)
+    emulated = " emulated" if precision == "bf16" and hw["bf16"] != "native" else ""
+    return f"{variant} ({precision}{emulated})"
+
+
+def _speed_table(setup: _Setup, res: _Results, keys: dict[str, str], n: int, hw: dict[str, str], mem: str,
+                 title: str, say) -> dict[str, float]:
+    """One table (training or inference): a row per variant; returns img/s per variant."""
+    say(f"\n--- {title} on {hw['tag']}: best / median s, img/s, speed-up, {mem}")
+    ips = {name: n / res.best(key) for name, key in keys.items()}
+    for name, key in keys.items():
+        say(f"  {_label(setup, name, hw):29s} {res.best(key):7.2f} / {res.median(key):6.2f} s {ips[name]:7.1f} img/s  "
+            f"x{_speedup(ips[name], ips['official'])}   {_mib(res.peak(key))} (+{_mib(res.grow(key))})")
+    return ips
+
+
+def _speedup(rate: float, official: float) -> str:
+    """The printed speed-up (the table and the last line print the same string)."""
+    return f"{rate / official:.3f}"
+
+
 def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
     from stfpm_lib.device import effective_precision
     from stfpm_lib.feature_cache import MIB
 
-    dev = setup.device
-    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else \
-        f"{platform.machine()}, {args.threads} threads"
-    say(f"\n=== device: {dev.type} ({where}); fast precision {setup.fast_precision} "
-        f"(auto -> {effective_precision('auto', dev)})")
+    dev, hw = setup.device, _hardware(setup.device)
+    auto = effective_precision("auto", dev)
+    say(f"\n=== device: {dev.type}: {hw['tag']}, {args.threads} threads; precision='auto' resolves to {auto} here")
+    say(f"project fast = what fit/predict run with precision={setup.fast_precision!r} "
+        f"(-> {effective_precision(setup.fast_precision, dev)}), channels_last, the teacher feature cache and "
+        f"batched inference" + ("; project bf16 = the same in bf16" if setup.with_bf16 else ""))
     factor = args.gpu_factor if dev.type == "cuda" else 1  # a GPU epoch over 64 images is too short to time
     counts = sorted({c * factor for c in args.scaling + [args.images]})
     n_infer = args.infer_images * factor
@@ -649,107 +718,118 @@ def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
     mem = "peak CUDA memory allocated (growth in the phase)" if dev.type == "cuda" else \
         "peak RSS of the variant's process (growth in the phase)"
 
-    say(f"\n--- training, {n} images, one epoch: best / median s, img/s, speed-up, {mem}")
-    train_ips = {}
-    for name in VARIANTS:
-        key = f"train {name} n={n}"
-        train_ips[name] = n / res.best(key)
-        say(f"  {name:13s} {res.best(key):7.2f} / {res.median(key):6.2f} s {train_ips[name]:7.1f} img/s  "
-            f"x{train_ips[name] / train_ips['official']:5.2f}   {_mib(res.peak(key))} (+{_mib(res.grow(key))})")
+    train_ips = _speed_table(setup, res, {v: f"train {v} n={n}" for v in setup.variants}, n, hw, mem,
+                             f"training, {n} images, one epoch", say)
     first = res.best(f"first n={n}")
     per_image = info["cache_bytes_per_image"] or 0
     say(f"  project fast, first epoch (teacher runs and fills the cache): {first:.2f} s = {n / first:.1f} img/s; "
         f"cache {per_image / MIB:.3f} MiB/image")
+    infer_ips = _speed_table(setup, res, {v: f"infer {v}" for v in setup.variants}, n_infer, hw, mem,
+                             f"inference, {n_infer} images (maps and scores back on the host)", say)
+    _report_scaling(setup, res, counts, first, args.full_epochs, hw, say)
+    _report_memory(setup, res, n, per_image, hw, say)
 
-    say(f"\n--- inference, {n_infer} images (maps and scores back on the host): best / median s, img/s, "
-        f"speed-up, {mem}")
-    infer_ips = {}
-    for name in VARIANTS:
-        key = f"infer {name}"
-        infer_ips[name] = n_infer / res.best(key)
-        say(f"  {name:13s} {res.best(key):7.2f} / {res.median(key):6.2f} s {infer_ips[name]:7.1f} img/s  "
-            f"x{infer_ips[name] / infer_ips['official']:5.2f}   {_mib(res.peak(key))} (+{_mib(res.grow(key))})")
+    result = {"device": dev.type, "train_img_s": train_ips["project fast"], "infer_img_s": infer_ips["project fast"],
+              "train_speedup": _speedup(train_ips["project fast"], train_ips["official"]),
+              "infer_speedup": _speedup(infer_ips["project fast"], infer_ips["official"]), "auroc_delta": float("nan"),
+              "precision": effective_precision(setup.fast_precision, dev), "hw": hw}
+    if args.fidelity:
+        result["auroc_delta"] = _report_fidelity(setup, args, hw, say)
+    say(f"\n--- targets ({hw['tag']}): " + "; ".join(_targets(result, dev, hw)))
+    return result
 
-    say("\n--- scaling: seconds per training epoch (best) vs number of images")
-    say("  images       " + "".join(f"{c:>9d}" for c in counts))
+
+def _targets(result: dict[str, Any], device: torch.device, hw: dict[str, str]) -> list[str]:
+    """Speed targets met or not: CPU with native bf16 x4 training / x6 inference, CPU without
+    x2 / x2.5 (fp32), CUDA x3 training / 3000 img/s inference."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    train, infer = float(result["train_speedup"]), float(result["infer_speedup"])
+    if device.type == "cpu":
+        t_train, t_infer = (4, 6) if hw["bf16"] == "native" else (2, 2.5)
+        return [f"training x{result['train_speedup']} (target >= {t_train}): {verdict(train >= t_train)}",
+                f"inference x{result['infer_speedup']} (target >= {t_infer}): {verdict(infer >= t_infer)}"]
+    return [f"training x{result['train_speedup']} (target >= 3): {verdict(train >= 3)}",
+            f"inference {result['infer_img_s']:.0f} img/s (target >= 3000): {verdict(result['infer_img_s'] >= 3000)}"]
+
+
+def _report_scaling(setup: _Setup, res: _Results, counts: list[int], first: float, full_epochs: int,
+                    hw: dict[str, str], say) -> None:
+    say(f"\n--- scaling on {hw['tag']}: seconds per training epoch (best) vs number of images")
+    say(f"  {'images':29s}" + "".join(f"{c:>9d}" for c in counts))
     fits = {}
-    for name in VARIANTS:
+    for name in setup.variants:
         ys = [res.best(f"train {name} n={c}") for c in counts]
         fits[name] = _fit_line(counts, ys)
-        say(f"  {name:13s}" + "".join(f"{y:9.2f}" for y in ys) +
+        say(f"  {_label(setup, name, hw):29s}" + "".join(f"{y:9.2f}" for y in ys) +
             f"   fit {fits[name][0]:+.2f} s {fits[name][1] * 1e3:+.1f} ms/image")
-    fill = max(first - res.best(f"train project fast n={n}"), 0.0) / n
-    say(f"  full category x {args.full_epochs} epochs, from the fits (training passes; validation on the 20% held-out "
+    fill = max(first - res.best(f"train project fast n={counts[-1]}"), 0.0) / counts[-1]
+    say(f"  full category x {full_epochs} epochs, from the fits (training passes; validation on the 20% held-out "
         f"images adds about n_val/inference img/s per epoch to all, less with the cache):")
     for m in MVTEC_TRAIN_IMAGES:
         parts = []
-        for name in VARIANTS:
+        for name in setup.variants:
             a, b = fits[name]
-            total = args.full_epochs * max(a + b * m, 0.0) + (fill * m if name == "project fast" else 0.0)
-            parts.append(f"{name} {total / 60:5.1f} min")
+            total = full_epochs * max(a + b * m, 0.0) + (fill * m if name == "project fast" else 0.0)
+            parts.append(f"{_label(setup, name, hw)} {total / 60:5.1f} min")
         say(f"    {m} train images: " + ", ".join(parts))
 
-    say("\n--- memory for a full category (project fast path)")
+
+def _report_memory(setup: _Setup, res: _Results, n: int, per_image: int, hw: dict[str, str], say) -> None:
+    from stfpm_lib.feature_cache import MIB
+
+    say(f"\n--- memory for a full category (project fast path) on {hw['tag']}")
     m = max(MVTEC_TRAIN_IMAGES)
     uint8 = 4 * setup.size**2  # ImageDataset keeps image (3 bytes/pixel) and mask (1 byte/pixel)
     peak = res.peak(f"train project fast n={n}")
-    if dev.type == "cuda":
+    if setup.device.type == "cuda":
         est = peak + per_image * (m - n)
         say(f"  GPU: measured peak {_mib(peak)} training on {n} images (models, activations, optimiser, cache); "
             f"+{per_image / MIB:.3f} MiB/image of cache -> {_mib(est)} for {m} images; host RAM: images "
             f"{_mib(uint8 * m)} plus the process")
-    else:
-        est = peak + (per_image + uint8) * (m - n)
-        say(f"  measured: peak RSS {_mib(peak)} training on {n} images (interpreter, torch, models, activations at "
-            f"batch {setup.batch}, optimiser, data, cache of {n} images)")
-        say(f"  per further image: teacher cache {per_image / MIB:.3f} MiB + decoded image and mask "
-            f"{uint8 / MIB:.3f} MiB")
-        say(f"  extrapolated (measured peak + per-image memory) to {m} images: {_mib(est)} = {est / 2**30:.2f} GiB: "
-            f"{'within' if est < 8 * 2**30 else 'OVER'} the 8 GiB target")
+        return
+    est = peak + (per_image + uint8) * (m - n)
+    say(f"  measured: peak RSS {_mib(peak)} training on {n} images (interpreter, torch, models, activations at "
+        f"batch {setup.batch}, optimiser, data, cache of {n} images)")
+    say(f"  per further image: teacher cache {per_image / MIB:.3f} MiB + decoded image and mask "
+        f"{uint8 / MIB:.3f} MiB")
+    say(f"  extrapolated (measured peak + per-image memory) to {m} images: {_mib(est)} = {est / 2**30:.2f} GiB: "
+        f"{'within' if est < 8 * 2**30 else 'OVER'} the 8 GiB target")
 
-    result = {"device": dev.type, "train_img_s": train_ips["project fast"], "infer_img_s": infer_ips["project fast"],
-              "train_speedup": train_ips["project fast"] / train_ips["official"],
-              "infer_speedup": infer_ips["project fast"] / infer_ips["official"], "auroc_delta": float("nan")}
-    if args.fidelity:
-        say(f"\n--- fidelity: synthetic category ({args.fid_train} train+val, {args.fid_test_good} good + 3x"
-            f"{args.fid_per_defect} defective test images, {setup.size}², random teacher, {args.fid_epochs} epochs at "
-            f"batch {args.fid_batch}, same seed; fit/predict)")
-        fid = _bench_fidelity(setup, args)
-        say(f"  {'':31s} image AUROC  pixel AUROC")
-        for name, row in fid["rows"].items():
-            say(f"  {name:31s} {row['image']:11.4f}  {row['pixel']:11.4f}")
-        say(f"  inference-only |delta| (same student, fp32 vs fast inference): {fid['infer_delta']:.4f}; "
-            f"largest map difference {fid['map_rel_diff']:.1e} of the largest map value, largest score difference "
-            f"{fid['score_rel_diff']:.1e} relative")
-        say(f"  end-to-end |delta| (students trained in fp32 and fast): {fid['e2e_delta']:.4f}; control, fp32 with "
-            f"channels_last only (a rounding change, same precision): {fid['control_delta']:.4f}")
-        say("  (a few SGD steps at lr 0.4 amplify any rounding difference into another student, so the end-to-end "
-            "figure measures that chaos as much as the precision; the control shows its size)")
-        say("  last train loss: " + ", ".join(f"{k} {v:.4f}" for k, v in fid["loss"].items()) +
-            "; fit seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in fid["seconds"].items()))
-        worst = max(fid["infer_delta"], fid["e2e_delta"])
-        say(f"  target |delta| <= 0.005: inference-only {'met' if fid['infer_delta'] <= 0.005 else 'NOT met'}, "
-            f"end to end {'met' if fid['e2e_delta'] <= 0.005 else 'NOT met'}; auroc_delta in the last line = the "
-            f"larger of the two ({worst:.4f})")
-        result["auroc_delta"] = worst
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "NOT met"
 
-    if dev.type == "cpu":
-        checks = [f"training x{result['train_speedup']:.2f} (target >= 4): {verdict(result['train_speedup'] >= 4)}",
-                  f"inference x{result['infer_speedup']:.2f} (target >= 6): {verdict(result['infer_speedup'] >= 6)}"]
-    else:
-        checks = [f"training x{result['train_speedup']:.2f} (target >= 3): {verdict(result['train_speedup'] >= 3)}",
-                  f"inference {result['infer_img_s']:.0f} img/s (target >= 3000): "
-                  f"{verdict(result['infer_img_s'] >= 3000)}"]
-    say("\n--- targets: " + "; ".join(checks))
-    return result
+def _report_fidelity(setup: _Setup, args, hw: dict[str, str], say) -> float:
+    """Print the fidelity section; returns ``auroc_delta`` (the larger |delta|)."""
+    say(f"\n--- fidelity on {hw['tag']}: synthetic category ({args.fid_train} train+val, {args.fid_test_good} good "
+        f"+ 3x{args.fid_per_defect} defective test images, {setup.size}², random teacher, {args.fid_epochs} epochs "
+        f"at batch {args.fid_batch}, same seed; fit/predict)")
+    fid = _bench_fidelity(setup, args)
+    say(f"  {'':31s} image AUROC  pixel AUROC")
+    for name, row in fid["rows"].items():
+        say(f"  {name:31s} {row['image']:11.4f}  {row['pixel']:11.4f}")
+    say(f"  inference-only |delta| (same student, fp32 vs fast inference): {fid['infer_delta']:.4f}; "
+        f"largest map difference {fid['map_rel_diff']:.1e} of the largest map value, largest score difference "
+        f"{fid['score_rel_diff']:.1e} relative")
+    say(f"  end-to-end |delta| (students trained in fp32 and fast): {fid['e2e_delta']:.4f}; control, fp32 with "
+        f"channels_last only (a rounding change, same precision): {fid['control_delta']:.4f}")
+    say("  (a few SGD steps at lr 0.4 amplify any rounding difference into another student, so the end-to-end "
+        "figure measures that chaos as much as the precision; the control shows its size)")
+    say("  last train loss: " + ", ".join(f"{k} {v:.4f}" for k, v in fid["loss"].items()) +
+        "; fit seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in fid["seconds"].items()))
+    worst = max(fid["infer_delta"], fid["e2e_delta"])
+    say(f"  target |delta| <= 0.005: inference-only {'met' if fid['infer_delta'] <= 0.005 else 'NOT met'}, "
+        f"end to end {'met' if fid['e2e_delta'] <= 0.005 else 'NOT met'}; auroc_delta in the last line = the "
+        f"larger of the two ({worst:.4f})")
+    return worst
 
 
 def _last_line(r: dict[str, Any]) -> str:
-    return (f"train_speedup={r['train_speedup']:.2f} infer_speedup={r['infer_speedup']:.2f} "
+    """Machine-readable summary; the model name (may hold spaces) comes last."""
+    hw = r["hw"]
+    return (f"train_speedup={r['train_speedup']} infer_speedup={r['infer_speedup']} "
             f"train_img_s={r['train_img_s']:.1f} infer_img_s={r['infer_img_s']:.1f} "
-            f"auroc_delta={r['auroc_delta']:.4f} device={r['device']}")
+            f"auroc_delta={r['auroc_delta']:.4f} device={r['device']} precision={r['precision']} "
+            f"capability={hw['capability']} bf16={hw['bf16']} model={hw['model']}")
 
 
 # ============================================================================ CLI
@@ -767,8 +847,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="training batch (default 32, official)")
     p.add_argument("--eval-batch", type=int, default=None, help="project inference batch (default 32 CPU, 256 CUDA)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds, best taken (default 3)")
-    p.add_argument("--precision", choices=("bf16", "fp16", "auto"), default="auto",
-                   help="fast-path precision (default auto: bf16 on CPUs with native bf16 and bf16-capable GPUs)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="fast-path precision (default auto, as a user gets it: bf16 on CPUs with native bf16 and on "
+                        "bf16-capable GPUs, fp16 on other GPUs, else fp32)")
+    p.add_argument("--with-bf16", action="store_true",
+                   help="also time the fast settings in bf16 (a 'project bf16' row, marked emulated on CPUs without "
+                        "native bf16) when the fast path is not bf16 already")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--full-epochs", type=int, default=100, help="epochs for the full-category extrapolation")
     p.add_argument("--no-fidelity", dest="fidelity", action="store_false", help="skip the AUROC check")
@@ -791,6 +875,7 @@ def main(argv: list[str] | None = None) -> int:
         args.images, args.scaling, args.infer_images, args.size, args.batch_size = 4, "", 2, 32, 2
         args.rounds, args.fid_epochs, args.fid_batch, args.fid_train = 1, 1, 2, 5
         args.fid_test_good, args.fid_per_defect, args.in_process = 2, 1, True
+        args.with_bf16 = True  # every row's code runs
         args.eval_batch = args.eval_batch or 2
     try:
         args.scaling = [int(s) for s in str(args.scaling).split(",") if s.strip()]
@@ -816,20 +901,22 @@ def main(argv: list[str] | None = None) -> int:
 
     import torchvision
 
-    from stfpm_lib.device import cpu_has_fast_bf16, effective_precision
+    from stfpm_lib.config import ConfigError
+    from stfpm_lib.device import effective_precision
 
     say(f"STFPM speed benchmark: torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs, native CPU bf16: {cpu_has_fast_bf16()}")
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs: {_hardware(torch.device('cpu'))['tag']}")
     t_all = time.perf_counter()
     results = []
     for dev in devices:
-        precision = args.precision
-        if precision == "auto" and effective_precision("auto", dev) == "fp32":
-            precision = "bf16"  # no fast bf16 here: still measure the bf16 path (and say so)
-            say(f"note: 'auto' resolves to fp32 on this {dev.type}; the fast path is measured with bf16")
         eval_batch = args.eval_batch or (256 if dev.type == "cuda" else 32)
+        try:
+            fast = effective_precision(args.precision, dev)
+        except ConfigError as exc:
+            print(f"--precision {args.precision}: {exc}", file=sys.stderr)
+            return 2
         setup = _Setup(device=dev, size=args.size, batch=args.batch_size, eval_batch=eval_batch,
-                       fast_precision=precision)
+                       fast_precision=args.precision, with_bf16=args.with_bf16 and fast != "bf16")
         results.append(_report_device(setup, args, say))
     say(f"\ntotal benchmark time {time.perf_counter() - t_all:.0f} s")
     for r in results:
