@@ -15,7 +15,8 @@ Layout of a run (``<results-dir>/<run-name>``, default ``results/runs/<run-name>
     <category>/<nb>.ipynb       the executed notebook (audit trail), renamed into place on success
     <category>/<nb>.failed.ipynb  the executed notebook of a failure (with the traceback)
     <category>/<nb>.log         the kernel's stdout/stderr, streamed while it runs
-    <category>/checkpoint.pt, history.csv, predictions.npz, metrics.json   (written by the notebooks)
+    <category>/checkpoint.pt, history.csv, predictions_*.npz, metrics.json, *.png   (written by the notebooks,
+                                see NOTEBOOK_OUTPUTS)
     <nb>.ipynb, tables/         run-level notebooks (no ``category`` parameter), e.g. the report
 
 Notebook contract: one cell tagged ``parameters`` (the first cell) declaring flat parameters.
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .config import CONFIG_FIELDS, ConfigError, STFPMConfig
-from .io import atomic_write_text
+from .io import atomic_write_text, clean_stale_tmp
 
 __all__ = [
     "BatchError", "DEMO_OVERRIDES", "NOTEBOOK_OUTPUTS", "RUNNER_KEYS", "NotebookSpec", "CategoryResult",
@@ -61,11 +62,15 @@ __all__ = [
 #: 60 epochs gave no better metrics (random teacher, PA_BRG03_TL).
 DEMO_OVERRIDES: dict[str, Any] = {"epochs": 20, "image_size": 128, "batch_size": 8}
 
-#: Files (relative to the category directory) that a notebook must leave for its step to count as done.
+#: Every file (relative to the category directory) a notebook writes, figures included: all must
+#: exist for its step to count as done, and all are deleted before the step is re-executed, so a
+#: killed or failing rerun cannot leave an old figure beside a new result (tests/test_batch.py
+#: checks this list against the notebooks' code).
 NOTEBOOK_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "01_explore_dataset": ("dataset_counts.csv",),
-    "02_train": ("checkpoint.pt", "history.csv"),
-    "03_evaluate": ("predictions_test.npz", "predictions_val.npz", "metrics.json"),
+    "01_explore_dataset": ("dataset_counts.csv", "examples.png"),
+    "02_train": ("checkpoint.pt", "history.csv", "config.json", "training_curves.png"),
+    "03_evaluate": ("predictions_test.npz", "predictions_val.npz", "metrics.json", "per_defect_type.png",
+                    "curves.png", "best_worst.png"),
     "04_report": ("tables",),
 }
 
@@ -426,6 +431,8 @@ def _run_job(job: _Job) -> CategoryResult:
     start = time.perf_counter()
     try:
         with _flock(out_dir / ".lock", wait=False):
+            for folder in {out_dir, *(out_dir / o for _, outputs, _ in job.notebooks for o in outputs)}:
+                clean_stale_tmp(folder)  # temporary files of killed writes (ours and the notebooks')
             rerun = job.force
             if rerun:
                 _remove_outputs(out_dir, job.notebooks)
@@ -628,26 +635,40 @@ def _banner(text: str) -> str:
     return f"{bar}\n!! WARNING: {text}\n{bar}"
 
 
-def _check_teacher(cfg: STFPMConfig | None) -> None:
+def _check_teacher(cfg: STFPMConfig | None):
     """Fail fast when ImageNet (or file) teacher weights cannot be loaded (never fall back).
 
     Done before anything runs for notebooks that declare ``teacher_weights`` (those that build
     the model), so a missing weights file is one clear error, not one failed notebook per category.
+    Returns the resolved :class:`~stfpm_lib.weights.TeacherWeights` (``None`` for a random teacher).
     """
     if cfg is None or cfg.teacher_weights == "random":
-        return
+        return None
     from .weights import WeightsError, resolve_teacher_weights
 
     try:
-        resolve_teacher_weights(cfg.teacher_weights, cfg.backbone)
+        return resolve_teacher_weights(cfg.teacher_weights, cfg.backbone)
     except WeightsError as exc:
         raise BatchError(f"teacher weights {cfg.teacher_weights!r} unavailable: {exc}") from exc
+
+
+def _teacher_note(cfg: STFPMConfig | None, weights) -> str | None:
+    """The line that opens and closes a run with a non-random teacher: what it actually uses."""
+    if cfg is None or cfg.teacher_weights == "random":
+        return None
+    if weights is None:
+        return f"teacher weights: {cfg.teacher_weights} ({cfg.backbone}; resolved by the notebooks)"
+    info = weights.describe()
+    where = f" from {info['path']}" if info.get("path") else ""
+    sha = f" (sha256 {info['sha256'][:16]}...)" if info.get("sha256") else ""
+    return f"teacher weights: {info['source']} {info['name']}{where}{sha}"
 
 
 def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
     from .data.mvtec import resolve_data_root
 
     overrides = parse_overrides(args.parameter)
+    teacher_given = "teacher_weights" in overrides
     warning = None
     demo = False
     if reproduce_mode:
@@ -661,8 +682,11 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
 
             demo = True
             data_root = Path(demo_root()).resolve()
-            teacher, warning = demo_teacher_weights()
-            overrides = {**DEMO_OVERRIDES, "teacher_weights": teacher, **overrides}
+            if not teacher_given:  # the user's -p teacher_weights is used as given (and checked below)
+                teacher, warning = demo_teacher_weights()
+                overrides = {**DEMO_OVERRIDES, "teacher_weights": teacher, **overrides}
+            else:
+                overrides = {**DEMO_OVERRIDES, **overrides}
         run_name = args.run_name or ("demo" if demo else f"mvtec_{args.preset}")
     else:
         notebooks = [load_notebook_spec(p) for p in args.notebook]
@@ -681,14 +705,16 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
 
         warning = f"teacher_weights=random: results are a {RANDOM_TEACHER_LABEL}"
     categories = resolve_categories(data_root, args.categories) if notebooks else []
-    if not demo and any("teacher_weights" in spec.parameters for spec in notebooks + run_level):
-        _check_teacher(cfg)
+    resolved = None
+    if (not demo or teacher_given) and any("teacher_weights" in spec.parameters for spec in notebooks + run_level):
+        resolved = _check_teacher(cfg)
+    note = _banner(warning) if warning else _teacher_note(cfg, resolved)
     run_dir = Path(args.results_dir).resolve() / run_name
     record = _run_record(args.preset, overrides, data_root, notebooks + run_level)
     prepare_run_dir(run_dir, record, force=args.force, categories=categories, compare=bool(notebooks))
 
-    if warning:
-        print(_banner(warning), flush=True)
+    if note:
+        print(note, flush=True)
     print(f"run {run_dir}: {len(categories)} categor{'y' if len(categories) == 1 else 'ies'} "
           f"({', '.join(categories)}) from {data_root}{' [embedded demo]' if demo else ''}; "
           f"preset {args.preset}; overrides {overrides}; jobs {args.jobs}", flush=True)
@@ -704,8 +730,8 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         if results_md.is_file():
             print("\n" + results_md.read_text(encoding="utf-8").strip() + "\n", flush=True)
         print(f"tables: {run_dir / 'tables'}", flush=True)
-    if warning:
-        print(_banner(warning), flush=True)
+    if note:
+        print(note, flush=True)
     return result.exit_code
 
 

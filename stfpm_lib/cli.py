@@ -7,9 +7,9 @@ Examples::
     stfpm predict --checkpoint runs/bottle/checkpoint.pt
     stfpm evaluate --predictions runs/bottle/predictions_test.npz
 
-Bad input (unknown preset or key, missing data, unusable weights or checkpoint) prints one
-message on stderr and exits with status 2, without a traceback; a run that fails leaves no
-``checkpoint.pt`` behind (it is written only when training has finished).
+Bad input (unknown preset or key, missing data, unusable weights, a damaged checkpoint, an
+output folder that cannot be written or a full disk) prints one message on stderr and exits
+with status 2, without a traceback; a run that fails leaves no ``checkpoint.pt`` behind (it is written only when training has finished).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, help="default: predictions_<split>.npz next to the checkpoint")
     pr.add_argument("--split", default="test", choices=["test", "val", "train"])
     pr.add_argument("--device", default=None, help="auto, cpu or cuda (default: the checkpoint's)")
-    pr.add_argument("--batch-size", type=int, default=None)
+    pr.add_argument("--batch-size", type=int, default=None, help="a positive integer (default: eval_batch_size)")
     pr.add_argument("--float16", action="store_true",
                     help="store maps as float16 (half the size, for figures only: evaluate refuses them)")
     pr.add_argument("--float32", action="store_true", help="store maps as float32 (the default)")
@@ -188,10 +188,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [_UsageError, ConfigError, DataError, WeightsError, CheckpointError,
                                          TrainError, PredictionsError, FileNotFoundError, NotImplementedError]
-    from .evaluate import MetricsFileError
+    from .evaluate import EvaluationError, MetricsFileError
+    from .io import OutputError
     from .metrics import UndefinedMetricError
 
-    return tuple(errors + [MetricsFileError, UndefinedMetricError])
+    return tuple(errors + [EvaluationError, MetricsFileError, OutputError, UndefinedMetricError])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

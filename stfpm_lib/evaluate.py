@@ -26,7 +26,7 @@ import pandas as pd
 from .io import atomic_write_text, sha256_file
 
 __all__ = [
-    "METRICS_SCHEMA", "TEACHER_SOURCES", "MetricsFileError", "Evaluation", "evaluate_predictions",
+    "METRICS_SCHEMA", "TEACHER_SOURCES", "MetricsFileError", "EvaluationError", "Evaluation", "evaluate_predictions",
     "write_metrics_json", "read_metrics_json",
 ]
 
@@ -37,6 +37,11 @@ _REQUIRED_KEYS = ("schema", "metrics", "config", "teacher_weights", "dataset", "
 
 class MetricsFileError(ValueError):
     """A ``metrics.json`` that is missing, unreadable or malformed; the message names the file."""
+
+
+class EvaluationError(ValueError):
+    """Predictions that cannot be evaluated as asked (validation file of another split, original
+    resolution of cropped maps...); the message names the file and the setting at fault."""
 
 
 # ====================================================================== evaluation
@@ -112,10 +117,6 @@ def _original_masks(pred: Any) -> list[np.ndarray]:
 
     from .data import image_size_of
 
-    crop = (pred.config or {}).get("crop_size")
-    if crop:
-        raise ValueError(f"original_resolution=True needs uncropped maps; the predictions were made with "
-                         f"crop_size={crop}, which cannot be mapped back onto the original image")
     sizes = getattr(pred, "image_sizes", None)
     masks = []
     for i, (image_path, mask_path) in enumerate(zip(pred.image_paths, pred.mask_paths)):
@@ -171,7 +172,11 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
     from . import metrics as M
 
     pred, source = _load(predictions)
-    where = source or "predictions"
+    where = source or getattr(pred, "path", None) or "predictions"
+    crop = (pred.config or {}).get("crop_size")
+    if original_resolution and crop:
+        raise EvaluationError(f"{where}: original_resolution needs uncropped maps; the predictions were made with "
+                              f"crop_size={crop}, which cannot be mapped back onto the original images")
     maps = _float32_maps(pred.maps, where)
     if maps.ndim != 3:
         raise ValueError(f"{where}: maps must have shape (N, H, W); got {maps.shape}")
@@ -187,10 +192,14 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
         raise ValueError(f"{where}: masks {masks.shape} do not match maps {maps.shape}")
     val = None
     if val_predictions is not None:
-        val, _ = _load(val_predictions)
+        val, val_source = _load(val_predictions)
+        val_split = str((getattr(val, "meta", None) or {}).get("split", ""))
+        if val_split and val_split != "val":
+            raise EvaluationError(f"{val_source or getattr(val, 'path', None) or 'val_predictions'} holds predictions of the {val_split!r} split; "
+                                  "the *_val thresholds need the held-out normal images (predict --split val)")
         if np.asarray(val.labels).any():
-            raise ValueError("val_predictions must hold normal images only (label 0); "
-                             f"{int(np.asarray(val.labels).sum())} are labelled anomalous")
+            raise EvaluationError("val_predictions must hold normal images only (label 0); "
+                                  f"{int(np.asarray(val.labels).sum())} are labelled anomalous")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # official PRO may be NaN by its own formula

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -49,13 +50,13 @@ import numpy as np
 import torch
 
 from .anomaly_map import anomaly_map, image_scores
-from .config import STFPMConfig
+from .config import ConfigError, STFPMConfig
 from .device import amp_dtype, autocast, kernel_policy, prepare_input, prepare_model, resolve_device, tune_cpu_allocator
-from .io import atomic_path, sha256_file
+from .io import atomic_path, clean_stale_tmp, sha256_file
 from .model import STFPM, inference_copy
 
 __all__ = ["predict", "Predictions", "load_predictions", "PredictionsError", "SPLITS", "prepare_for_inference",
-           "predict_batch"]
+           "predict_batch", "recorded_split"]
 
 SPLITS = ("test", "val", "train")
 _FORMAT = "stfpm-predictions"
@@ -187,9 +188,13 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         checkpoint_path: a finished ``checkpoint.pt`` from :func:`stfpm_lib.train.fit`.
         data_root, category: default to those recorded in the checkpoint.
         out_path: default ``predictions_<split>.npz`` next to the checkpoint.
-        split: ``test`` (all test images), ``val`` (held-out normals) or ``train``.
+        split: ``test`` (all test images), ``val`` (held-out normals) or ``train``. ``val`` and
+            ``train`` are the images recorded in the checkpoint (not a split recomputed from
+            the folder); they must still exist, unchanged (sha256), under the data root, else
+            :class:`stfpm_lib.data.DataError` names them.
         device: default the checkpoint config's device (``auto``: CUDA when present).
-        batch_size: default ``cfg.eval_batch_size``.
+        batch_size: a positive integer, default ``cfg.eval_batch_size`` (anything else raises
+            :class:`stfpm_lib.config.ConfigError`).
         precision, channels_last: inference settings, default the checkpoint config's (e.g. a
             student trained in fp32 can be run with ``precision="bf16"``); recorded in ``meta``.
         maps_dtype: ``float32`` (default, exact; what metrics need) or ``float16`` (half the size,
@@ -200,7 +205,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         expect: the config the checkpoint must have been built with (backbone, layer set,
             teacher weights); a mismatch raises :class:`stfpm_lib.train.CheckpointError`.
     """
-    from .data import ImageDataset, Sample, image_size_of, index_category, split_train_val
+    from .data import ImageDataset, Sample, image_size_of, index_category
     from .provenance import environment_info
     from .train import load_checkpoint
 
@@ -208,8 +213,12 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
     if maps_dtype not in ("float16", "float32"):
         raise ValueError(f"maps_dtype={maps_dtype!r} is not one of ['float16', 'float32']")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1):
+        raise ConfigError(f"batch_size={batch_size!r} must be a positive integer (default: the checkpoint's "
+                          f"eval_batch_size)")
     checkpoint_path = Path(checkpoint_path)
     model, cfg, meta = load_checkpoint(checkpoint_path, expect=expect, device="cpu")
+    batch_size = batch_size or cfg.eval_batch_size
     run_cfg = cfg.replace(**{k: v for k, v in (("precision", precision), ("channels_last", channels_last))
                              if v is not None})
     root = data_root if data_root not in (None, "") else meta["dataset"]["root"]
@@ -218,8 +227,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     if split == "test":
         samples = list(index.test)
     else:
-        train_paths, val_paths = split_train_val(index.train, cfg)
-        samples = [Sample(p, 0, "good", None) for p in (val_paths if split == "val" else train_paths)]
+        samples = [Sample(p, 0, "good", None) for p in recorded_split(meta["dataset"], index, split, cfg)]
     if not samples:
         raise PredictionsError(f"split {split!r} of {index.root / category} has no images")
     image_sizes = np.array([image_size_of(s.image_path) for s in samples], dtype=np.int32).reshape(-1, 2)
@@ -230,7 +238,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         tune_cpu_allocator()  # reuse freed activation memory; results unchanged
     model = prepare_for_inference(model, run_cfg, dev)
     ds = _Uint8Items(ImageDataset(samples, cfg, cache=False))
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size or cfg.eval_batch_size, shuffle=False,
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
                                          num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
     side = cfg.input_size
     maps = np.zeros((len(samples), side, side), dtype=maps_dtype)
@@ -265,7 +273,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         "format": _FORMAT, "version": _VERSION, "split": split, "checkpoint": str(checkpoint_path.resolve()),
         "checkpoint_sha256": sha256_file(checkpoint_path), "checkpoint_epoch": meta["epoch"],
         "mask_rule": cfg.mask_rule, "device": str(dev), "maps_dtype": maps_dtype,
-        "float16_subnormal_fraction": subnormal, "batch_size": batch_size or cfg.eval_batch_size,
+        "float16_subnormal_fraction": subnormal, "batch_size": batch_size,
         "precision": run_cfg.precision, "channels_last": run_cfg.channels_last,
         "timing": {"n_images": len(samples), "network_and_map_s": t_net, "total_s": t_all,
                    "images_per_s": len(samples) / t_net if t_net > 0 else None},
@@ -273,7 +281,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         "environment": environment_info(),
     }
     dataset = dict(meta["dataset"])
-    dataset["root"], dataset["category"] = str(index.root), category
+    dataset["root"], dataset["category"] = str(Path(index.root).resolve()), category
     arrays = {
         "maps": maps, "scores": scores,
         "labels": np.array([s.label for s in samples], dtype=np.int8),
@@ -291,10 +299,43 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     out_path = Path(out_path) if out_path is not None else default_predictions_path(checkpoint_path, split)
     if out_path.suffix != ".npz":
         raise ValueError(f"out_path must end in .npz, got {out_path}")
+    clean_stale_tmp(out_path.parent)  # temporary files of killed writes
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
     return out_path
+
+
+def recorded_split(dataset: dict[str, Any], index, split: str, cfg: STFPMConfig) -> list[Path]:
+    """The ``split`` (``train``/``val``) images recorded in a checkpoint's dataset record, under ``index``'s root.
+
+    Each recorded file (``<split>_files``, relative to ``root/category``) must exist and have its
+    recorded sha256; otherwise :class:`stfpm_lib.data.DataError` names the missing or changed
+    files. Checkpoints that record only image names (``<split>_images``, version 1) are resolved
+    in ``train/good`` without the content check; with no record at all the split is recomputed
+    (with a warning).
+    """
+    from .data import DataError, split_train_val
+
+    base = Path(index.root).resolve() / index.category
+    if f"{split}_files" in dataset:
+        paths = [base / rel for rel in dataset[f"{split}_files"]]
+    elif f"{split}_images" in dataset:
+        paths = [base / "train" / "good" / name for name in dataset[f"{split}_images"]]
+    else:
+        warnings.warn(f"the checkpoint records no {split} split; recomputing it from {base} (it may differ "
+                      f"from the one used in training)", stacklevel=3)
+        return split_train_val(index.train, cfg)[0 if split == "train" else 1]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of the {len(paths)} {split} images recorded in the checkpoint are gone: "
+                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    hashes = dataset.get(f"{split}_sha256")
+    changed = [str(p) for p, h in zip(paths, hashes or ()) if sha256_file(p) != h]
+    if changed:
+        raise DataError(f"{len(changed)} of the {len(paths)} {split} images recorded in the checkpoint have changed "
+                        f"since training (sha256 differs): {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
+    return paths
 
 
 def load_predictions(path) -> Predictions:

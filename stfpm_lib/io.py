@@ -3,17 +3,53 @@
 Every writer here writes to a temporary name in the target's directory and renames
 it into place (``os.replace`` is atomic on POSIX), so an interrupted run leaves
 either the previous file or no file, never a truncated one.
+
+Temporary names are ``.<stem>.tmp<pid><suffix>`` (the writer's process id): a killed
+writer leaves one behind, and :func:`clean_stale_tmp` (called by training, prediction and
+the notebook runner at the start of their next run) removes those whose writer is gone.
+A write that fails because the disk is full, the file system is read-only or access is
+denied raises :class:`OutputError` naming the file and the reason in words;
+:func:`check_writable` probes an output folder before long work starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-__all__ = ["atomic_path", "atomic_save", "atomic_write_text", "atomic_write_bytes", "sha256_file"]
+__all__ = ["atomic_path", "atomic_save", "atomic_write_text", "atomic_write_bytes", "sha256_file", "OutputError",
+           "check_writable", "clean_stale_tmp", "tmp_name"]
+
+#: errno of a failed write -> the reason in words.
+_WRITE_ERRORS = {
+    errno.ENOSPC: "disk full (no space left on device)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a parent of it is a file, not a folder",
+    errno.EEXIST: "a file of that name is in the way of the folder",
+}
+_TMP_NAME = re.compile(r"^\..+\.tmp(?P<pid>\d+)(\.[A-Za-z0-9]+)?$")
+
+
+class OutputError(RuntimeError):
+    """An output file or folder that cannot be written (disk full, read-only, no permission...)."""
+
+
+def _reason(exc: OSError) -> str:
+    return _WRITE_ERRORS.get(exc.errno, exc.strerror or str(exc))
+
+
+def tmp_name(path: str | os.PathLike) -> Path:
+    """The temporary name beside ``path`` used by this process: ``.<stem>.tmp<pid><suffix>``."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
 @contextlib.contextmanager
@@ -24,13 +60,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     exception it is removed and ``path`` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = tmp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        # a write that failed for lack of space or permission: said in words, naming the file
+        if exc.errno in _WRITE_ERRORS and (exc.filename is None or Path(exc.filename) in (tmp, path, *path.parents)):
+            raise OutputError(f"cannot write {path}: {_reason(exc)}") from exc
+        raise
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 
@@ -62,3 +103,78 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_writable(directory: str | os.PathLike) -> Path:
+    """Create ``directory`` if needed and write (then delete) a small probe file in it.
+
+    Raises :class:`OutputError` naming the folder and the reason (read-only, no permission,
+    disk full, a file in the way) before any long work starts. Returns the folder.
+    """
+    directory = Path(directory)
+    probe = directory / tmp_name(directory / ".write-probe").name
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise OutputError(f"output folder {directory} is not writable: {_reason(exc)}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return directory
+
+
+def _process_start_time(pid: int) -> float | None:
+    """Start time (epoch seconds) of process ``pid`` from ``/proc`` (Linux), else ``None``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        ticks = float(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _writer_gone(pid: int, mtime: float) -> bool:
+    """Whether the process that wrote a temporary file last modified at ``mtime`` has ended.
+
+    Gone: no process ``pid``, or a process ``pid`` that started after the file was last
+    written (the id was reused, e.g. in a container where every run gets the same pid).
+    """
+    if pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # alive, another user's
+    started = _process_start_time(pid)
+    return started is not None and started > mtime + 2.0  # /proc's boot time is whole seconds
+
+
+def clean_stale_tmp(directory: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of killed writes in ``directory`` (not recursive); return them.
+
+    Only files named like :func:`tmp_name` (``.<stem>.tmp<pid><suffix>``, also the notebook
+    runner's ``.<nb>.tmp<pid>.ipynb``) whose writer is gone (see :func:`_writer_gone`); a
+    write in progress in another live process is left alone.
+    """
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = _TMP_NAME.match(path.name)
+        if not match or not path.is_file():
+            continue
+        try:
+            if _writer_gone(int(match["pid"]), path.stat().st_mtime):
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # vanished meanwhile, or not ours to remove
+    return removed

@@ -35,6 +35,18 @@ Files in ``out_dir``:
   teacher tensors, dataset description, history, timings, environment.
 * ``history.csv`` and ``config.json``.
 
+Integrity: both ``.pt`` files record ``student_sha256`` (:func:`stfpm_lib.weights.state_dict_sha256`
+of the student tensors) and ``content_sha256`` (:func:`checkpoint_sha256`: every tensor and
+every other value in the file); they are verified whenever a file is loaded, so a damaged file
+(bytes flipped on disk or in transfer) raises :class:`CheckpointError` naming it instead of
+being used. The dataset record holds the absolute data root and the relative path and sha256
+of every training and validation image (``train_files``/``train_sha256``,
+``val_files``/``val_sha256``), which ``predict(split="val"|"train")`` uses instead of
+recomputing the split. Before training, ``out_dir`` is probed for writing
+(:func:`stfpm_lib.io.check_writable`), temporary files of killed writes are removed, and a
+batch size that would leave a training batch of one image where the deepest student layer
+is 1×1 (BatchNorm cannot train on a single value per channel) is refused.
+
 Speed (see :mod:`stfpm_lib.device` and :mod:`stfpm_lib.feature_cache`): ``precision``
 ``bf16``/``fp16``/``auto`` runs the forward passes under autocast (loss and maps stay in
 float32), ``channels_last`` uses that memory layout, and ``cache_teacher_features`` computes
@@ -47,6 +59,7 @@ reused instead of page-faulted in again every step; numbers unchanged).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -59,17 +72,17 @@ import pandas as pd
 import torch
 
 from .anomaly_map import anomaly_map, fused_map
-from .config import ConfigError, STFPMConfig, config_differences
+from .config import LAYERS, ConfigError, STFPMConfig, config_differences
 from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_input, prepare_model, resolve_device,
                      rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
-from .io import atomic_save, atomic_write_text
+from .io import atomic_save, atomic_write_text, check_writable, clean_stale_tmp, sha256_file
 from .loss import per_image_loss
-from .model import STFPM, build_stfpm
-from .weights import TeacherWeights, resolve_teacher_weights
+from .model import STFPM, build_stfpm, feature_shapes
+from .weights import TeacherWeights, resolve_teacher_weights, state_dict_sha256
 
 __all__ = ["fit", "TrainResult", "TrainError", "CheckpointError", "load_checkpoint", "CHECKPOINT_NAME",
-           "LAST_NAME", "validate", "train_step", "train_epoch", "IndexedImages"]
+           "LAST_NAME", "validate", "train_step", "train_epoch", "IndexedImages", "checkpoint_sha256"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +90,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 LAST_NAME = "last.pt"
 _FORMAT = "stfpm-checkpoint"
 _LAST_FORMAT = "stfpm-last"
-_VERSION = 1
+_VERSION = 2  # 2: student_sha256 / content_sha256 recorded and verified on load
 _SHUFFLE = "global_rng"  # last.pt marker: batches drawn from the global torch RNG (official stream)
 # Runtime settings that may differ between an interrupted run and its resumption (they do
 # not change the result: the cache is exact, the loader only moves data).
@@ -137,21 +150,77 @@ def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
-def _torch_save(path: Path, obj: Any) -> None:
-    atomic_save(path, lambda tmp: torch.save(obj, tmp))
+def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], values: list[str]) -> None:
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+    elif isinstance(obj, Mapping):
+        for key in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
+            _flatten(obj[key], f"{prefix}/{type(key).__name__}:{key}", tensors, values)
+    elif isinstance(obj, (list, tuple)):
+        values.append(f"{prefix}={type(obj).__name__}[{len(obj)}]")
+        for i, item in enumerate(obj):
+            _flatten(item, f"{prefix}[{i}]", tensors, values)
+    else:  # str, int, float (repr is exact), bool, None
+        values.append(f"{prefix}={type(obj).__name__}:{obj!r}")
+
+
+def checkpoint_sha256(obj: Mapping[str, Any]) -> str:
+    """sha256 of everything in a checkpoint dict except its ``content_sha256`` entry.
+
+    Tensors by :func:`stfpm_lib.weights.state_dict_sha256` of the flattened ``{path: tensor}``
+    dict, the other values by their exact ``repr``; keys sorted, so it does not depend on
+    the file format or the insertion order.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    values: list[str] = []
+    _flatten({k: v for k, v in obj.items() if k != "content_sha256"}, "", tensors, values)
+    return hashlib.sha256(f"{state_dict_sha256(tensors)}\n{chr(10).join(values)}".encode()).hexdigest()
+
+
+def _torch_save(path: Path, obj: dict[str, Any]) -> None:
+    """Seal ``obj`` with its hashes and write it atomically (through a Python file object, so a
+    full disk is an ``OSError`` ENOSPC, which :mod:`stfpm_lib.io` reports in words)."""
+    obj = {**obj, "student_sha256": state_dict_sha256(obj["student"])}
+    obj["content_sha256"] = checkpoint_sha256(obj)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+
+    atomic_save(path, write)
 
 
 def _load(path: Path, kind: str) -> dict[str, Any]:
+    """Read a checkpoint or resume file and verify its recorded hashes (version >= 2)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{kind} not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-        raise CheckpointError(f"cannot read {kind} {path}: {type(exc).__name__}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{kind} {path} is damaged or not a checkpoint: torch.load failed "
+                              f"({type(exc).__name__}: {first})") from exc
     if not isinstance(obj, dict) or obj.get("format") not in (_FORMAT, _LAST_FORMAT):
         raise CheckpointError(f"{path} is not an STFPM {kind} (no 'format' marker)")
+    if obj.get("version") not in (1, _VERSION):
+        raise CheckpointError(f"{kind} {path} has unknown version {obj.get('version')!r} (damaged, or written by "
+                              f"a newer stfpm_lib; this one reads versions 1 and {_VERSION})")
+    if obj["version"] >= 2:
+        _verify(path, kind, obj)
     return obj
+
+
+def _verify(path: Path, kind: str, obj: Mapping[str, Any]) -> None:
+    damaged = f"{kind} {path} is damaged (contents differ from when it was written): "
+    student = obj.get("student")
+    if not isinstance(student, Mapping) or not all(isinstance(v, torch.Tensor) for v in student.values()):
+        raise CheckpointError(damaged + "no student tensors")
+    if obj.get("student_sha256") != state_dict_sha256(student):
+        raise CheckpointError(damaged + f"the student tensors' sha256 is {state_dict_sha256(student)[:12]}, "
+                                        f"{str(obj.get('student_sha256'))[:12]!r} was recorded")
+    if obj.get("content_sha256") != checkpoint_sha256(obj):
+        raise CheckpointError(damaged + "the sha256 of its contents does not match the recorded one")
 
 
 def _teacher_record(model: STFPM) -> dict[str, Any]:
@@ -160,11 +229,39 @@ def _teacher_record(model: STFPM) -> dict[str, Any]:
     return record
 
 
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(base).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def _dataset_record(index, train_paths, val_paths) -> dict[str, Any]:
+    """The index's description with an absolute ``root`` and the split: image names, and
+    paths relative to ``root/category`` with each file's sha256 (what predict re-checks)."""
     record = dict(index.describe())
-    record["train_images"] = [p.name for p in train_paths]
-    record["val_images"] = [p.name for p in val_paths]
+    base = Path(index.root).resolve() / index.category
+    record["root"] = str(Path(index.root).resolve())
+    for split, paths in (("train", train_paths), ("val", val_paths)):
+        record[f"{split}_images"] = [p.name for p in paths]
+        record[f"{split}_files"] = [_relative(p, base) for p in paths]
+        record[f"{split}_sha256"] = [sha256_file(p) for p in paths]
     return record
+
+
+def _check_batchnorm(cfg: STFPMConfig, n_train: int) -> None:
+    """Refuse a run whose last (or every) training batch is one image while the deepest student
+    layer is 1×1: BatchNorm in train mode then sees one value per channel and cannot normalise."""
+    _, h, w = feature_shapes(cfg.backbone, cfg.layers, cfg.input_size)[-1]
+    last = n_train % cfg.batch_size or min(cfg.batch_size, n_train)
+    if h * w == 1 and last == 1:
+        deepest = cfg.ordered_layers[-1]
+        min_size = 2 ** (2 + LAYERS.index(deepest)) + 1  # each stride-2 stage halves the side, rounding up
+        raise TrainError(
+            f"batch_size={cfg.batch_size} with {n_train} training images leaves a training batch of one image, "
+            f"and at input size {cfg.input_size} (image_size={cfg.image_size}, crop_size={cfg.crop_size}) the "
+            f"deepest layer {deepest} is 1x1: BatchNorm cannot train on a single value per channel; choose a "
+            f"batch_size that leaves no batch of one image, or an input size >= {min_size}")
 
 
 # ---------------------------------------------------------------------------- steps
@@ -318,8 +415,8 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         if state.get("shuffle") != _SHUFFLE:
             raise TrainError(f"{last_path} was written by an older version that shuffled with its own generator; "
                              f"resuming it would change the batch order: use resume=False to start afresh")
-        if state["dataset"].get("train_images") != dataset_record["train_images"] or \
-                state["dataset"].get("val_images") != dataset_record["val_images"]:
+        if any(state["dataset"].get(k, dataset_record[k]) != dataset_record[k]
+               for k in ("train_images", "val_images", "train_sha256", "val_sha256")):
             raise TrainError(f"{last_path}: the training/validation images changed since the run was interrupted")
 
     if weights is None:
@@ -328,6 +425,7 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     amp_dtype(cfg.precision, device)  # an impossible precision fails here, before any file is written
     if cfg.cache_teacher_features and not cfg.cache_memory_mb >= 0:
         raise ConfigError(f"cache_memory_mb={cfg.cache_memory_mb!r} must be >= 0 (MiB for the teacher feature cache)")
+    _check_batchnorm(cfg, len(train_paths))
     if device.type == "cpu":
         tune_cpu_allocator()  # reuse freed activation memory (no page faults every step); results unchanged
 
@@ -336,6 +434,8 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         for i in range(len(ds)):   # and DataLoader workers inherit the cache
             ds.arrays(i)
 
+    check_writable(out_dir)  # a read-only folder or a file in the way fails now, not after the first epoch
+    clean_stale_tmp(out_dir)  # temporary files of killed writes
     if not resume:
         for stale in (ckpt_path, last_path):
             stale.unlink(missing_ok=True)

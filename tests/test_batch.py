@@ -304,3 +304,92 @@ def test_rerun_removes_stale_outputs_of_the_steps_it_reexecutes(tmp_path):
     batch._remove_outputs(out, steps)
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert left == ["02_train.ipynb", "checkpoint.pt", "history.csv", "last.pt"]
+
+
+# ----------------------------------------------------------------------------- declared outputs, stale files
+def _written_by_notebook(path: Path) -> set[str]:
+    """Files a notebook's own code writes into ``out``: ``out / "name"`` literals (figures through
+    ``save_figure(fig, out / "name", formats=("png",))`` get their ``.png``)."""
+    import re
+
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    figures = re.findall(r'save_figure\(fig, out / "([^"]+)", formats=\("png",\)\)', code)
+    assert len(figures) == code.count("save_figure("), path  # every figure is written as png only
+    return {f + ".png" for f in figures} | (set(re.findall(r'\bout / "([^"]+)"', code)) - set(figures))
+
+
+def test_declared_outputs_cover_every_file_the_notebooks_write():
+    for stem in ("01_explore_dataset", "02_train", "03_evaluate"):
+        written = _written_by_notebook(REPO / "notebooks" / f"{stem}.ipynb")
+        assert written and written <= set(batch.NOTEBOOK_OUTPUTS[stem]), (stem, written)
+    # what the library writes for them (fit: 02_train; evaluate_category: 03_evaluate) is checked on a real
+    # run in tests/test_reproduce.py::test_demo_category_folder_holds_only_declared_outputs
+    figures = {o for outputs in batch.NOTEBOOK_OUTPUTS.values() for o in outputs if o.endswith(".png")}
+    assert figures == {"examples.png", "training_curves.png", "per_defect_type.png", "curves.png", "best_worst.png"}
+
+
+FAILING = '''from pathlib import Path
+Path(out_dir, "history.csv").write_text("new run, partial")
+raise RuntimeError("killed mid-way")
+'''
+
+
+def test_forced_rerun_failing_mid_way_leaves_no_old_figure_or_temporary_file(tmp_path):
+    """--force deletes every declared output (figures too) of the steps it re-executes before running
+    them, so a rerun that dies mid-way cannot leave the old run's figures next to its own files; and the
+    temporary files of a killed earlier run (writer gone) are removed."""
+    out = tmp_path / "cat"
+    out.mkdir()
+    train = _notebook(tmp_path / "02_train.ipynb", body=FAILING)
+    evaluate = _notebook(tmp_path / "03_evaluate.ipynb")
+    old = ["02_train.ipynb", *batch.NOTEBOOK_OUTPUTS["02_train"], "03_evaluate.ipynb",
+           *batch.NOTEBOOK_OUTPUTS["03_evaluate"]]
+    for name in old:
+        (out / name).write_text("old run")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = [out / f".02_train.tmp{dead}.ipynb", out / f".metrics.tmp{dead}.json", out / f".last.tmp{dead}.pt"]
+    for path in stale:
+        path.write_text("killed write")
+    (out / "last.pt").write_text("resume point")
+    steps = tuple((str(p), batch.NOTEBOOK_OUTPUTS[p.stem], {"category": "cat", "out_dir": str(out)})
+                  for p in (train, evaluate))
+    res = batch._run_job(batch._Job("cat", str(out), steps, True, None, False, 120, None))
+    assert res.status == "failed" and "killed mid-way" in res.failed_step.error
+    left = sorted(p.name for p in out.iterdir())
+    assert left == sorted([".lock", "02_train.failed.ipynb", "02_train.log", "history.csv", "last.pt"])
+    assert (out / "history.csv").read_text() == "new run, partial"  # the new run's, not the old one
+    assert (out / "last.pt").read_text() == "resume point"
+
+
+def test_demo_banner_says_which_teacher_is_used(tmp_path, monkeypatch, capsys):
+    """``reproduce`` on the demo with ``-p teacher_weights FILE``: no random-teacher banner; the file is
+    checked before anything runs and named at the start and the end."""
+    import torchvision
+
+    pth = tmp_path / "my_teacher.pth"
+    torch_module = __import__("torch")
+    torch_module.manual_seed(0)
+    torch_module.save(torchvision.models.resnet18(weights=None).state_dict(), pth)
+    runs = []
+    monkeypatch.setattr(batch, "run_batch", lambda notebooks, **kw: runs.append(kw) or batch.BatchResult(
+        kw["run_dir"], [], None))
+    monkeypatch.delenv("MVTEC_ROOT", raising=False)
+    monkeypatch.setenv("STFPM_OFFLINE", "1")
+    base = ["reproduce", "--results-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert batch.main(base + ["-p", "teacher_weights", str(pth)]) == 0
+    out = capsys.readouterr().out
+    from stfpm_lib.io import sha256_file
+
+    assert "RANDOMLY INITIALISED" not in out and "random teacher" not in out
+    note = f"teacher weights: file {pth.name} from {pth} (sha256 {sha256_file(pth)[:16]}...)"
+    assert out.count(note) == 2 and out.strip().splitlines()[-1] == note
+    assert runs[0]["overrides"]["teacher_weights"] == str(pth) and runs[0]["overrides"]["epochs"] == 20
+    # without -p teacher_weights (offline): the random-teacher banner, at start and end
+    assert batch.main(base + ["--run-name", "r2"]) == 0
+    assert capsys.readouterr().out.count("RANDOMLY INITIALISED teacher") == 2
+    # an unusable file is one clear error before anything runs
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"junk")
+    assert batch.main(base + ["--run-name", "r3", "-p", "teacher_weights", str(bad)]) == 2
+    assert "teacher weights" in capsys.readouterr().err and len(runs) == 2

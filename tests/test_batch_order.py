@@ -77,11 +77,14 @@ def test_resumed_run_keeps_the_official_batches(tiny_mvtec, tmp_path, recorded, 
     fit_interrupted(2, CFG, tiny_mvtec, "brick", out)
     torch.rand(5)  # whatever the caller does in between must not matter: last.pt holds the RNG state
 
-    # A last.pt of the older version (own shuffling generator, no "shuffle" marker) is refused.
+    # A last.pt of the older version (format version 1: own shuffling generator, no "shuffle"
+    # marker, no hashes) is refused.
     old = tmp_path / "old"
     old.mkdir()
     state = torch.load(out / "last.pt", weights_only=True)
-    del state["shuffle"]
+    for key in ("shuffle", "student_sha256", "content_sha256"):
+        del state[key]
+    state["version"] = 1
     torch.save(state, old / "last.pt")
     with pytest.raises(train_mod.TrainError, match="older version that shuffled"):
         fit(CFG, tiny_mvtec, "brick", old, progress=False)

@@ -178,3 +178,108 @@ def test_checkpoint_of_another_layer_set_exits_2(trained, tmp_path, capsys):
     assert rc == 2 and "layers=['layer1', 'layer2', 'layer3']" in err and "layers=['layer1', 'layer2'] " in err
     assert "Traceback" not in err
     assert not (tmp_path / "p.npz").exists()
+
+
+# ----------------------------------------------------------------------------- damaged or unusable files
+def test_damaged_checkpoint_exits_2(trained, tmp_path, capsys):
+    data = bytearray((trained / "checkpoint.pt").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(bytes(data))
+    rc = main(["predict", "--checkpoint", str(bad), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"checkpoint {bad} is damaged" in err and "Traceback" not in err
+    bad.write_bytes(bytes(data[: len(data) // 3]))  # truncated: torch.load itself fails
+    rc = main(["predict", "--checkpoint", str(bad), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"checkpoint {bad} is damaged or not a checkpoint: torch.load failed" in err
+    assert len(err.strip().splitlines()) == 1 and not list(tmp_path.glob("*.npz"))
+
+
+def test_batch_of_one_where_batchnorm_cannot_train_exits_2(small_root, tmp_path, capsys):
+    """6 training images -> 4 after the validation split; batch_size 3 leaves a last batch of one, and at
+    image_size 16 layer3 is 1x1 (BatchNorm raised 'Expected more than 1 value per channel' mid-training)."""
+    out = tmp_path / "o"
+    rc = main(["train", "--data-root", str(small_root), "--category", "brick", "--out", str(out), *FAST,
+               "--set", "image_size=16", "--set", "batch_size=3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "batch_size=3 with 4 training images leaves a training batch of one image" in err
+    assert "image_size=16" in err and "input size >= 17" in err and "Traceback" not in err
+    assert not out.exists()
+    from stfpm_lib.train import _check_batchnorm
+
+    cfg = STFPMConfig.from_preset("official", image_size=16, batch_size=3)
+    _check_batchnorm(cfg, 6)  # last batch of 3: fine
+    _check_batchnorm(cfg.replace(image_size=17), 4)  # layer3 is 2x2: fine
+    _check_batchnorm(cfg.replace(layers=("layer1", "layer2")), 4)  # layer2 is 2x2: fine
+
+
+def test_output_folder_that_cannot_be_written_exits_2_before_training(small_root, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")  # (tests run as root: chmod would not stop the writes)
+    rc, err = _train(small_root, blocker / "o", capsys)
+    assert rc == 2 and f"output folder {blocker / 'o'} is not writable: a parent of it is a file" in err
+    assert "Traceback" not in err and blocker.read_text() == "not a folder"
+
+
+def test_disk_full_exits_2_in_words(small_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import torch
+
+    def full(obj, f, *args, **kwargs):  # what a file object on a full disk raises on write
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    out = tmp_path / "o"
+    rc, err = _train(small_root, out, capsys)
+    assert rc == 2 and f"cannot write {out / 'last.pt'}: disk full (no space left on device)" in err
+    assert "inline_container" not in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing half-written, no temporary file
+
+
+def test_evaluate_refuses_validation_predictions_of_another_split(trained, tmp_path, capsys):
+    train_preds = tmp_path / "train.npz"
+    assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--split", "train",
+                 "--out", str(train_preds), "--no-progress"]) == 0
+    capsys.readouterr()
+    for wrong, split in ((train_preds, "train"), (trained / "predictions_test.npz", "test")):
+        rc = main(["evaluate", "--predictions", str(trained / "predictions_test.npz"),
+                   "--val-predictions", str(wrong), "--json", str(tmp_path / "m.json")])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"{wrong} holds predictions of the '{split}' split" in err and "Traceback" not in err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_original_resolution_of_cropped_maps_exits_2(trained, tmp_path, capsys):
+    with np.load(trained / "predictions_test.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    config = json.loads(str(arrays["config"]))
+    config["crop_size"] = 56
+    arrays["config"] = np.array(json.dumps(config))
+    cropped = tmp_path / "cropped.npz"
+    np.savez(cropped, **arrays)
+    rc = main(["evaluate", "--predictions", str(cropped), "--original-resolution"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "crop_size=56" in err and "original_resolution" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("size", ["-1", "0"])
+def test_predict_batch_size_must_be_positive(trained, tmp_path, capsys, size):
+    rc = main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--batch-size", size,
+               "--out", str(tmp_path / "p.npz"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"batch_size={size} must be a positive integer" in err and "Traceback" not in err
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_predict_removes_temporary_files_of_killed_writes(trained, tmp_path, capsys):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(proc.stdout)
+    stale = [tmp_path / f".p.tmp{dead}.npz", tmp_path / f".predictions_val.tmp{dead}.npz"]
+    for path in stale:
+        path.write_bytes(b"half")
+    assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "p.npz"),
+                 "--no-progress"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]

@@ -11,7 +11,7 @@ import pytest
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category
 from stfpm_lib.evaluate import (
-    METRICS_SCHEMA, Evaluation, MetricsFileError, evaluate_predictions, read_metrics_json, write_metrics_json,
+    METRICS_SCHEMA, Evaluation, EvaluationError, MetricsFileError, evaluate_predictions, read_metrics_json, write_metrics_json,
 )
 from stfpm_lib.inference import Predictions, PredictionsError
 
@@ -19,7 +19,8 @@ CFG = STFPMConfig.from_preset("official").to_dict()
 RANDOM_TW = {"source": "random", "name": "random", "path": None, "sha256": None, "seed": 0}
 
 
-def _predictions(maps, masks, labels, types, scores=None, image_paths=None, mask_paths=None, config=CFG, sizes=None):
+def _predictions(maps, masks, labels, types, scores=None, image_paths=None, mask_paths=None, config=CFG, sizes=None,
+                 split="test"):
     maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks, dtype=bool)
     n = maps.shape[0]
@@ -29,7 +30,7 @@ def _predictions(maps, masks, labels, types, scores=None, image_paths=None, mask
         maps=maps, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int8),
         defect_types=np.asarray(types), image_paths=np.asarray(image_paths or [f"/x/{i}.png" for i in range(n)]),
         mask_paths=np.asarray(mask_paths or [""] * n), config=config, teacher_weights=RANDOM_TW,
-        dataset={"root": "/x", "category": "toy"}, meta={"split": "test"}, image_sizes=sizes,
+        dataset={"root": "/x", "category": "toy"}, meta={"split": split}, image_sizes=sizes,
         masks_packed=np.packbits(masks.reshape(n, -1), axis=1))
 
 
@@ -45,7 +46,7 @@ GOLD_TYPES = ["good", "a", "b"]
 
 @pytest.fixture(scope="module")
 def gold() -> Evaluation:
-    val = _predictions([[[0.2, 0.3], [0.1, 0.36]]], [[[0, 0], [0, 0]]], [0], ["good"])
+    val = _predictions([[[0.2, 0.3], [0.1, 0.36]]], [[[0, 0], [0, 0]]], [0], ["good"], split="val")
     return evaluate_predictions(_predictions(GOLD_MAPS, GOLD_MASKS, GOLD_LABELS, GOLD_TYPES), val_predictions=val)
 
 
@@ -126,7 +127,7 @@ def test_perfect_detector_scores_one_everywhere():
     types = ["good"] * 3 + ["scratch", "blob", "scratch"]
     val_maps = rng.uniform(0.0, 0.4, (2, side, side))
     val_maps[:, 0, 0] = 0.5  # val threshold 0.5: above every test normal pixel, below every defect pixel
-    val = _predictions(val_maps, np.zeros((2, side, side)), [0, 0], ["good"] * 2)
+    val = _predictions(val_maps, np.zeros((2, side, side)), [0, 0], ["good"] * 2, split="val")
     ev = evaluate_predictions(_predictions(maps, masks, [0, 0, 0, 1, 1, 1], types), val_predictions=val)
     for key in ("image_auroc", "pixel_auroc", "au_pro", "image_f1", "pixel_f1", "image_f1_val", "pixel_f1_val"):
         assert ev.metrics[key] == pytest.approx(1.0, abs=1e-12), key
@@ -174,14 +175,20 @@ def test_mask_rule_sensitivity_reloads_masks(tiny_mvtec):
 def test_original_resolution_refuses_cropped_maps(tiny_mvtec):
     cfg = STFPMConfig.from_preset("official", image_size=64, crop_size=48)
     pred = _from_index(tiny_mvtec, "brick", cfg)
-    with pytest.raises(ValueError, match="crop_size=48"):
+    with pytest.raises(EvaluationError, match="crop_size=48"):
         evaluate_predictions(pred, original_resolution=True)
 
 
 def test_bad_inputs():
     pred = _predictions(GOLD_MAPS, GOLD_MASKS, GOLD_LABELS, GOLD_TYPES)
-    with pytest.raises(ValueError, match="normal images only"):
+    with pytest.raises(EvaluationError, match="holds predictions of the 'test' split"):
         evaluate_predictions(pred, val_predictions=pred)
+    normals_of_train = _predictions(GOLD_MAPS[:1], GOLD_MASKS[:1], [0], ["good"], split="train")
+    with pytest.raises(EvaluationError, match="the 'train' split"):  # all normal, but not held out
+        evaluate_predictions(pred, val_predictions=normals_of_train)
+    with pytest.raises(EvaluationError, match="normal images only"):
+        evaluate_predictions(pred, val_predictions=_predictions(GOLD_MAPS, GOLD_MASKS, GOLD_LABELS, GOLD_TYPES,
+                                                                split="val"))
     with pytest.raises(PredictionsError, match="not found"):
         evaluate_predictions("/nonexistent/predictions_test.npz")
     with pytest.raises(TypeError, match="no attribute 'maps'"):

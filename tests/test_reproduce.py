@@ -101,3 +101,13 @@ def test_mvtec_reproduce_never_falls_back(tiny_mvtec, tmp_path, monkeypatch, cap
     assert code == 2
     assert "teacher weights 'imagenet' unavailable" in err and "not cached" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_demo_category_folder_holds_only_declared_outputs(demo_run):
+    """Every file the pipeline notebooks leave in a category folder is a declared output (so --force
+    removes it before a rerun), besides the runner's own files."""
+    runner = {".lock", "02_train.ipynb", "02_train.log", "03_evaluate.ipynb", "03_evaluate.log"}
+    declared = set(batch.NOTEBOOK_OUTPUTS["02_train"]) | set(batch.NOTEBOOK_OUTPUTS["03_evaluate"])
+    for category in DEMO_CATEGORIES:
+        files = {p.name for p in (demo_run["run_dir"] / category).iterdir()}
+        assert files - runner == declared, category

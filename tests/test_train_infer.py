@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from stfpm_lib.anomaly_map import anomaly_map
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category
 from stfpm_lib.inference import PredictionsError, load_predictions, predict
-from stfpm_lib.train import CheckpointError, TrainError, fit, load_checkpoint
+from stfpm_lib.train import CheckpointError, TrainError, checkpoint_sha256, fit, load_checkpoint
 
 CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=64, batch_size=4,
                               eval_batch_size=8, epochs=2, selection="val_loss")
@@ -193,6 +194,7 @@ def test_load_checkpoint_bad_files(run, tmp_path):
     # a checkpoint whose recorded teacher differs from the one rebuilt from its config
     ckpt = torch.load(run.checkpoint_path, weights_only=True)
     ckpt["teacher_weights"]["state_sha256"] = "0" * 64
+    ckpt["content_sha256"] = checkpoint_sha256(ckpt)  # an intact file, only of another teacher
     torch.save(ckpt, tmp_path / "other_teacher.pt")
     with pytest.raises(CheckpointError, match="not the one used in training"):
         load_checkpoint(tmp_path / "other_teacher.pt")
@@ -241,3 +243,129 @@ def test_precision_and_memory_format_hooks(tiny_mvtec, tmp_path):
     cached = fit(cfg.replace(cache_teacher_features=True), tiny_mvtec, "grass", tmp_path / "cache", progress=False)
     np.testing.assert_allclose(cached.history["train_loss"], ref.history["train_loss"], rtol=1e-6)
     assert cached.teacher_cache["train"]["capacity"] == 9 and cached.teacher_cache["val"]["capacity"] == 3
+
+
+# ----------------------------------------------------------------------------- damaged checkpoints
+def _members(path):
+    """(name, data offset, size) of each member of a torch zip checkpoint (standard zip layout)."""
+    import struct
+    import zipfile
+
+    out = []
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as handle:
+        for info in zf.infolist():
+            handle.seek(info.header_offset)
+            header = handle.read(30)
+            name_len, extra_len = struct.unpack("<HH", header[26:30])
+            out.append((info.filename, info.header_offset + 30 + name_len + extra_len, info.file_size))
+    return out
+
+
+def _flipped(src, dst, offset, n=64):
+    data = bytearray(src.read_bytes())
+    data[offset:offset + n] = bytes(b ^ 0xFF for b in data[offset:offset + n])
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_damaged_checkpoint_is_refused(run, tmp_path):
+    """64 bytes flipped anywhere that matters: in the student tensors (the largest, the smallest, the
+    file's middle), in the pickled metadata (config, history...) or in the zip directory at the end."""
+    src = run.checkpoint_path
+    members = _members(src)
+    tensors = [m for m in members if "/data/" in m[0] and m[2] >= 64]
+    pickle = next(m for m in members if m[0].endswith("data.pkl"))
+    largest, smallest = max(tensors, key=lambda m: m[2]), min(tensors, key=lambda m: m[2])
+    middle = src.stat().st_size // 2
+    assert any(off <= middle and middle + 64 <= off + size for _, off, size in tensors)  # the middle is tensor data
+    offsets = {"largest tensor": largest[1] + largest[2] // 2, "smallest tensor": smallest[1],
+               "file middle": middle, "metadata": pickle[1] + pickle[2] // 2,
+               "metadata start": pickle[1] + 2, "zip directory": src.stat().st_size - 100}
+    for where, offset in offsets.items():
+        bad = _flipped(src, tmp_path / f"{where.replace(' ', '_')}.pt", offset)
+        with pytest.raises(CheckpointError, match=f"{bad.name}.*(damaged|not an STFPM)") as info:
+            load_checkpoint(bad)
+        if "tensor" in where or where == "file middle":
+            assert "student tensors' sha256" in str(info.value), where
+    load_checkpoint(src)  # the intact file still loads
+
+
+def test_damaged_resume_file_is_refused(tiny_mvtec, tmp_path):
+    class Interrupt(Exception):
+        pass
+
+    def stop(row):
+        raise Interrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        fit(CFG, tiny_mvtec, "brick", out, progress=False, log=stop)
+    last = out / "last.pt"
+    _, offset, size = max((m for m in _members(last) if "/data/" in m[0]), key=lambda m: m[2])
+    _flipped(last, last, offset + size // 3)
+    with pytest.raises(CheckpointError, match="resume file .*last.pt is damaged"):
+        fit(CFG, tiny_mvtec, "brick", out, progress=False)
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_version_1_checkpoints_without_hashes_still_load(run, tmp_path):
+    ckpt = torch.load(run.checkpoint_path, weights_only=True)
+    assert ckpt["version"] == 2 and ckpt["content_sha256"] == checkpoint_sha256(ckpt)
+    for key in ("student_sha256", "content_sha256"):
+        del ckpt[key]
+    ckpt["version"] = 1
+    torch.save(ckpt, tmp_path / "v1.pt")
+    model, cfg, meta = load_checkpoint(tmp_path / "v1.pt")
+    assert cfg == CFG and meta["version"] == 1
+
+
+# ----------------------------------------------------------------------------- the recorded split
+def test_val_split_is_the_recorded_one_and_changed_images_are_refused(run, tiny_mvtec, tmp_path):
+    import shutil
+
+    from stfpm_lib.data import DataError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_mvtec / "brick", root / "brick")
+    record = torch.load(run.checkpoint_path, weights_only=True)["dataset"]
+    train_dir = root / "brick" / "train" / "good"
+    assert record["val_files"] == [f"train/good/{n}" for n in record["val_images"]]
+    assert len(record["val_sha256"]) == len(record["val_images"]) == 3 and len(record["train_sha256"]) == 9
+    (train_dir / record["train_images"][0]).unlink()  # one training image deleted
+    val = load_predictions(predict(run.checkpoint_path, root, "brick", tmp_path / "val.npz", split="val"))
+    assert [Path(p).name for p in val.image_paths] == record["val_images"]  # not a split recomputed from 11 images
+    assert not {Path(p).name for p in val.image_paths} & set(record["train_images"])
+    train = load_predictions(predict(run.checkpoint_path, tiny_mvtec, "brick", tmp_path / "train.npz", split="train"))
+    assert [Path(p).name for p in train.image_paths] == record["train_images"]
+    # a recorded image that is gone, or changed, is refused by name
+    with pytest.raises(DataError, match=f"1 of the 9 train images recorded in the checkpoint are gone: "
+                                        f".*{record['train_images'][0]}"):
+        predict(run.checkpoint_path, root, "brick", tmp_path / "t.npz", split="train")
+    changed = train_dir / record["val_images"][1]
+    changed.write_bytes((train_dir / record["val_images"][0]).read_bytes())
+    with pytest.raises(DataError, match=f"1 of the 3 val images .* have changed since training .*{changed.name}"):
+        predict(run.checkpoint_path, root, "brick", tmp_path / "v.npz", split="val")
+    assert not (tmp_path / "v.npz").exists() and not (tmp_path / "t.npz").exists()
+
+
+def test_relative_data_root_is_recorded_absolute(tiny_mvtec, tmp_path, monkeypatch):
+    import shutil
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    shutil.copytree(tiny_mvtec / "brick", here / "data" / "brick")
+    elsewhere.mkdir()
+    monkeypatch.chdir(here)
+    proc = __import__("subprocess").Popen(["true"])
+    proc.wait()
+    stale = here / "run" / f".last.tmp{proc.pid}.pt"  # left by a killed run (its process is gone)
+    stale.parent.mkdir()
+    stale.write_bytes(b"half a checkpoint")
+    result = fit(CFG.replace(epochs=1), "data", "brick", "run", progress=False)
+    assert not stale.exists()
+    monkeypatch.chdir(elsewhere)
+    ckpt = here / "run" / "checkpoint.pt"
+    pred = load_predictions(predict(ckpt, split="val"))
+    assert result.checkpoint_path == Path("run") / "checkpoint.pt"
+    assert pred.dataset["root"] == str(here / "data") and torch.load(ckpt, weights_only=True)["dataset"]["root"] \
+        == str(here / "data")
+    assert all(Path(p).parent == here / "data" / "brick" / "train" / "good" for p in pred.image_paths)
