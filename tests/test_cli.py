@@ -110,8 +110,8 @@ def test_config_file_and_overrides():
     cfg = _config_from_args(args)
     assert cfg.preset == "xia" and cfg.map_fusion == "sum"  # preset values kept
     assert (cfg.layers, cfg.crop_size, cfg.loss_half, cfg.lr) == (("layer1", "layer2"), None, False, 0.1)
-    assert parse_set(["a=1", "b=1.5", "c=True", "d=resnet18", "e=[1, 2]"]) == {
-        "a": 1, "b": 1.5, "c": True, "d": "resnet18", "e": [1, 2]}
+    assert parse_set(["epochs=1e2", "lr=1.5", "loss_half=no", "backbone=resnet34", "layers=[layer1, layer2]"]) == {
+        "epochs": 100, "lr": 1.5, "loss_half": False, "backbone": "resnet34", "layers": ("layer1", "layer2")}
 
 
 # ----------------------------------------------------------------------------- bad data through the CLI
