@@ -246,7 +246,8 @@ def plot_dataset_examples(data_root: str | os.PathLike, category: str, cfg: STFP
             image_path, mask_path = items[c]
             ax.imshow(read_image_uint8(image_path, cfg))
             if mask_path is not None:
-                mask = load_mask(mask_path, image_size_of(image_path), cfg, image_path).numpy()
+                mask = load_mask(mask_path, image_size_of(image_path), cfg, image_path,
+                                 allow_empty=index.test[-1].allow_empty_mask).numpy()
                 if mask.any():
                     ax.contour(mask.astype(float), levels=[0.5], colors="red", linewidths=1.0)
             ax.set_title(f"{name}\n{Path(image_path).name}", fontsize=7)
