@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .config import CONFIG_FIELDS, ConfigError, STFPMConfig
+from .config import CONFIG_FIELDS, ConfigError, STFPMConfig, parse_field
 from .io import atomic_write_text, clean_stale_tmp
 
 __all__ = [
@@ -111,12 +111,17 @@ def parse_value(text: str) -> Any:
 
 
 def parse_overrides(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
-    """``[["epochs", "2"], ...]`` -> ``{"epochs": 2}``; a key given twice is an error."""
+    """``[["epochs", "2"], ...]`` -> ``{"epochs": 2}``; a key given twice is an error.
+
+    ``STFPMConfig`` fields are typed by :func:`stfpm_lib.config.parse_field` (``-p loss_half no``
+    is ``False``; ``-p epochs abc`` raises ``ConfigError`` naming ``epochs``); other notebook
+    parameters by :func:`parse_value`.
+    """
     values: dict[str, Any] = {}
     for key, text in pairs or ():
         if key in values:
             raise BatchError(f"parameter {key!r} given twice with -p")
-        values[key] = parse_value(text)
+        values[key] = parse_field(key, text) if key in CONFIG_FIELDS else parse_value(text)
     return values
 
 
@@ -196,9 +201,10 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
             raise BatchError(f"unknown notebook parameter {key!r} for {names}; parameters: {known}{config_note}")
     if not any(spec.takes_config for spec in specs):
         return None
-    config_overrides = {k: v for k, v in overrides.items() if k in CONFIG_FIELDS}
+    from .pipeline import config_overrides  # the notebooks' own reading: the config they will build
+
     try:
-        return STFPMConfig.from_preset(preset, **config_overrides)
+        return STFPMConfig.from_preset(preset, **config_overrides(overrides))
     except (ConfigError, TypeError) as exc:
         raise BatchError(f"invalid configuration: {exc}") from exc
 

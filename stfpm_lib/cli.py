@@ -15,7 +15,6 @@ with status 2, without a traceback; a run that fails leaves no ``checkpoint.pt``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,26 +31,19 @@ class _UsageError(Exception):
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
     """``["epochs=2", "layers=layer1,layer2", "crop_size=null"]`` -> typed overrides.
 
-    Values are read as JSON when they parse (numbers, ``true``/``false``, ``null``, lists),
-    else kept as strings; ``True``/``False``/``None`` are accepted too.
+    Each value is typed for its field by :func:`stfpm_lib.config.parse_field` (``loss_half=no``
+    is ``False``, ``lr=abc`` raises ``ConfigError`` naming ``lr``); unknown keys raise.
     """
-    out: dict[str, Any] = {}
+    from .config import parse_fields
+
+    out: dict[str, str] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise _UsageError(f"--set expects key=value, got {item!r}")
-        raw = raw.strip()
-        special = {"true": True, "false": False, "none": None, "null": None}
-        if raw.lower() in special:
-            value: Any = special[raw.lower()]
-        else:
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
-        out[key] = value
-    return out
+        out[key] = raw
+    return parse_fields(out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,38 +13,122 @@ papermill parameters and written to JSON or YAML::
     cfg = STFPMConfig.from_preset("official", epochs=2)
     cfg.to_json("config.json")
     assert STFPMConfig.from_json("config.json") == cfg
+
+Every field's type and range is declared once in :data:`FIELD_SPECS` and checked when a
+config is built: a wrong type (``loss_half="no"``, ``epochs=1.5``) or a value out of range
+(``momentum=1``, ``num_workers=-3``) raises :class:`ConfigError` naming the field. Text
+from the command line, the runner's ``-p`` and papermill is typed by :func:`parse_field`
+(the only parser of config values), so ``-p loss_half no`` is ``False``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from .io import atomic_write_text
 
 __all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError",
-           "config_differences"]
+           "config_differences", "FIELD_SPECS", "FieldSpec", "MIN_INPUT_SIZE", "parse_field", "parse_fields"]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "backbone": BACKBONES,
-    "mask_rule": ("gt0", "nearest", "eq1"),
-    "loss_reduction": ("batch_mean", "batch_sum"),
-    "loss_layer_reduction": ("sum", "mean"),
-    "map_scale": ("sq_dist", "half_sq_dist", "half_sq_dist_per_area"),
-    "map_upsample": ("official", "direct"),
-    "map_fusion": ("product", "sum"),
-    "selection": ("val_map", "val_loss", "last"),
-    "split": ("seeded", "random"),
-    "precision": ("fp32", "bf16", "fp16", "auto"),
-    "device": ("auto", "cpu", "cuda"),
+#: Smallest network input side (``image_size``, and ``crop_size`` when set), pixels. The ResNet's
+#: deepest stage has stride 32: below 32 px its map is a single clamped pixel and the coarse layers
+#: no longer see any structure (the networks still run, but the maps mean nothing).
+MIN_INPUT_SIZE = 32
+
+_SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seed range (torch accepts more)
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_NONE = ("none", "null")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """The type and allowed values of one config field.
+
+    ``kind`` is ``bool``, ``int``, ``float``, ``str`` or ``tuple`` (the layer list);
+    ``low``/``high`` bound numbers (``None``: unbounded), ``closed`` says which bounds
+    are included (``both``, ``left``, ``right``, ``neither``); ``choices`` lists the valid
+    strings; ``optional`` admits ``None``.
+    """
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"
+    choices: tuple[str, ...] | None = None
+    optional: bool = False
+
+    def describe_range(self) -> str:
+        """The interval in words, e.g. ``in [0, 1)`` or ``>= 32``."""
+        lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
+        lo, hi = (f"{v:.12g}" if isinstance(v, float) else str(v) for v in (self.low, self.high))
+        if self.high is None:
+            return f"{'>=' if lo_in else '>'} {lo}"
+        if self.low is None:
+            return f"{'<=' if hi_in else '<'} {hi}"
+        return f"in {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
+
+    def in_range(self, value: float) -> bool:
+        """Whether ``value`` lies within ``low``/``high``."""
+        lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not lo_in)):
+            return False
+        return not (self.high is not None and (value > self.high or (value == self.high and not hi_in)))
+
+
+def _choice(*choices: str) -> FieldSpec:
+    return FieldSpec(str, choices=choices)
+
+
+#: Field -> type and range: the single table :class:`STFPMConfig` validates against
+#: (``preset`` is checked against :data:`PRESETS`).
+FIELD_SPECS: dict[str, FieldSpec] = {
+    "image_size": FieldSpec(int, low=MIN_INPUT_SIZE),
+    "crop_size": FieldSpec(int, low=MIN_INPUT_SIZE, optional=True),  # and <= image_size
+    "mask_rule": _choice("gt0", "nearest", "eq1"),
+    "val_fraction": FieldSpec(float, low=0.0, high=1.0, closed="neither"),
+    "split": _choice("seeded", "random"),
+    "split_seed": FieldSpec(int, low=0, high=_SEED_MAX),
+    "backbone": _choice(*BACKBONES),
+    "layers": FieldSpec(tuple, choices=LAYERS),
+    "teacher_weights": FieldSpec(str),
+    "loss_half": FieldSpec(bool),
+    "loss_reduction": _choice("batch_mean", "batch_sum"),
+    "loss_layer_reduction": _choice("sum", "mean"),
+    "map_scale": _choice("sq_dist", "half_sq_dist", "half_sq_dist_per_area"),
+    "map_upsample": _choice("official", "direct"),
+    "map_fusion": _choice("product", "sum"),
+    "smoothing_sigma": FieldSpec(float, low=0.0),
+    "epochs": FieldSpec(int, low=1),
+    "batch_size": FieldSpec(int, low=1),
+    "lr": FieldSpec(float, low=0.0, closed="right"),
+    "momentum": FieldSpec(float, low=0.0, high=1.0, closed="left"),
+    "weight_decay": FieldSpec(float, low=0.0),
+    "selection": _choice("val_map", "val_loss", "last"),
+    "seed": FieldSpec(int, low=0, high=_SEED_MAX),
+    "device": _choice("auto", "cpu", "cuda"),
+    "precision": _choice("fp32", "bf16", "fp16", "auto"),
+    "channels_last": FieldSpec(bool),
+    "eval_batch_size": FieldSpec(int, low=1),
+    "num_workers": FieldSpec(int, low=0),
+    "cache_teacher_features": FieldSpec(bool),
+    "cache_memory_mb": FieldSpec(int, low=0),
 }
+
+_KIND_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string",
+               tuple: "a list of layer names"}
 
 
 class ConfigError(ValueError):
@@ -95,6 +179,12 @@ class STFPMConfig:
         num_workers: DataLoader workers.
         cache_teacher_features: cache the frozen teacher's features across epochs.
         cache_memory_mb: memory budget for that cache, MiB (images beyond it are recomputed).
+
+    Types and ranges (:data:`FIELD_SPECS`): ``image_size`` and ``crop_size`` >= 32
+    (:data:`MIN_INPUT_SIZE`), ``crop_size`` <= ``image_size``; ``val_fraction`` in (0, 1);
+    ``seed`` and ``split_seed`` in [0, 2³²-1]; ``epochs``, ``batch_size``, ``eval_batch_size`` >= 1;
+    ``lr`` > 0; ``momentum`` in [0, 1); ``weight_decay``, ``smoothing_sigma``, ``num_workers``,
+    ``cache_memory_mb`` >= 0; booleans must be ``bool``; floats finite.
     """
 
     preset: str = "official"
@@ -136,38 +226,12 @@ class STFPMConfig:
     cache_memory_mb: int = 4096
 
     def __post_init__(self) -> None:
-        layers = self.layers
-        if isinstance(layers, str):
-            layers = tuple(s.strip() for s in layers.split(",") if s.strip())
-        object.__setattr__(self, "layers", tuple(layers))
-        self._validate()
-
-    # ------------------------------------------------------------------ validation
-    def _validate(self) -> None:
-        for key, choices in _CHOICES.items():
-            value = getattr(self, key)
-            if value not in choices:
-                raise ConfigError(f"{key}={value!r} is not one of {list(choices)}")
-        if not self.layers:
-            raise ConfigError("layers must name at least one of layer1..layer4")
-        bad = [name for name in self.layers if name not in LAYERS]
-        if bad or len(set(self.layers)) != len(self.layers):
-            raise ConfigError(f"layers={list(self.layers)} must be distinct names from {list(LAYERS)}")
         if self.preset not in PRESETS and self.preset != "custom":
             raise ConfigError(f"preset={self.preset!r} is unknown; choose from {sorted(PRESETS)}")
-        for key in ("image_size", "epochs", "batch_size", "eval_batch_size"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)!r} must be a positive integer")
-        if self.crop_size is not None and not 0 < self.crop_size <= self.image_size:
-            raise ConfigError(f"crop_size={self.crop_size!r} must be in (0, image_size={self.image_size}]")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction={self.val_fraction!r} must be in (0, 1)")
-        if self.smoothing_sigma < 0:
-            raise ConfigError(f"smoothing_sigma={self.smoothing_sigma!r} must be >= 0")
-        if self.lr <= 0:
-            raise ConfigError(f"lr={self.lr!r} must be > 0")
-        if self.cache_memory_mb < 0:
-            raise ConfigError(f"cache_memory_mb={self.cache_memory_mb!r} must be >= 0 (MiB)")
+        for name, spec in FIELD_SPECS.items():
+            object.__setattr__(self, name, _check_value(name, spec, getattr(self, name)))
+        if self.crop_size is not None and self.crop_size > self.image_size:
+            raise ConfigError(f"crop_size={self.crop_size!r} must be in [{MIN_INPUT_SIZE}, image_size={self.image_size}]")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -311,6 +375,101 @@ def config_differences(have: Mapping[str, Any], want: Mapping[str, Any]) -> list
     """
     a, b = STFPMConfig.from_dict(have).to_dict(), STFPMConfig.from_dict(want).to_dict()
     return [(k, a[k], b[k]) for k in a if k not in RUNTIME_FIELDS and a[k] != b[k]]
+
+
+def _check_value(name: str, spec: FieldSpec, value: Any) -> Any:
+    """``value`` checked against ``spec`` and normalised (ints as ``int``, floats as ``float``, layers as a tuple).
+
+    Strings are not converted here (``loss_half="no"`` is an error, not ``True``): text from a
+    command line goes through :func:`parse_field` first.
+    """
+    if value is None and spec.optional:
+        return None
+    if spec.kind is tuple:
+        return _check_layers(value)
+    wrong = ConfigError(f"{name}={value!r} must be {_KIND_NAMES[spec.kind]}, not {type(value).__name__}"
+                        + (" (text from a command line is parsed with stfpm_lib.config.parse_field)"
+                           if isinstance(value, str) else ""))
+    if spec.kind is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise wrong
+        return bool(value)
+    if spec.kind is str:
+        if not isinstance(value, str):
+            raise wrong
+        if spec.choices is not None and value not in spec.choices:
+            raise ConfigError(f"{name}={value!r} is not one of {list(spec.choices)}")
+        if not value:
+            raise ConfigError(f"{name} must not be empty")
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise wrong
+    if spec.kind is int:
+        if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
+            raise ConfigError(f"{name}={value!r} must be an integer")
+        checked: int | float = int(value)
+    else:
+        checked = float(value)
+        if not math.isfinite(checked):
+            raise ConfigError(f"{name}={value!r} must be a finite number")
+    if not spec.in_range(checked):
+        raise ConfigError(f"{name}={value!r} must be {spec.describe_range()}")
+    return checked
+
+
+def _check_layers(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [s.strip() for s in value.split(",") if s.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"layers={value!r} must be a list of layer names from {list(LAYERS)}")
+    if not value:
+        raise ConfigError("layers must name at least one of layer1..layer4")
+    if any(v not in LAYERS for v in value) or len(set(value)) != len(value):
+        raise ConfigError(f"layers={list(value)} must be distinct names from {list(LAYERS)}")
+    return tuple(value)
+
+
+def parse_field(name: str, value: Any) -> Any:
+    """A config value from text (command line, runner ``-p``, papermill), typed for field ``name``.
+
+    Non-strings are returned unchanged (:class:`STFPMConfig` checks them). Booleans:
+    ``true/yes/on/1`` and ``false/no/off/0`` (any case); integers must be integral
+    (``2``, ``2.0``, ``1e3``); floats as Python reads them; ``none``/``null`` for optional
+    fields (``crop_size``); ``layers`` as ``layer1,layer2`` (brackets and quotes allowed).
+    Anything else raises :class:`ConfigError` naming the field and the value; ranges are
+    checked when the config is built.
+    """
+    if name not in FIELD_SPECS and name != "preset":
+        _check_keys({name: value}, origin="config")
+    if not isinstance(value, str):
+        return value
+    spec = FIELD_SPECS.get(name, FieldSpec(str))
+    text = value.strip()
+    if spec.optional and text.lower() in _NONE:
+        return None
+    if spec.kind is str:
+        return text
+    if spec.kind is tuple:
+        return tuple(s.strip().strip("'\"") for s in text.strip("[]()").split(",") if s.strip().strip("'\""))
+    if spec.kind is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ConfigError(f"{name}={value!r} is not a boolean; use one of {list(_TRUE + _FALSE)}")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not {_KIND_NAMES[spec.kind]}") from None
+    if spec.kind is int:
+        if not (math.isfinite(number) and number.is_integer()):
+            raise ConfigError(f"{name}={value!r} is not an integer")
+        return int(text) if text.lstrip("+-").isdigit() else int(number)
+    return number
+
+
+def parse_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`parse_field` applied to every item (unknown keys raise :class:`ConfigError`)."""
+    _check_keys(values, origin="override")
+    return {key: parse_field(key, value) for key, value in values.items()}
 
 
 def _check_keys(values: Mapping[str, Any], origin: str) -> None:

@@ -113,16 +113,14 @@ def _thin(arrays: dict[str, np.ndarray], n: int = _CURVE_POINTS) -> dict[str, np
 
 def _original_masks(pred: Any) -> list[np.ndarray]:
     """Ground truth at the original image resolution (any value > 0 is a defect), one 2-D array per image."""
-    from PIL import Image
-
     from .data import image_size_of
+    from .data.imageio import read_mask_values
 
     sizes = getattr(pred, "image_sizes", None)
     masks = []
     for i, (image_path, mask_path) in enumerate(zip(pred.image_paths, pred.mask_paths)):
         if mask_path:
-            with Image.open(mask_path) as img:
-                masks.append(np.asarray(img.convert("L")) > 0)
+            masks.append(read_mask_values(mask_path) > 0)  # the shared reader (EXIF, 16-bit rules)
         else:
             w, h = (int(v) for v in sizes[i]) if sizes is not None else image_size_of(image_path)
             masks.append(np.zeros((h, w), dtype=bool))

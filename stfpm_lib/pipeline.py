@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differences
+from .config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differences, parse_field
 
 __all__ = [
     "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
@@ -31,12 +31,15 @@ METRICS_NAME = "metrics.json"
 def config_overrides(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The ``STFPMConfig`` fields set in ``namespace`` (``None`` values mean "the preset's").
 
-    ``crop_size = 0`` means "no crop" (``None`` already means "the preset's value").
+    ``crop_size = 0`` means "no crop" (``None`` already means "the preset's value"). Strings
+    (papermill's ``-p``, a hand-edited parameters cell) are typed by :func:`~stfpm_lib.config.parse_field`:
+    ``loss_half = "no"`` is ``False``, ``epochs = "abc"`` raises ``ConfigError`` naming ``epochs``.
     """
     values = {}
     for key in CONFIG_FIELDS:
-        if key in namespace and namespace[key] is not None:
-            values[key] = namespace[key]
+        value = parse_field(key, namespace[key]) if key in namespace else None
+        if value is not None:
+            values[key] = value
     if values.get("crop_size") == 0:
         values["crop_size"] = None
     return values
@@ -243,7 +246,8 @@ def plot_dataset_examples(data_root: str | os.PathLike, category: str, cfg: STFP
             image_path, mask_path = items[c]
             ax.imshow(read_image_uint8(image_path, cfg))
             if mask_path is not None:
-                mask = load_mask(mask_path, image_size_of(image_path), cfg, image_path).numpy()
+                mask = load_mask(mask_path, image_size_of(image_path), cfg, image_path,
+                                 allow_empty=index.test[-1].allow_empty_mask).numpy()
                 if mask.any():
                     ax.contour(mask.astype(float), levels=[0.5], colors="red", linewidths=1.0)
             ax.set_title(f"{name}\n{Path(image_path).name}", fontsize=7)

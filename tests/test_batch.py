@@ -39,7 +39,7 @@ from stfpm_lib.data import index_category, load_image
 cfg = config_from_namespace(globals())
 index = index_category(data_root, category)
 for i, path in enumerate(index.train):
-    load_image(path, cfg.replace(image_size=16))
+    load_image(path, cfg.replace(image_size=32))
     print(f"checked {i + 1}/{len(index.train)}: {Path(path).name}", flush=True)
 Path(out_dir, "result.json").write_text(json.dumps(
     {"category": category, "epochs": cfg.epochs, "preset": cfg.preset, "lr": cfg.lr, "n_repeat": n_repeat,

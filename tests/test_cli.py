@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from stfpm_lib.cli import build_parser, main, parse_set
-from stfpm_lib.config import STFPMConfig
+from stfpm_lib.config import LAYERS, STFPMConfig
 from stfpm_lib.inference import load_predictions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,8 +110,8 @@ def test_config_file_and_overrides():
     cfg = _config_from_args(args)
     assert cfg.preset == "xia" and cfg.map_fusion == "sum"  # preset values kept
     assert (cfg.layers, cfg.crop_size, cfg.loss_half, cfg.lr) == (("layer1", "layer2"), None, False, 0.1)
-    assert parse_set(["a=1", "b=1.5", "c=True", "d=resnet18", "e=[1, 2]"]) == {
-        "a": 1, "b": 1.5, "c": True, "d": "resnet18", "e": [1, 2]}
+    assert parse_set(["epochs=1e2", "lr=1.5", "loss_half=no", "backbone=resnet34", "layers=[layer1, layer2]"]) == {
+        "epochs": 100, "lr": 1.5, "loss_half": False, "backbone": "resnet34", "layers": ("layer1", "layer2")}
 
 
 # ----------------------------------------------------------------------------- bad data through the CLI
@@ -199,20 +199,21 @@ def test_damaged_checkpoint_exits_2(trained, tmp_path, capsys):
 
 def test_batch_of_one_where_batchnorm_cannot_train_exits_2(small_root, tmp_path, capsys):
     """6 training images -> 4 after the validation split; batch_size 3 leaves a last batch of one, and at
-    image_size 16 layer3 is 1x1 (BatchNorm raised 'Expected more than 1 value per channel' mid-training)."""
+    image_size 32 layer4 is 1x1 (BatchNorm raised 'Expected more than 1 value per channel' mid-training)."""
     out = tmp_path / "o"
     rc = main(["train", "--data-root", str(small_root), "--category", "brick", "--out", str(out), *FAST,
-               "--set", "image_size=16", "--set", "batch_size=3"])
+               "--set", "image_size=32", "--set", "batch_size=3", "--set", "layers=layer1,layer2,layer3,layer4"])
     err = capsys.readouterr().err
     assert rc == 2 and "batch_size=3 with 4 training images leaves a training batch of one image" in err
-    assert "image_size=16" in err and "input size >= 17" in err and "Traceback" not in err
+    assert "image_size=32" in err and "layer4 is 1x1" in err and "input size >= 33" in err
+    assert "Traceback" not in err
     assert not out.exists()
     from stfpm_lib.train import _check_batchnorm
 
-    cfg = STFPMConfig.from_preset("official", image_size=16, batch_size=3)
+    cfg = STFPMConfig.from_preset("official", image_size=32, batch_size=3, layers=LAYERS)
     _check_batchnorm(cfg, 6)  # last batch of 3: fine
-    _check_batchnorm(cfg.replace(image_size=17), 4)  # layer3 is 2x2: fine
-    _check_batchnorm(cfg.replace(layers=("layer1", "layer2")), 4)  # layer2 is 2x2: fine
+    _check_batchnorm(cfg.replace(image_size=33), 4)  # layer4 is 2x2: fine
+    _check_batchnorm(cfg.replace(layers=("layer1", "layer2", "layer3")), 4)  # layer3 is 2x2: fine
 
 
 def test_output_folder_that_cannot_be_written_exits_2_before_training(small_root, tmp_path, capsys):

@@ -141,8 +141,12 @@ def test_empty_and_inverted_masks_are_refused(tmp_path: Path) -> None:
         convert_to_mvtec(piped_adapter(data), tmp_path / "out", categories=["PA_AAA01_TL"])
     with pytest.raises(DataError, match=r"median mask marks 9\d% of its image as defect.*polarity is probably inverted"):
         convert_to_mvtec(piped_adapter(data, mask_polarity="high"), tmp_path / "out", categories=["PA_BBB01_RL"])
-    out = convert_to_mvtec(piped_adapter(data), tmp_path / "out", categories=["PA_AAA01_TL"], allow_empty_masks=True,
-                           n_train=4, n_test_good=2)
+    from stfpm_lib.data.imageio import EmptyMaskWarning
+
+    with pytest.warns(EmptyMaskWarning, match=r"PA_AAA01_TL_S_GT_01_2\.bmp has no defect pixel") as caught:
+        out = convert_to_mvtec(piped_adapter(data), tmp_path / "out", categories=["PA_AAA01_TL"],
+                               allow_empty_masks=True, n_train=4, n_test_good=2)
+    assert any("PA_AAA01_TL_S_D_01_2_mask.png" in str(w.message) for w in caught)  # and again when verified
     assert index_category(out, "PA_AAA01_TL").counts()["test_impurity"] == 3
 
 

@@ -56,31 +56,31 @@ def test_image_preprocessing_grayscale_to_rgb_and_normalisation(tmp_path: Path) 
 
 
 def test_centre_crop(tmp_path: Path) -> None:
-    array = np.zeros((8, 8, 3), np.uint8)
-    array[2:6, 2:6] = 255  # centre 4x4 white
+    array = np.zeros((64, 64, 3), np.uint8)
+    array[16:48, 16:48] = 255  # centre 32x32 white
     Image.fromarray(array).save(tmp_path / "c.png")
-    cfg = STFPMConfig.from_preset("official", image_size=8, crop_size=4)
+    cfg = STFPMConfig.from_preset("official", image_size=64, crop_size=32)
     x = load_image(tmp_path / "c.png", cfg)
-    assert x.shape == (3, 4, 4)
-    torch.testing.assert_close(x[0], torch.full((4, 4), (1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]))
+    assert x.shape == (3, 32, 32)
+    torch.testing.assert_close(x[0], torch.full((32, 32), (1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]))
 
 
 def test_mask_rules_dilate_and_erode(tmp_path: Path) -> None:
-    mask = np.zeros((8, 8), np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
     mask[2:4, 2:4] = 255  # a 2x2 defect
     Image.fromarray(mask).save(tmp_path / "m.png")
     sizes = {}
     for rule in ("gt0", "nearest", "eq1"):
-        cfg = STFPMConfig.from_preset("official", image_size=4, mask_rule=rule)
-        sizes[rule] = int(read_mask_uint8(tmp_path / "m.png", (8, 8), cfg).sum())
-    # 8->4: nearest keeps exactly the one 2x2 block's pixel (1,1); bilinear without antialias samples at
+        cfg = STFPMConfig.from_preset("official", image_size=32, mask_rule=rule)
+        sizes[rule] = int(read_mask_uint8(tmp_path / "m.png", (64, 64), cfg).sum())
+    # 64->32 (as 8->4): nearest keeps exactly the one 2x2 block's pixel (1,1); bilinear without antialias samples at
     # source coordinates 0.5, 2.5, 4.5, 6.5: only (2.5, 2.5) touches the defect (value 255/4 > 0) -> 1 pixel.
     assert sizes["nearest"] == 1
     assert sizes["gt0"] == 1
     # PIL's antialiased bilinear spreads 255 over neighbours: no output pixel stays exactly 255.
     assert sizes["eq1"] == 0
-    cfg = STFPMConfig.from_preset("official", image_size=16, mask_rule="gt0")
-    up = read_mask_uint8(tmp_path / "m.png", (8, 8), cfg)
+    cfg = STFPMConfig.from_preset("official", image_size=128, mask_rule="gt0")
+    up = read_mask_uint8(tmp_path / "m.png", (64, 64), cfg)
     assert up.sum() > 16  # upsampling with >0 dilates the 4x4 block
     assert load_mask(None, None, CFG).shape == (64, 64) and not load_mask(None, None, CFG).any()
 

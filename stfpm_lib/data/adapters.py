@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-
+from .imageio import read_mask_values
 from .mvtec import DataError, Sample, index_category, list_categories, resolve_data_root
 
 __all__ = [
@@ -70,39 +69,6 @@ class MaskRule:
 
 
 MVTEC_MASK_RULE = MaskRule("high", 0)
-
-
-def read_mask_values(path: str | os.PathLike) -> np.ndarray:
-    """A mask file's values as uint8 (H, W).
-
-    Mode ``1`` gives 0/255, ``L`` its values, ``P`` its palette indices (the labels),
-    ``I``/``I;16`` its values (must be ≤ 255), colour modes their grey level.
-    """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode == "1":
-                values = np.asarray(img, dtype=bool).astype(np.uint8) * 255
-            elif mode in ("L", "P"):
-                values = np.asarray(img, dtype=np.uint8)
-            elif mode.startswith("I") or mode == "F":
-                raw = np.asarray(img)
-                if raw.min() < 0 or raw.max() > 255:
-                    raise DataError(f"mask {path} (mode {mode}) has values outside 0..255: "
-                                    f"min {raw.min()}, max {raw.max()}")
-                values = raw.astype(np.uint8)
-            else:
-                values = np.asarray(img.convert("L"), dtype=np.uint8)
-    except FileNotFoundError as exc:
-        raise DataError(f"mask file not found: {path}") from exc
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"cannot read mask {path} (unreadable or truncated): {exc}") from exc
-    if values.ndim != 2:
-        raise DataError(f"mask {path} is not a single-channel image (shape {values.shape})")
-    return values
 
 
 def binarize_mask(values: np.ndarray, rule: MaskRule) -> np.ndarray:

@@ -33,13 +33,12 @@ import numpy as np
 from PIL import Image
 
 from ..io import atomic_write_text, sha256_file
-from .adapters import AdapterIndex, DatasetAdapter, binarize_mask, read_mask_values
-from .mvtec import DataError, index_category, list_categories, list_images
-from .transforms import image_size_of
+from .adapters import AdapterIndex, DatasetAdapter, binarize_mask
+from .imageio import check_mask_has_defect, image_size_of, read_image, read_mask_values
+from .mvtec import MANIFEST_NAME, DataError, index_category, list_categories, list_images, manifest_allows_empty_masks
 
 __all__ = ["convert_to_mvtec", "verify_mvtec_root", "MANIFEST_NAME", "ConversionPlan", "plan_category"]
 
-MANIFEST_NAME = "manifest.json"
 _KEEP_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -159,26 +158,17 @@ def plan_category(
 
 
 def _write_image(source: Path, dest_dir: Path, image_format: str, compress_level: int) -> Path:
+    """Copy (``keep``) or re-encode as 8-bit PNG; decoded by :func:`read_image` either way (same rules as training)."""
     suffix = source.suffix.lower()
+    image = read_image(source)  # fully decodable; EXIF-oriented, 16-bit scaled, L or RGB
     if image_format == "keep" and suffix in _KEEP_SUFFIXES:
         dest = dest_dir / f"{source.stem}{suffix}"
         _check_free(dest, source)
-        try:
-            with Image.open(source) as img:
-                img.load()  # fully decodable, not truncated
-        except OSError as exc:
-            raise DataError(f"cannot read image {source} (unreadable or truncated): {exc}") from exc
-        shutil.copyfile(source, dest)
+        shutil.copyfile(source, dest)  # read later by the same reader: the same pixels
         return dest
     dest = dest_dir / f"{source.stem}.png"
     _check_free(dest, source)
-    try:
-        with Image.open(source) as img:
-            img.load()
-            out = img if img.mode in ("L", "RGB") else img.convert("RGB")
-            out.save(dest, format="PNG", compress_level=compress_level)
-    except OSError as exc:
-        raise DataError(f"cannot read image {source} (unreadable or truncated): {exc}") from exc
+    image.save(dest, format="PNG", compress_level=compress_level)
     return dest
 
 
@@ -216,10 +206,9 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
                             f"{sample.image_path} is {width}x{height}")
         binary = binarize_mask(values, index.mask_rule)
         n_defect = int(binary.sum())
-        if n_defect == 0 and not allow_empty_masks:
-            raise DataError(f"mask {sample.mask_path} has no defect pixel under the rule "
-                            f"'{index.mask_rule.describe()}' (values found: {np.unique(values).tolist()[:8]}); "
-                            f"check mask_polarity / mask_threshold")
+        check_mask_has_defect(binary, sample.mask_path, sample.image_path, allow_empty=allow_empty_masks,
+                              detail=f" under the rule '{index.mask_rule.describe()}' (values found: "
+                                     f"{np.unique(values).tolist()[:8]}); check mask_polarity / mask_threshold")
         dest = _write_image(sample.image_path, image_dir, image_format, compress_level)
         mask_dest = mask_dir / f"{dest.stem}_mask.png"
         _check_free(mask_dest, sample.mask_path)
@@ -251,7 +240,7 @@ def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
     if check_manifest and (root / MANIFEST_NAME).is_file():
         manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
     if allow_empty_masks is None:
-        allow_empty_masks = bool(manifest and manifest.get("conversion", {}).get("allow_empty_masks"))
+        allow_empty_masks = manifest_allows_empty_masks(root)
     names = list(categories) if categories is not None else list_categories(root)
     if not names:
         raise DataError(f"{root}: no category (no <category>/train/good folder)")
@@ -279,8 +268,7 @@ def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
             bad = set(np.unique(values).tolist()) - {0, 255}
             if bad:
                 raise DataError(f"mask {sample.mask_path} has values {sorted(bad)[:5]} other than 0/255")
-            if not allow_empty_masks and not (values == 255).any():
-                raise DataError(f"mask {sample.mask_path} has no defect pixel")
+            check_mask_has_defect(values == 255, sample.mask_path, sample.image_path, allow_empty=allow_empty_masks)
         gt = folder / "ground_truth"
         if gt.is_dir():
             for sub in sorted(p for p in gt.iterdir() if p.is_dir()):

@@ -44,7 +44,8 @@ class ImageDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         image = read_image_uint8(sample.image_path, self.cfg)
         size = image_size_of(sample.image_path) if sample.mask_path is not None else None
-        mask = read_mask_uint8(sample.mask_path, size, self.cfg, sample.image_path)
+        mask = read_mask_uint8(sample.mask_path, size, self.cfg, sample.image_path,
+                               allow_empty=sample.allow_empty_mask)
         if self.cache:
             self._cache[index] = (image, mask)
             return self._cache[index]

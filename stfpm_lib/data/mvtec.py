@@ -12,6 +12,7 @@ notebooks treat all datasets alike.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,12 @@ from ..config import STFPMConfig
 
 __all__ = [
     "DataError", "Sample", "CategoryIndex", "IMAGE_EXTENSIONS", "MVTEC_CATEGORIES", "MVTEC_TEXTURES", "MVTEC_OBJECTS",
-    "list_categories", "index_category", "split_train_val", "resolve_data_root", "list_images",
+    "list_categories", "index_category", "split_train_val", "resolve_data_root", "list_images", "MANIFEST_NAME",
+    "manifest_allows_empty_masks",
 ]
+
+#: A converted dataset's record of its source and conversion (written by :mod:`stfpm_lib.data.convert`).
+MANIFEST_NAME = "manifest.json"
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MVTEC_TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
@@ -38,12 +43,17 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One test image: its path, label (0 normal, 1 anomalous), defect type and mask path."""
+    """One test image: its path, label (0 normal, 1 anomalous), defect type and mask path.
+
+    ``allow_empty_mask``: the dataset accepts a mask without defect pixel (converted with
+    ``allow_empty_masks``, read from its ``manifest.json``): a warning instead of an error.
+    """
 
     image_path: Path
     label: int
     defect_type: str
     mask_path: Path | None = None
+    allow_empty_mask: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,11 +125,24 @@ def index_category(root: str | os.PathLike, category: str) -> CategoryIndex:
     defects = []
     test_dir = folder / "test"
     types = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name != "good") if test_dir.is_dir() else []
+    allow_empty = manifest_allows_empty_masks(root)
     for defect_type in types:
         for image in list_images(test_dir / defect_type):
-            defects.append(Sample(image, 1, defect_type, _find_mask(folder, defect_type, image)))
+            defects.append(Sample(image, 1, defect_type, _find_mask(folder, defect_type, image), allow_empty))
     defects.sort(key=lambda s: str(s.image_path))
     return CategoryIndex(root=root, category=category, train=train, test=tuple(good + defects))
+
+
+def manifest_allows_empty_masks(root: str | os.PathLike) -> bool:
+    """Whether ``root/manifest.json`` records a conversion with ``allow_empty_masks`` (False without one)."""
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        return False
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable manifest: {exc}") from exc
+    return bool(isinstance(manifest, dict) and manifest.get("conversion", {}).get("allow_empty_masks"))
 
 
 def _find_mask(folder: Path, defect_type: str, image: Path) -> Path:

@@ -1,6 +1,7 @@
 """Image and mask preprocessing, faithful to the official code by default.
 
-Images: RGB (grayscale replicated to 3 channels) → resize to ``cfg.image_size``² with
+Files are decoded by :mod:`stfpm_lib.data.imageio` (EXIF orientation, 16-bit scaling, the
+empty-mask rule, errors naming the file). Images: RGB (grayscale replicated to 3 channels) → resize to ``cfg.image_size``² with
 PIL bilinear (antialiased, as torchvision's ``Resize`` on PIL images) → optional centre
 crop → ``[0, 1]`` → ImageNet normalisation.
 
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..config import STFPMConfig
+from .imageio import check_mask_has_defect, image_size_of, read_image, read_mask_values
 from .mvtec import DataError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "read_image_uint8", "read_mask_uint8", "normalize",
@@ -29,26 +31,6 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "read_image_uint8", "read_mask_uint8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def image_size_of(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
-
-
-def _open(path: str | Path, mode: str) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            img.load()  # forces full decoding: truncated files fail here
-            return img.convert(mode)
-    except FileNotFoundError as exc:
-        raise DataError(f"image file not found: {path}") from exc
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"cannot read image {path} (unreadable or truncated): {exc}") from exc
 
 
 def _center_crop(array: np.ndarray, size: int | None) -> np.ndarray:
@@ -61,7 +43,7 @@ def _center_crop(array: np.ndarray, size: int | None) -> np.ndarray:
 
 def read_image_uint8(path: str | Path, cfg: STFPMConfig) -> np.ndarray:
     """Decoded, resized and cropped RGB image, uint8 of shape (S, S, 3), S = ``cfg.input_size``."""
-    img = _open(path, "RGB").resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
+    img = read_image(path).convert("RGB").resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
     return np.ascontiguousarray(_center_crop(np.asarray(img, dtype=np.uint8), cfg.crop_size))
 
 
@@ -138,24 +120,28 @@ def resize_linear_uint8(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarr
 
 
 def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int] | None,
-                    cfg: STFPMConfig, image_path: str | Path | None = None) -> np.ndarray:
+                    cfg: STFPMConfig, image_path: str | Path | None = None, *,
+                    allow_empty: bool = False) -> np.ndarray:
     """Binarised mask at network resolution as uint8 0/1 of shape (S, S); zeros when ``mask_path`` is None.
 
     ``image_size_wh`` is the (width, height) of the image the mask belongs to; a mask of
-    another size raises :class:`DataError` naming both files.
+    another size raises :class:`DataError` naming both files. A mask without any value > 0
+    raises :class:`DataError` too, or warns with ``allow_empty`` (:func:`check_mask_has_defect`).
     """
     size = cfg.input_size
     if mask_path is None or str(mask_path) == "":
         return np.zeros((size, size), dtype=np.uint8)
-    mask = _open(mask_path, "L")
+    values = read_mask_values(mask_path)
+    mask = Image.fromarray(values, mode="L")
     if image_size_wh is not None and tuple(mask.size) != tuple(image_size_wh):
         raise DataError(
             f"mask {mask_path} is {mask.size[0]}x{mask.size[1]} but its image "
             f"{image_path or ''} is {image_size_wh[0]}x{image_size_wh[1]}"
         )
+    check_mask_has_defect(values > 0, mask_path, image_path, allow_empty=allow_empty)
     s = cfg.image_size
     if cfg.mask_rule == "gt0":
-        binary = resize_linear_uint8(np.asarray(mask, dtype=np.uint8), (s, s)) > 0
+        binary = resize_linear_uint8(values, (s, s)) > 0
     elif cfg.mask_rule == "nearest":
         binary = np.asarray(mask.resize((s, s), Image.NEAREST)) > 0
     else:  # eq1
@@ -164,6 +150,7 @@ def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int]
 
 
 def load_mask(mask_path: str | Path | None, image_size_wh: tuple[int, int] | None,
-              cfg: STFPMConfig, image_path: str | Path | None = None) -> torch.Tensor:
-    """Binarised mask at network resolution: bool (S, S)."""
-    return torch.from_numpy(read_mask_uint8(mask_path, image_size_wh, cfg, image_path).astype(bool))
+              cfg: STFPMConfig, image_path: str | Path | None = None, *, allow_empty: bool = False) -> torch.Tensor:
+    """Binarised mask at network resolution: bool (S, S) (see :func:`read_mask_uint8`)."""
+    mask = read_mask_uint8(mask_path, image_size_wh, cfg, image_path, allow_empty=allow_empty)
+    return torch.from_numpy(mask.astype(bool))
