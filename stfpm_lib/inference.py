@@ -117,13 +117,16 @@ class Predictions:
             bits = np.unpackbits(self.masks_packed, axis=1, count=side * int(self.maps.shape[-2]))
             return bits.reshape(n, int(self.maps.shape[-2]), side).astype(bool)
         from .data import image_size_of, load_mask
+        from .data.mvtec import manifest_allows_empty_masks
 
         cfg = cfg.replace(mask_rule=mask_rule or cfg.mask_rule)
+        root = self.dataset.get("root")
+        allow_empty = bool(root) and manifest_allows_empty_masks(root)  # the rule prediction applied
         out = np.zeros(self.maps.shape, dtype=bool)
         for i, (image_path, mask_path) in enumerate(zip(self.image_paths, self.mask_paths)):
             if mask_path:
                 size = tuple(self.image_sizes[i]) if self.image_sizes is not None else image_size_of(image_path)
-                out[i] = load_mask(mask_path, size, cfg, image_path).numpy()
+                out[i] = load_mask(mask_path, size, cfg, image_path, allow_empty=allow_empty).numpy()
         return out
 
     def to_frame(self):

@@ -187,3 +187,21 @@ def test_decompression_bomb_is_a_data_error_naming_the_file(tmp_path: Path, monk
                   "--set", "teacher_weights=random", "--set", "image_size=32", "--set", "epochs=1", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "too large to decode safely" in err and ".png" in err and "Traceback" not in err
+
+
+def test_reloaded_masks_follow_the_manifest_rule_too(empty_mask_root) -> None:
+    """Predictions.masks(another rule) re-reads the mask files under the same empty-mask rule as prediction."""
+    from stfpm_lib.inference import Predictions
+
+    root, mask = empty_mask_root
+    image = root / "brick" / "test" / "blob" / "000.png"
+    n, s = 1, CFG.image_size
+    pred = Predictions(maps=np.zeros((n, s, s), np.float32), scores=np.zeros(n, np.float32), labels=np.ones(n, bool),
+                       defect_types=np.array(["blob"]), image_paths=np.array([str(image)]),
+                       mask_paths=np.array([str(mask)]), config=CFG.to_dict(), teacher_weights={},
+                       dataset={"root": str(root), "category": "brick"})
+    with pytest.raises(DataError, match=r"000_mask.png has no defect pixel"):
+        pred.masks("nearest")
+    (root / "manifest.json").write_text(json.dumps({"conversion": {"allow_empty_masks": True}}))
+    with pytest.warns(EmptyMaskWarning, match=r"000_mask.png has no defect pixel"):
+        assert not pred.masks("nearest").any()
