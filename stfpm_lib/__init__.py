@@ -1,24 +1,41 @@
 """stfpm_lib: a thin, tested library behind the STFPM reproducibility notebooks.
 
-Architecture at a glance (one concern per module)::
+Architecture at a glance (sub-packages name the layers)::
 
-    config.py         STFPMConfig: every knob, presets official / anomalib / hcw / xia
-    data/             MVTec-layout index, preprocessing, Dataset, adapters (VisA, folders, PIPED),
-                      converter, synthetic defects, the embedded demo dataset
-    weights.py        teacher weights: imagenet (torchvision API) / random / local .pth, with sha256
-    model.py          teacher and student feature pyramids over torchvision ResNets
-    loss.py           the STFPM loss (official and anomalib scalings)
-    anomaly_map.py    per-layer distances, upsampling, fusion, smoothing, image scores
-    train.py          fit(): SGD loop, model selection, checkpoints, resume
-    inference.py      predict(): anomaly maps and scores cached to one .npz per category
-    metrics/          AUROC, exact MVTec AU-PRO, the official code's PRO, F1, curves
-    evaluate.py       predictions -> metrics (+ per defect type), metrics.json with provenance
-    report.py         run -> tables (CSV / Markdown / LaTeX) beside published numbers
-    published.py      the published numbers, with their sources
-    figures.py        matplotlib figures for notebooks and theses
-    pipeline.py       train -> predict -> evaluate for one category (what notebooks call)
-    batch.py          papermill runner over categories (python -m stfpm_lib.batch)
-    bench/            benchmarks (python -m stfpm_lib.bench metrics|speed)
+    config.py              STFPMConfig: every knob, presets official / anomalib / hcw / xia
+    method/                the method in pure torch, no files written
+        model.py           teacher and student feature pyramids over torchvision ResNets
+        loss.py            the STFPM loss (official and anomalib scalings)
+        anomaly_map.py     per-layer distances, upsampling, fusion, smoothing, image scores
+        weights.py         teacher weights: imagenet (torchvision API) / random / local .pth, with sha256
+    data/                  MVTec-layout index, preprocessing, Dataset, adapters (VisA, folders, PIPED),
+                           converter, synthetic defects, the embedded demo dataset
+    metrics/               AUROC, exact MVTec AU-PRO, the official code's PRO, F1, curves;
+                           summary.py: compute_all / per_defect_type for one category
+    engine/                running the method
+        training.py        fit(): SGD loop, model selection, resume
+        checkpoint.py      the checkpoint.pt / last.pt format (hashes, verification), load_checkpoint
+        inference.py       predict(): anomaly maps and scores cached to one .npz per category
+        device.py          device, precision, CPU kernels, RNG state
+        feature_cache.py   the frozen teacher's features kept in memory
+    records/               what a run leaves on disk
+        evaluation.py      predictions -> metrics (+ per defect type), the metrics.json format
+        provenance.py      package versions and machine of a result
+        io.py              atomic writes, sha256 of files
+    reporting/             runs -> tables and figures
+        tables.py          run -> tables (CSV / Markdown / LaTeX) beside published numbers
+        published.py       the published numbers (data in reporting/published/, with sources)
+        figures.py         matplotlib figures for notebooks and theses
+    runner/                entry points
+        notebook_steps.py  train -> predict -> evaluate for one category, plots (what notebooks call)
+        papermill_runner.py  notebooks over categories (``python -m stfpm_lib.batch``, via batch.py)
+        cli.py             the ``stfpm`` console script: train | predict | evaluate
+    bench/                 benchmarks (python -m stfpm_lib.bench metrics|speed)
+
+A package imports only from packages above it in this list, except ``records.io`` and
+``records.provenance`` (leaf helpers with no stfpm_lib imports, used by every layer that writes):
+``method/`` and ``data/`` never import ``engine/``, ``reporting/`` or ``runner/``; ``engine/`` never
+imports ``reporting/`` or ``runner/``; nothing imports ``runner/``.
 """
 
 from .config import PRESETS, STFPMConfig

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .io import atomic_write_text
+from .records.io import atomic_write_text
 
 __all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError",
            "config_differences", "FIELD_SPECS", "FieldSpec", "MIN_INPUT_SIZE", "parse_field", "parse_fields"]

@@ -32,7 +32,7 @@ def one_thread():
 def fit_interrupted():
     """``fit_interrupted(epoch, cfg, data_root, category, out_dir)``: a training run killed right after
     ``epoch`` (its ``last.pt`` written, no ``checkpoint.pt``), as a kill between epochs leaves it."""
-    from stfpm_lib.train import fit
+    from stfpm_lib.engine.training import fit
 
     class Interrupt(Exception):
         pass

@@ -1,4 +1,4 @@
-"""The notebook runner (stfpm_lib.batch) on throwaway notebooks built here.
+"""The notebook runner (stfpm_lib.runner.papermill_runner) on throwaway notebooks built here.
 
 Kernel start-ups cost seconds, so the executed runs are shared through module-scoped fixtures:
 one sequential CLI run over two categories (one made to fail), its rerun (resume), and one
@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from stfpm_lib import batch
-from stfpm_lib.batch import BatchError, parse_overrides, parse_value
 from stfpm_lib.config import STFPMConfig
+from stfpm_lib.runner import papermill_runner as batch
+from stfpm_lib.runner.papermill_runner import BatchError, parse_overrides, parse_value
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ n_repeat = 1
 
 BODY = '''import json, time
 from pathlib import Path
-from stfpm_lib.pipeline import config_from_namespace
+from stfpm_lib.runner.notebook_steps import config_from_namespace
 from stfpm_lib.data import index_category, load_image
 cfg = config_from_namespace(globals())
 index = index_category(data_root, category)
@@ -379,7 +379,7 @@ def test_demo_banner_says_which_teacher_is_used(tmp_path, monkeypatch, capsys):
     base = ["reproduce", "--results-dir", str(tmp_path / "runs"), "--no-progress"]
     assert batch.main(base + ["-p", "teacher_weights", str(pth)]) == 0
     out = capsys.readouterr().out
-    from stfpm_lib.io import sha256_file
+    from stfpm_lib.records.io import sha256_file
 
     assert "RANDOMLY INITIALISED" not in out and "random teacher" not in out
     note = f"teacher weights: file {pth.name} from {pth} (sha256 {sha256_file(pth)[:16]}...)"

@@ -14,9 +14,9 @@ import pytest
 import torch
 import torchvision
 
-import stfpm_lib.train as train_mod
+import stfpm_lib.engine.training as train_mod
 from stfpm_lib.config import STFPMConfig
-from stfpm_lib.train import fit
+from stfpm_lib.engine.training import fit
 
 # 9 training images (12 × 0.8), batch 4 does not divide it: batches of 4, 4, 1.
 CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=64, batch_size=4,

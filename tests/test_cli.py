@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from stfpm_lib.cli import build_parser, main, parse_set
 from stfpm_lib.config import LAYERS, STFPMConfig
-from stfpm_lib.inference import load_predictions
+from stfpm_lib.engine.inference import load_predictions
+from stfpm_lib.runner.cli import build_parser, main, parse_set
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--set", "teacher_weights=random", "--set", "image_size=64", "--set", "batch_size=4",
@@ -56,7 +56,7 @@ def test_train_predict_evaluate(trained, tiny_mvtec, capsys):
 
 def test_unknown_preset_exits_2_without_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "stfpm_lib.cli", "train", "--data-root", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "stfpm_lib.runner.cli", "train", "--data-root", str(tmp_path),
                            "--category", "x", "--out", str(tmp_path / "o"), "--preset", "nope"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
@@ -102,7 +102,7 @@ def test_missing_files_exit_2(tmp_path, capsys):
 
 
 def test_config_file_and_overrides():
-    from stfpm_lib.cli import _config_from_args
+    from stfpm_lib.runner.cli import _config_from_args
 
     args = build_parser().parse_args(["train", "--category", "c", "--out", "o", "--preset", "xia",
                                       "--set", "layers=layer1,layer2", "--set", "crop_size=null",
@@ -208,7 +208,7 @@ def test_batch_of_one_where_batchnorm_cannot_train_exits_2(small_root, tmp_path,
     assert "image_size=32" in err and "layer4 is 1x1" in err and "input size >= 33" in err
     assert "Traceback" not in err
     assert not out.exists()
-    from stfpm_lib.train import _check_batchnorm
+    from stfpm_lib.engine.training import _check_batchnorm
 
     cfg = STFPMConfig.from_preset("official", image_size=32, batch_size=3, layers=LAYERS)
     _check_batchnorm(cfg, 6)  # last batch of 3: fine

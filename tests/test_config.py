@@ -187,7 +187,7 @@ def test_parse_field_errors_name_field_and_value(field: str, text: str, message:
 
 
 def test_notebook_namespace_strings_are_parsed() -> None:
-    from stfpm_lib.pipeline import config_from_namespace
+    from stfpm_lib.runner.notebook_steps import config_from_namespace
 
     cfg = config_from_namespace({"preset": "official", "loss_half": "no", "channels_last": "yes", "epochs": "3",
                                  "lr": None, "crop_size": "0"})
@@ -206,7 +206,7 @@ _BAD_SETS = [("loss_half=maybe", "loss_half"), ("channels_last=sometimes", "chan
 @pytest.mark.parametrize("item, field", _BAD_SETS)
 def test_cli_train_bad_values_exit_2_naming_the_field(item: str, field: str, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
-    from stfpm_lib.cli import main
+    from stfpm_lib.runner.cli import main
 
     out = tmp_path / "out"
     assert main(["train", "--category", "c", "--out", str(out), "--set", item, "--no-progress"]) == 2
@@ -218,8 +218,7 @@ def test_cli_train_bad_values_exit_2_naming_the_field(item: str, field: str, tmp
 @pytest.mark.parametrize("item, field", _BAD_SETS)
 def test_runner_bad_values_exit_2_naming_the_field(item: str, field: str, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
-    from stfpm_lib import batch
-
+    from stfpm_lib.runner import papermill_runner as batch
     key, _, value = item.partition("=")
     code = batch.main(["reproduce", "--results-dir", str(tmp_path / "runs"), "-p", key, value, "--no-progress"])
     err = capsys.readouterr().err.strip()
@@ -228,7 +227,7 @@ def test_runner_bad_values_exit_2_naming_the_field(item: str, field: str, tmp_pa
 
 
 def test_runner_types_p_values_for_config_fields() -> None:
-    from stfpm_lib.batch import parse_overrides
+    from stfpm_lib.runner.papermill_runner import parse_overrides
 
     assert parse_overrides([["loss_half", "no"], ["channels_last", "on"], ["epochs", "2"], ["title", "x"],
                             ["n_examples", "3"]]) == {
@@ -236,7 +235,7 @@ def test_runner_types_p_values_for_config_fields() -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ["-m", "stfpm_lib.cli", "train", "--category", "c", "--out", "OUT", "--set", "lr=abc"],
+    ["-m", "stfpm_lib.runner.cli", "train", "--category", "c", "--out", "OUT", "--set", "lr=abc"],
     ["-m", "stfpm_lib.batch", "reproduce", "--results-dir", "OUT", "-p", "epochs", "abc"],
 ])
 def test_console_entry_points_print_no_traceback(argv: list[str], tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import pytest
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category
-from stfpm_lib.evaluate import (
+from stfpm_lib.engine.inference import Predictions, PredictionsError
+from stfpm_lib.records.evaluation import (
     METRICS_SCHEMA, Evaluation, EvaluationError, MetricsFileError, evaluate_predictions, read_metrics_json, write_metrics_json,
 )
-from stfpm_lib.inference import Predictions, PredictionsError
 
 CFG = STFPMConfig.from_preset("official").to_dict()
 RANDOM_TW = {"source": "random", "name": "random", "path": None, "sha256": None, "seed": 0}

@@ -8,10 +8,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from stfpm_lib import figures as F
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category, normalize
 from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
+from stfpm_lib.reporting import figures as F
 
 
 def _n_axes(fig: Figure, *, visible_only: bool = False) -> int:
@@ -143,8 +143,8 @@ def test_per_defect_type_bars(tmp_path):
 
 def test_best_worst_grid_from_predictions(tiny_mvtec, tmp_path):
     from stfpm_lib.data import load_mask
-    from stfpm_lib.evaluate import evaluate_predictions
-    from stfpm_lib.inference import Predictions
+    from stfpm_lib.records.evaluation import evaluate_predictions
+    from stfpm_lib.engine.inference import Predictions
 
     cfg = STFPMConfig.from_preset("official", image_size=32)
     test = index_category(tiny_mvtec, "grass").test

@@ -1,6 +1,6 @@
 """Every reported metric comes from float32 anomaly maps, never from float16-rounded ones.
 
-The runner/notebook path (:func:`stfpm_lib.pipeline.evaluate_category`, what 03_evaluate and
+The runner/notebook path (:func:`stfpm_lib.runner.notebook_steps.evaluate_category`, what 03_evaluate and
 ``python -m stfpm_lib.batch`` run) is compared with metrics computed here from float32 maps
 recomputed from the checkpoint, at a tolerance far below the float16 rounding effect (which
 the test measures on the same data, so it is known to matter there).
@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from stfpm_lib import cli
 from stfpm_lib import metrics as M
-from stfpm_lib.anomaly_map import anomaly_map
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category, load_image, load_mask, split_train_val
 from stfpm_lib.data.transforms import image_size_of
-from stfpm_lib.evaluate import evaluate_predictions, read_metrics_json
-from stfpm_lib.inference import PredictionsError, predict
-from stfpm_lib.pipeline import evaluate_category
-from stfpm_lib.train import fit, load_checkpoint
+from stfpm_lib.engine.checkpoint import load_checkpoint
+from stfpm_lib.engine.inference import PredictionsError, predict
+from stfpm_lib.engine.training import fit
+from stfpm_lib.method.anomaly_map import anomaly_map
+from stfpm_lib.records.evaluation import evaluate_predictions, read_metrics_json
+from stfpm_lib.runner import cli
+from stfpm_lib.runner.notebook_steps import evaluate_category
 
 CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=64, batch_size=4, epochs=1)
 PIXEL_KEYS = ("pixel_auroc", "au_pro", "official_pro", "pixel_f1", "pixel_f1_val")

@@ -1,4 +1,4 @@
-"""Atomic writes (stfpm_lib.io): failed writes said in words, write probes, stale temporary files."""
+"""Atomic writes (stfpm_lib.records.io): failed writes said in words, write probes, stale temporary files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stfpm_lib import io
-from stfpm_lib.io import OutputError, atomic_save, atomic_write_text, check_writable, clean_stale_tmp, tmp_name
+from stfpm_lib.records import io
+from stfpm_lib.records.io import OutputError, atomic_save, atomic_write_text, check_writable, clean_stale_tmp, tmp_name
 
 
 def test_full_disk_is_said_in_words_and_leaves_nothing(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 import scipy.ndimage as ndi
 import torch
 
-from stfpm_lib.anomaly_map import MapSettings, anomaly_map, fused_map, gaussian_blur, image_scores, layer_maps
 from stfpm_lib.config import STFPMConfig
-from stfpm_lib.loss import loss_from_config, normalized_sq_dist, per_image_loss, stfpm_loss
+from stfpm_lib.method.anomaly_map import MapSettings, anomaly_map, fused_map, gaussian_blur, image_scores, layer_maps
+from stfpm_lib.method.loss import loss_from_config, normalized_sq_dist, per_image_loss, stfpm_loss
 
 
 def feats_a():

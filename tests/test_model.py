@@ -10,8 +10,8 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from stfpm_lib.config import LAYERS, STFPMConfig
-from stfpm_lib.model import STFPM, FeaturePyramid, build_stfpm, feature_shapes
-from stfpm_lib.weights import TeacherWeights
+from stfpm_lib.method.model import STFPM, FeaturePyramid, build_stfpm, feature_shapes
+from stfpm_lib.method.weights import TeacherWeights
 
 SUBSETS = [c for r in range(1, 5) for c in itertools.combinations(LAYERS, r)]  # 15
 X64 = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))

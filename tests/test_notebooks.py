@@ -1,6 +1,6 @@
 """The committed notebooks: structure (thin, parameters cell first, no outputs), execution of every
 notebook through papermill (via the batch runner) on the tiny synthetic dataset, and their outputs.
-Also the notebook helpers of stfpm_lib.pipeline.
+Also the notebook helpers of stfpm_lib.runner.notebook_steps.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from stfpm_lib import batch
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import DataError
 from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
-from stfpm_lib.pipeline import (CONFIG_FIELDS, check_checkpoint_config, config_from_namespace, counts_table,
+from stfpm_lib.runner import papermill_runner as batch
+from stfpm_lib.runner.notebook_steps import (CONFIG_FIELDS, check_checkpoint_config, config_from_namespace, counts_table,
                                 evaluate_category, resolve_category, teacher_label)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_evaluate_writes_metrics_json(executed):
     assert record["wall_time_s"] == pytest.approx(extra["train_time_s"] + extra["eval_time_s"], rel=1e-6)
     assert extra["best_epoch"] == 1 and Path(extra["predictions"]) == cat_dir / "predictions_test.npz"
     # The metrics agree with sklearn recomputed from the cached anomaly maps.
-    from stfpm_lib.inference import load_predictions
+    from stfpm_lib.engine.inference import load_predictions
 
     pred = load_predictions(cat_dir / "predictions_test.npz")
     assert pred.maps.shape == (10, 64, 64) and list(pred.labels) == [0] * 4 + [1] * 6

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from stfpm_lib.data.mvtec import MVTEC_CATEGORIES
-from stfpm_lib.published import (
+from stfpm_lib.reporting.published import (
     COLUMNS, PUBLISHED_CSV, PublishedDataError, check_means, load_published, published_table, source_labels,
 )
 

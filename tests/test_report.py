@@ -12,9 +12,9 @@ import pytest
 
 from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
 from stfpm_lib.data.mvtec import MVTEC_CATEGORIES
-from stfpm_lib.evaluate import write_metrics_json
-from stfpm_lib.published import load_published
-from stfpm_lib.report import (
+from stfpm_lib.records.evaluation import write_metrics_json
+from stfpm_lib.reporting.published import load_published
+from stfpm_lib.reporting.tables import (
     ReportError, category_group, collect_run, comparison_table, f1_table, format_latex, format_markdown, main,
     results_table, write_tables,
 )
@@ -207,7 +207,7 @@ def test_errors_and_cli(tmp_path, run_dir, capsys):
     out_dir = tmp_path / "out"
     assert main([str(run_dir), "--out-dir", str(out_dir)]) == 0
     assert str(out_dir / "results.md") in capsys.readouterr().out
-    proc = subprocess.run([sys.executable, "-m", "stfpm_lib.report", str(empty)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "stfpm_lib.reporting.tables", str(empty)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2 and "error:" in proc.stderr and "metrics.json" in proc.stderr
 
@@ -216,7 +216,7 @@ def test_collect_run_refuses_results_made_with_another_config(tmp_path):
     """A metrics.json left from an earlier config of the run (stale) must not enter its tables."""
     import json
 
-    from stfpm_lib.report import ReportError, collect_run
+    from stfpm_lib.reporting.tables import ReportError, collect_run
 
     run = tmp_path / "run"
     _write(run, "bottle", [0.9] * 6 + [10.0], epochs=3)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stfpm_lib import batch
 from stfpm_lib.data.demo import DEMO_CATEGORIES, RANDOM_TEACHER_LABEL, demo_root
+from stfpm_lib.runner import papermill_runner as batch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,8 +89,7 @@ def test_demo_reproduce_resumes(demo_run):
 
 def test_mvtec_reproduce_never_falls_back(tiny_mvtec, tmp_path, monkeypatch, capsys):
     """With a data root, unavailable ImageNet weights stop the run before anything runs (no random teacher)."""
-    from stfpm_lib import weights
-
+    from stfpm_lib.method import weights
     def offline(spec, backbone):
         raise weights.WeightsUnavailableError(f"ImageNet weights for {backbone} are not cached and could not be "
                                               "downloaded (offline)")

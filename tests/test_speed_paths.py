@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 import torch
 
-from stfpm_lib import device as dev
-from stfpm_lib.anomaly_map import anomaly_map
 from stfpm_lib.config import ConfigError, STFPMConfig
-from stfpm_lib.feature_cache import MIB, TeacherFeatureCache, bytes_per_image
-from stfpm_lib.inference import (
+from stfpm_lib.engine import device as dev
+from stfpm_lib.engine.feature_cache import MIB, TeacherFeatureCache, bytes_per_image
+from stfpm_lib.engine.inference import (
     load_predictions,
     predict,
     predict_batch,
     prepare_for_inference,
 )
-from stfpm_lib.model import FeaturePyramid, build_stfpm, fold_batchnorm
-from stfpm_lib.train import fit
+from stfpm_lib.engine.training import fit
+from stfpm_lib.method.anomaly_map import anomaly_map
+from stfpm_lib.method.model import FeaturePyramid, build_stfpm, fold_batchnorm
 
 CPU = torch.device("cpu")
 # tiny_mvtec: 12 train images -> 9 train (3 batches of 3: no batch of one, see feature_cache) + 3 val
@@ -103,7 +103,7 @@ def test_memory_budget_caches_what_fits_and_logs(tiny_mvtec, tmp_path, caplog):
     cfg = CFG.replace(image_size=128, layers=("layer1",))
     assert bytes_per_image("resnet18", cfg.layers, 128) == MIB // 4
     ref = fit(cfg, tiny_mvtec, "brick", tmp_path / "ref", progress=False)
-    with caplog.at_level(logging.WARNING, logger="stfpm_lib.feature_cache"):
+    with caplog.at_level(logging.WARNING, logger="stfpm_lib.engine.feature_cache"):
         part = fit(cfg.replace(cache_teacher_features=True, cache_memory_mb=1), tiny_mvtec, "brick",
                    tmp_path / "part", progress=False)
     assert any("holds 4 of 9 images" in r.getMessage() for r in caplog.records)
@@ -367,7 +367,7 @@ def test_fast_fit_and_predict_override(reference, tiny_mvtec, tmp_path):
 def test_official_baseline_computes_the_official_quantities():
     """The benchmark's official-equivalent loop (layer4 kept) gives the project's fp32 loss and maps."""
     from stfpm_lib.bench.speed_bench import official_infer, official_pyramid
-    from stfpm_lib.loss import stfpm_loss
+    from stfpm_lib.method.loss import stfpm_loss
 
     torch.manual_seed(0)
     teacher, student_net = official_pyramid().eval(), official_pyramid().eval()

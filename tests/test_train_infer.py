@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from stfpm_lib.anomaly_map import anomaly_map
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category
-from stfpm_lib.inference import PredictionsError, load_predictions, predict
-from stfpm_lib.train import CheckpointError, TrainError, checkpoint_sha256, fit, load_checkpoint
+from stfpm_lib.engine.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint
+from stfpm_lib.engine.inference import PredictionsError, load_predictions, predict
+from stfpm_lib.engine.training import TrainError, fit
+from stfpm_lib.method.anomaly_map import anomaly_map
 
 CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=64, batch_size=4,
                               eval_batch_size=8, epochs=2, selection="val_loss")
@@ -222,7 +223,7 @@ def test_precision_and_memory_format_hooks(tiny_mvtec, tmp_path):
     np.testing.assert_allclose(cl.history["train_loss"], ref.history["train_loss"], rtol=1e-3)  # 3 SGD steps at lr 0.4 amplify rounding
     np.testing.assert_allclose(cl.history["val_map"], ref.history["val_map"], rtol=3e-2)
     # forward passes of one model agree closely in both memory formats
-    from stfpm_lib.device import prepare_input, prepare_model
+    from stfpm_lib.engine.device import prepare_input, prepare_model
 
     model, _, _ = load_checkpoint(ref.checkpoint_path)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))

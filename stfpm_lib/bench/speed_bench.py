@@ -14,13 +14,13 @@ own (spawned) process, called one at a time and interleaved round by round; the 
 * ``project fp32``: this package with its faithful defaults (fp32, NCHW, no cache): layer4
   neither built nor run, uint8 batches normalised on the device, batched inference, and on
   CPU the allocator setting that ``fit``/``predict`` apply
-  (:func:`stfpm_lib.device.tune_cpu_allocator`).
+  (:func:`stfpm_lib.engine.device.tune_cpu_allocator`).
 * ``project fast``: what a user gets with ``precision="auto"`` (or ``--precision``) on this
   machine: bf16 on CPUs with native bf16 (AVX512-BF16 or AMX) and on bf16 GPUs, fp16 on other
-  GPUs, fp32 on other CPUs (:func:`stfpm_lib.device.amp_dtype`); plus ``channels_last``, the
+  GPUs, fp32 on other CPUs (:func:`stfpm_lib.engine.device.amp_dtype`); plus ``channels_last``, the
   teacher feature cache, and for inference batches (``--eval-batch``) under ``inference_mode``
   (BatchNorm-folded networks under mixed precision; cuDNN autotuning on CUDA). Training runs
-  :func:`stfpm_lib.train.train_epoch` and inference :func:`stfpm_lib.inference.predict_batch`,
+  :func:`stfpm_lib.engine.training.train_epoch` and inference :func:`stfpm_lib.engine.inference.predict_batch`,
   the code of ``fit`` and ``predict``.
 * ``project bf16`` (only with ``--with-bf16``, when the fast path is not bf16 already): the fast
   settings in bf16, labelled "emulated" on CPUs without native bf16 (there it is slower than fp32,
@@ -28,7 +28,7 @@ own (spawned) process, called one at a time and interleaved round by round; the 
 
 Every section names the hardware its figures come from: CPU model, PyTorch's CPU capability
 (``AVX2``, ``AVX512``, ``+AMX``) and whether bf16 is native or emulated
-(:func:`stfpm_lib.device.cpu_description`), or the GPU.
+(:func:`stfpm_lib.engine.device.cpu_description`), or the GPU.
 
 Images are synthetic (random crops of a CC0 texture, ``--size``² pixels, held in memory as
 uint8); decoding files is not timed (the official code holds its images in memory too).
@@ -321,8 +321,8 @@ class _ProjectTrainer:
     """The project's training step functions on in-memory images (one cache per image set)."""
 
     def __init__(self, setup: _Setup, variant: str) -> None:
-        from stfpm_lib.device import grad_scaler, prepare_model
-        from stfpm_lib.model import build_stfpm
+        from stfpm_lib.engine.device import grad_scaler, prepare_model
+        from stfpm_lib.method.model import build_stfpm
 
         self.setup = setup
         self.cfg = _project_cfg(setup, variant)
@@ -333,16 +333,16 @@ class _ProjectTrainer:
         self.caches: dict[int, Any] = {}
 
     def loader(self, arrays: list[np.ndarray]):
-        from stfpm_lib.train import IndexedImages
+        from stfpm_lib.engine.training import IndexedImages
 
         return torch.utils.data.DataLoader(IndexedImages(_ArrayImages(arrays)), batch_size=self.cfg.batch_size,
                                            shuffle=True, generator=torch.Generator().manual_seed(self.setup.seed),
                                            pin_memory=self.setup.device.type == "cuda")
 
     def epoch(self, key: int, loader) -> float:
-        from stfpm_lib.device import kernel_policy
-        from stfpm_lib.feature_cache import TeacherFeatureCache
-        from stfpm_lib.train import train_epoch
+        from stfpm_lib.engine.device import kernel_policy
+        from stfpm_lib.engine.feature_cache import TeacherFeatureCache
+        from stfpm_lib.engine.training import train_epoch
 
         cache = None
         if self.cfg.cache_teacher_features:
@@ -370,9 +370,9 @@ class _OfficialTrainer:
 
 
 def _project_inferencer(setup: _Setup, variant: str, arrays: list[np.ndarray]) -> Callable[[], np.ndarray]:
-    from stfpm_lib.device import kernel_policy
-    from stfpm_lib.inference import predict_batch, prepare_for_inference
-    from stfpm_lib.model import build_stfpm
+    from stfpm_lib.engine.device import kernel_policy
+    from stfpm_lib.engine.inference import predict_batch, prepare_for_inference
+    from stfpm_lib.method.model import build_stfpm
 
     cfg = _project_cfg(setup, variant)
     model = prepare_for_inference(build_stfpm(cfg), cfg, setup.device)
@@ -454,7 +454,7 @@ def _worker_main(conn, variant: str, setup: _Setup, threads: int, tune: bool) ->
     try:
         torch.set_num_threads(threads)
         if tune:
-            from stfpm_lib.device import tune_cpu_allocator
+            from stfpm_lib.engine.device import tune_cpu_allocator
 
             tune_cpu_allocator()
         runner = _Runner(variant, setup)
@@ -523,7 +523,7 @@ def _runners(setup: _Setup, in_process: bool, threads: int) -> Iterator[dict[str
     """The three variants: each in its own process (default) or all in this one.
 
     In separate processes the project's variants use the allocator setting that ``fit`` and
-    ``predict`` apply on CPU (:func:`stfpm_lib.device.tune_cpu_allocator`) and the official
+    ``predict`` apply on CPU (:func:`stfpm_lib.engine.device.tune_cpu_allocator`) and the official
     one the default allocator, as the official code. In-process, nothing is tuned.
     """
     if in_process:
@@ -594,9 +594,9 @@ def _bench(setup: _Setup, counts: list[int], n_infer: int, rounds: int, in_proce
 def _bench_fidelity(setup: _Setup, args) -> dict[str, Any]:
     """AUROC of the fast path vs fp32 on a synthetic category (inference-only and end to end)."""
     from stfpm_lib.data import make_synthetic_category
-    from stfpm_lib.inference import load_predictions, predict
+    from stfpm_lib.engine.inference import load_predictions, predict
     from stfpm_lib.metrics import image_auroc, pixel_auroc
-    from stfpm_lib.train import fit
+    from stfpm_lib.engine.training import fit
 
     with tempfile.TemporaryDirectory(prefix="stfpm_speed_") as tmp:
         root = Path(tmp) / "data"
@@ -656,7 +656,7 @@ def _hardware(device: torch.device) -> dict[str, str]:
     CPU: model name, PyTorch's CPU capability (AVX2, AVX512, +AMX) and whether bf16 is native
     or emulated; CUDA: the GPU's name (the host CPU in ``tag`` too).
     """
-    from stfpm_lib.device import cpu_description
+    from stfpm_lib.engine.device import cpu_description
 
     cpu = cpu_description()
     bf16 = "native" if cpu["native_bf16"] else "emulated"
@@ -670,7 +670,7 @@ def _hardware(device: torch.device) -> dict[str, str]:
 
 def _label(setup: _Setup, variant: str, hw: dict[str, str]) -> str:
     """Row label: the variant, with the precision ``project fast`` runs in and "emulated" for emulated bf16."""
-    from stfpm_lib.device import effective_precision
+    from stfpm_lib.engine.device import effective_precision
 
     if variant not in ("project fast", "project bf16"):
         return variant
@@ -696,8 +696,8 @@ def _speedup(rate: float, official: float) -> str:
 
 
 def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
-    from stfpm_lib.device import effective_precision
-    from stfpm_lib.feature_cache import MIB
+    from stfpm_lib.engine.device import effective_precision
+    from stfpm_lib.engine.feature_cache import MIB
 
     dev, hw = setup.device, _hardware(setup.device)
     auto = effective_precision("auto", dev)
@@ -777,7 +777,7 @@ def _report_scaling(setup: _Setup, res: _Results, counts: list[int], first: floa
 
 
 def _report_memory(setup: _Setup, res: _Results, n: int, per_image: int, hw: dict[str, str], say) -> None:
-    from stfpm_lib.feature_cache import MIB
+    from stfpm_lib.engine.feature_cache import MIB
 
     say(f"\n--- memory for a full category (project fast path) on {hw['tag']}")
     m = max(MVTEC_TRAIN_IMAGES)
@@ -902,7 +902,7 @@ def main(argv: list[str] | None = None) -> int:
     import torchvision
 
     from stfpm_lib.config import ConfigError
-    from stfpm_lib.device import effective_precision
+    from stfpm_lib.engine.device import effective_precision
 
     say(f"STFPM speed benchmark: torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"python {platform.python_version()}, {os.cpu_count()} CPUs: {_hardware(torch.device('cpu'))['tag']}")

@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_write_text, sha256_file
+from ..records.io import atomic_write_text, sha256_file
 from .adapters import AdapterIndex, DatasetAdapter, binarize_mask
 from .imageio import check_mask_has_defect, image_size_of, read_image, read_mask_values
 from .mvtec import MANIFEST_NAME, DataError, index_category, list_categories, list_images, manifest_allows_empty_masks

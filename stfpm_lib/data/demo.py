@@ -7,7 +7,7 @@ see ``demo_data/piped/README.md`` for the attribution and the list of changes.
 
 ``demo_teacher_weights()`` says which teacher the demo can use: ImageNet weights when they
 are cached or downloadable, else a random teacher with a loud warning. Only the demo falls
-back; MVTec AD and VisA runs never do (they use :func:`stfpm_lib.weights.resolve_teacher_weights`,
+back; MVTec AD and VisA runs never do (they use :func:`stfpm_lib.method.weights.resolve_teacher_weights`,
 which raises).
 """
 
@@ -95,14 +95,14 @@ def demo_teacher_weights(backbone: str = "resnet18", *, probe_timeout_s: float =
     """``("imagenet", None)`` when ImageNet weights are obtainable, else ``("random", warning text)``.
 
     Obtainable: already in the torch hub cache (and verified by
-    :func:`stfpm_lib.weights.resolve_teacher_weights`), or downloadable (the weights URL
+    :func:`stfpm_lib.method.weights.resolve_teacher_weights`), or downloadable (the weights URL
     answers a HEAD request within ``probe_timeout_s`` seconds; the run downloads it).
     ``$STFPM_OFFLINE=1`` skips the network probe. ``probe(url, timeout_s) -> reason | None``
     replaces the probe (tests).
     """
     import torch
 
-    from ..weights import WeightsError, imagenet_weights_enum, resolve_teacher_weights
+    from ..method.weights import WeightsError, imagenet_weights_enum, resolve_teacher_weights
 
     weights = imagenet_weights_enum(backbone)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)

@@ -19,7 +19,6 @@ Undefined cases (no defect pixels, no normal pixels, one image class) raise
 from ._resize import resize_bilinear
 from ._validation import UndefinedMetricError
 from .pro import PROCurve, au_pro, official_pro, official_pro_curve, official_thresholds, pro_curve
-from .report import compute_all, per_defect_type
 from .roc import (
     F1Result,
     ROCCurve,
@@ -34,6 +33,7 @@ from .roc import (
     roc_curve,
     val_threshold,
 )
+from .summary import compute_all, per_defect_type
 
 __all__ = [
     "au_pro",

@@ -12,7 +12,7 @@ student. This is the order of the official code (``torch.manual_seed(0)``, teach
 ``resnet18(pretrained=True)``, student ``resnet18(pretrained=False)``), so the student's
 initial tensors follow the same RNG stream. A ``random`` teacher is the first draw of that
 stream, so teacher and student differ. By default this happens in a forked RNG (the global
-state is untouched); :func:`stfpm_lib.train.fit` passes ``advance_global_rng=True`` so that
+state is untouched); :func:`stfpm_lib.engine.training.fit` passes ``advance_global_rng=True`` so that
 its DataLoaders then draw from the global RNG exactly where the official code's do.
 """
 
@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .config import BACKBONES, LAYERS, STFPMConfig
+from ..config import BACKBONES, LAYERS, STFPMConfig
 from .weights import TeacherWeights, resolve_teacher_weights, state_dict_sha256
 
 __all__ = ["FeaturePyramid", "STFPM", "build_stfpm", "feature_shapes", "fold_batchnorm", "inference_copy"]
@@ -132,7 +132,7 @@ class STFPM(nn.Module):
         return self.teacher_features(x), self.student(x)
 
     def teacher_fingerprint(self) -> str:
-        """sha256 of the teacher's tensors (see :func:`stfpm_lib.weights.state_dict_sha256`)."""
+        """sha256 of the teacher's tensors (see :func:`stfpm_lib.method.weights.state_dict_sha256`)."""
         return state_dict_sha256(self.teacher.state_dict())
 
 

@@ -23,7 +23,12 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from .. import metrics as M
+from ..data import image_size_of, index_category
+from ..data.imageio import read_mask_values
+from ..engine.inference import PredictionsError, load_predictions
 from .io import atomic_write_text, sha256_file
+from .provenance import environment_info
 
 __all__ = [
     "METRICS_SCHEMA", "TEACHER_SOURCES", "MetricsFileError", "EvaluationError", "Evaluation", "evaluate_predictions",
@@ -113,8 +118,6 @@ def _thin(arrays: dict[str, np.ndarray], n: int = _CURVE_POINTS) -> dict[str, np
 
 def _original_masks(pred: Any) -> list[np.ndarray]:
     """Ground truth at the original image resolution (any value > 0 is a defect), one 2-D array per image."""
-    from .data import image_size_of
-    from .data.imageio import read_mask_values
 
     sizes = getattr(pred, "image_sizes", None)
     masks = []
@@ -129,8 +132,6 @@ def _original_masks(pred: Any) -> list[np.ndarray]:
 
 def _load(predictions: Any) -> tuple[Any, str | None]:
     if isinstance(predictions, (str, os.PathLike)):
-        from .inference import load_predictions
-
         return load_predictions(predictions), os.fspath(predictions)
     for attr in ("maps", "scores", "labels", "defect_types", "image_paths", "mask_paths", "masks"):
         if not hasattr(predictions, attr):
@@ -143,8 +144,6 @@ def _float32_maps(maps: Any, where: str) -> np.ndarray:
     """``maps`` as an array, refusing float16 (or any float narrower than float32)."""
     maps = np.asarray(maps)
     if maps.dtype.kind == "f" and maps.dtype.itemsize < 4:
-        from .inference import PredictionsError
-
         raise PredictionsError(
             f"{where}: the anomaly maps are stored as {maps.dtype}; metrics are computed from float32 maps only "
             f"(float16 rounding moves them, e.g. the official PRO by ~2.5e-4): predict again with "
@@ -157,7 +156,7 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
     """Every metric of one category from its test predictions (a ``Predictions`` or a ``.npz`` path).
 
     Every number comes from float32 (or float64) maps: predictions whose maps were stored as
-    float16 raise :class:`~stfpm_lib.inference.PredictionsError` (their rounding moves the
+    float16 raise :class:`~stfpm_lib.engine.inference.PredictionsError` (their rounding moves the
     official-code PRO by ~2.5e-4; predict with ``maps_dtype="float32"``, the default).
     Pixel metrics use the maps ``(N, H, W)`` and ``predictions.masks()`` (binarised at map resolution
     by the config's ``mask_rule``); image metrics use the stored float32 ``scores`` (max of each map)
@@ -167,7 +166,6 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
     ``mask_rule`` (``gt0``/``nearest``/``eq1``) re-binarises the masks from the mask files for a
     sensitivity check (default: the rule of the run, as stored); ``Evaluation.mask_rule`` records it.
     """
-    from . import metrics as M
 
     pred, source = _load(predictions)
     where = source or getattr(pred, "path", None) or "predictions"
@@ -329,8 +327,6 @@ def _dataset_dict(dataset: Any) -> dict[str, Any]:
         raise ValueError(f"dataset must be a CategoryIndex or a mapping with a 'root' key; got {dataset!r}")
     ds = dict(dataset)
     if "counts" not in ds and ds.get("category") and Path(ds["root"]).is_dir():
-        from .data import index_category
-
         ds["counts"] = index_category(ds["root"], ds["category"]).counts()
     counts = ds.get("counts")
     if counts is not None:
@@ -349,10 +345,9 @@ def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], c
     teacher weights (``TeacherWeights`` or its ``describe()`` dict; the sha256 is computed from
     ``path`` when missing and required unless the teacher is random), the dataset (root, category,
     per-split file counts; counted from disk when not given), the wall time in seconds, the
-    environment (:func:`stfpm_lib.provenance.environment_info`) and ``extra`` (by convention
+    environment (:func:`stfpm_lib.records.provenance.environment_info`) and ``extra`` (by convention
     ``train_time_s``, ``best_epoch``, ``predictions`` ...).
     """
-    from .provenance import environment_info
 
     wall = float(wall_time_s)
     if not math.isfinite(wall) or wall < 0:

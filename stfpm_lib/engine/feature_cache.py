@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .model import feature_shapes
+from ..method.model import feature_shapes
 
 __all__ = ["TeacherFeatureCache", "bytes_per_image", "MIB"]
 

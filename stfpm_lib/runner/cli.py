@@ -1,4 +1,4 @@
-"""Command line: ``stfpm train | predict | evaluate`` (also ``python -m stfpm_lib.cli``).
+"""Command line: ``stfpm train | predict | evaluate`` (also ``python -m stfpm_lib.runner.cli``).
 
 Examples::
 
@@ -34,7 +34,7 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     Each value is typed for its field by :func:`stfpm_lib.config.parse_field` (``loss_half=no``
     is ``False``, ``lr=abc`` raises ``ConfigError`` naming ``lr``); unknown keys raise.
     """
-    from .config import parse_fields
+    from ..config import parse_fields
 
     out: dict[str, str] = {}
     for item in items:
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_from_args(args: argparse.Namespace):
     """``--config FILE`` or ``--preset NAME`` (default ``official``), then the ``--set`` overrides."""
-    from .config import STFPMConfig
+    from ..config import STFPMConfig
 
     if args.config and args.preset:
         raise _UsageError("give either --config or --preset, not both (a config file names its preset)")
@@ -107,7 +107,7 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import fit
+    from ..engine.training import fit
 
     cfg = _config_from_args(args)
     result = fit(cfg, args.data_root, args.category, args.out, resume=not args.no_resume,
@@ -117,16 +117,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"epochs: {len(h)}  kept epoch: {result.best_epoch} (selection={cfg.selection})  "
           f"train time: {result.train_time_s:.1f} s  teacher: {result.teacher_weights.get('name')}")
     if args.predict:
-        from .inference import predict
+        from ..engine.inference import predict
 
         print(f"predictions: {predict(result.checkpoint_path, args.data_root, args.category, progress=not args.no_progress)}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import predict
+    from ..engine.inference import predict
 
-    from .config import STFPMConfig
+    from ..config import STFPMConfig
 
     expect = None
     if args.expect_config:
@@ -143,8 +143,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import time
 
-    from .evaluate import evaluate_predictions, write_metrics_json
-    from .inference import load_predictions
+    from ..records.evaluation import evaluate_predictions, write_metrics_json
+    from ..engine.inference import load_predictions
 
     start = time.perf_counter()
     pred = load_predictions(args.predictions)
@@ -172,17 +172,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .config import ConfigError
-    from .data import DataError
-    from .inference import PredictionsError
-    from .train import CheckpointError, TrainError
-    from .weights import WeightsError
+    from ..config import ConfigError
+    from ..data import DataError
+    from ..engine.inference import PredictionsError
+    from ..engine.checkpoint import CheckpointError
+    from ..engine.training import TrainError
+    from ..method.weights import WeightsError
 
     errors: list[type[BaseException]] = [_UsageError, ConfigError, DataError, WeightsError, CheckpointError,
                                          TrainError, PredictionsError, FileNotFoundError, NotImplementedError]
-    from .evaluate import EvaluationError, MetricsFileError
-    from .io import OutputError
-    from .metrics import UndefinedMetricError
+    from ..records.evaluation import EvaluationError, MetricsFileError
+    from ..records.io import OutputError
+    from ..metrics import UndefinedMetricError
 
     return tuple(errors + [EvaluationError, MetricsFileError, OutputError, UndefinedMetricError])
 

@@ -18,7 +18,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .config import ConfigError
+from ..config import ConfigError
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "resolve_device", "seed_everything", "rng_state", "set_rng_state", "autocast", "amp_dtype",
@@ -170,7 +171,7 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
     """Autocast context for the network forward passes (a no-op for fp32).
 
     Losses and maps are computed in float32 whatever the precision (the feature maps are
-    cast up in :func:`stfpm_lib.loss.normalized_sq_dist`).
+    cast up in :func:`stfpm_lib.method.loss.normalized_sq_dist`).
     """
     dtype = amp_dtype(precision, device)
     if dtype is None:
@@ -214,7 +215,6 @@ def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
     The same float32 operations as :func:`stfpm_lib.data.transforms.normalize`; the result
     is a permuted view, i.e. already in the channels-last memory layout.
     """
-    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     x = images.float().div_(255.0).movedim(-1, -3)
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1)

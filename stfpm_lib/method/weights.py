@@ -13,7 +13,7 @@ Specs
         downloaded there through the torchvision weights API when absent. Its sha256 must
         start with the hash embedded in the file name.
     ``"random"``  torchvision's default initialisation, drawn from the seeded RNG stream
-        of :func:`stfpm_lib.model.build_stfpm` (the seed is recorded).
+        of :func:`stfpm_lib.method.model.build_stfpm` (the seed is recorded).
     a path  a ``.pth`` state dict (optionally nested under ``"state_dict"`` or ``"model"``;
         a ``"module."`` prefix is stripped). A file named like a torch hub file
         (``<name>-<hex>.pth``, e.g. ``resnet18-f37072fd.pth``) must have a sha256 starting
@@ -32,8 +32,8 @@ from typing import Any, Mapping
 
 import torch
 
-from .config import BACKBONES
-from .io import sha256_file
+from ..config import BACKBONES
+from ..records.io import sha256_file
 
 __all__ = [
     "TeacherWeights",

@@ -20,7 +20,7 @@ dataset            JSON str                    root, category, counts, split ima
 meta               JSON str                    split, checkpoint path and sha256, timings, environment
 =================  ==========================  =============================================
 
-Metrics are computed from float32 maps only: :func:`stfpm_lib.evaluate.evaluate_predictions`
+Metrics are computed from float32 maps only: :func:`stfpm_lib.records.evaluation.evaluate_predictions`
 refuses a file whose maps were stored as float16 (``maps_dtype="float16"``, half the size, is
 for figures and storage; its rounding moves the official-code PRO by ~2.5e-4).
 
@@ -30,7 +30,7 @@ Speed: images go through the networks in batches of ``eval_batch_size`` under
 ``torch.inference_mode`` (teacher and student in one pass per batch), as uint8 until they
 reach the device, in the channels-last layout when ``cfg.channels_last``. With a mixed
 ``precision`` (``bf16``/``fp16``/``auto`` resolving to one) the forward passes run under
-autocast on BatchNorm-folded copies of the networks (:func:`stfpm_lib.model.inference_copy`)
+autocast on BatchNorm-folded copies of the networks (:func:`stfpm_lib.method.model.inference_copy`)
 and, on CUDA, with cuDNN autotuning; maps are always computed in float32. ``fp32`` keeps the
 networks as trained (faithful, deterministic).
 """
@@ -49,11 +49,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .anomaly_map import anomaly_map, image_scores
-from .config import ConfigError, STFPMConfig
+from ..config import ConfigError, STFPMConfig
+from ..data import DataError, ImageDataset, Sample, image_size_of, index_category, load_mask, split_train_val
+from ..data.mvtec import manifest_allows_empty_masks
+from ..method.anomaly_map import anomaly_map, image_scores
+from ..method.model import STFPM, inference_copy
+from ..records.io import atomic_path, clean_stale_tmp, sha256_file
+from ..records.provenance import environment_info
+from .checkpoint import load_checkpoint
 from .device import amp_dtype, autocast, kernel_policy, prepare_input, prepare_model, resolve_device, tune_cpu_allocator
-from .io import atomic_path, clean_stale_tmp, sha256_file
-from .model import STFPM, inference_copy
 
 __all__ = ["predict", "Predictions", "load_predictions", "PredictionsError", "SPLITS", "prepare_for_inference",
            "predict_batch", "recorded_split"]
@@ -116,8 +120,6 @@ class Predictions:
         if (mask_rule is None or mask_rule == cfg.mask_rule) and self.masks_packed is not None:
             bits = np.unpackbits(self.masks_packed, axis=1, count=side * int(self.maps.shape[-2]))
             return bits.reshape(n, int(self.maps.shape[-2]), side).astype(bool)
-        from .data import image_size_of, load_mask
-        from .data.mvtec import manifest_allows_empty_masks
 
         cfg = cfg.replace(mask_rule=mask_rule or cfg.mask_rule)
         root = self.dataset.get("root")
@@ -152,7 +154,7 @@ def predict_batch(model: STFPM, images: torch.Tensor, cfg: STFPMConfig, device: 
     """Anomaly maps and image scores of one batch: ``(maps (B,S,S) float32, scores (B,))`` on ``device``.
 
     ``images``: uint8 (B,S,S,3) or normalised float (B,3,S,S), on any device. Call under
-    ``torch.inference_mode`` (and :func:`stfpm_lib.device.kernel_policy`) with a model from
+    ``torch.inference_mode`` (and :func:`stfpm_lib.engine.device.kernel_policy`) with a model from
     :func:`prepare_for_inference`.
     """
     x = prepare_input(images, device, cfg.channels_last)
@@ -188,7 +190,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     """Run the checkpoint over ``split`` of ``category`` and write the ``.npz``; return its path.
 
     Args:
-        checkpoint_path: a finished ``checkpoint.pt`` from :func:`stfpm_lib.train.fit`.
+        checkpoint_path: a finished ``checkpoint.pt`` from :func:`stfpm_lib.engine.training.fit`.
         data_root, category: default to those recorded in the checkpoint.
         out_path: default ``predictions_<split>.npz`` next to the checkpoint.
         split: ``test`` (all test images), ``val`` (held-out normals) or ``train``. ``val`` and
@@ -201,16 +203,13 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         precision, channels_last: inference settings, default the checkpoint config's (e.g. a
             student trained in fp32 can be run with ``precision="bf16"``); recorded in ``meta``.
         maps_dtype: ``float32`` (default, exact; what metrics need) or ``float16`` (half the size,
-            for figures only: :func:`stfpm_lib.evaluate.evaluate_predictions` refuses it). float16
+            for figures only: :func:`stfpm_lib.records.evaluation.evaluate_predictions` refuses it). float16
             keeps ~3 significant digits down to 6.1e-5; below that (subnormal) precision drops. The
             share of such map values is recorded in ``meta["float16_subnormal_fraction"]`` and
             a warning is issued above 1% (product maps of a well-trained student can be tiny).
         expect: the config the checkpoint must have been built with (backbone, layer set,
-            teacher weights); a mismatch raises :class:`stfpm_lib.train.CheckpointError`.
+            teacher weights); a mismatch raises :class:`stfpm_lib.engine.checkpoint.CheckpointError`.
     """
-    from .data import ImageDataset, Sample, image_size_of, index_category
-    from .provenance import environment_info
-    from .train import load_checkpoint
 
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
@@ -318,7 +317,6 @@ def recorded_split(dataset: dict[str, Any], index, split: str, cfg: STFPMConfig)
     in ``train/good`` without the content check; with no record at all the split is recomputed
     (with a warning).
     """
-    from .data import DataError, split_train_val
 
     base = Path(index.root).resolve() / index.category
     if f"{split}_files" in dataset:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differences, parse_field
+from ..config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differences, parse_field
 
 __all__ = [
     "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
@@ -54,17 +54,17 @@ def config_from_namespace(namespace: Mapping[str, Any], preset: str | None = Non
 def resolve_notebook_data_root(data_root: str | os.PathLike | None) -> Path:
     """``data_root``, else ``$MVTEC_ROOT``, else the embedded demo dataset (interactive use)."""
     if data_root in (None, "") and not os.environ.get("MVTEC_ROOT"):
-        from .data.demo import demo_root
+        from ..data.demo import demo_root
 
         return Path(demo_root())
-    from .data.mvtec import resolve_data_root
+    from ..data.mvtec import resolve_data_root
 
     return resolve_data_root(data_root)
 
 
 def resolve_category(data_root: str | os.PathLike, category: str | None) -> str:
     """``category``, checked to exist under ``data_root``; ``None`` -> the first category found."""
-    from .data.mvtec import DataError, index_category, list_categories
+    from ..data.mvtec import DataError, index_category, list_categories
 
     if category in (None, ""):
         found = list_categories(data_root)
@@ -91,7 +91,7 @@ def teacher_label(teacher: STFPMConfig | Mapping[str, Any] | str | None) -> str:
     else:
         source = teacher
     if source == "random":
-        from .data.demo import RANDOM_TEACHER_LABEL
+        from ..data.demo import RANDOM_TEACHER_LABEL
 
         return RANDOM_TEACHER_LABEL
     return ""
@@ -104,7 +104,7 @@ def counts_table(data_root: str | os.PathLike, categories: list[str] | None = No
     """
     import pandas as pd
 
-    from .data.mvtec import index_category, list_categories
+    from ..data.mvtec import index_category, list_categories
 
     rows = []
     for category in categories or list_categories(data_root):
@@ -152,8 +152,8 @@ def check_checkpoint_config(checkpoint_config: Mapping[str, Any], cfg: STFPMConf
 class CategoryEvaluation:
     """What :func:`evaluate_category` produced: the evaluation, the test predictions and the files."""
 
-    evaluation: Any  # stfpm_lib.evaluate.Evaluation
-    predictions: Any  # stfpm_lib.inference.Predictions (test split)
+    evaluation: Any  # stfpm_lib.records.evaluation.Evaluation
+    predictions: Any  # stfpm_lib.engine.inference.Predictions (test split)
     metrics_path: Path
     predictions_path: Path
     val_predictions_path: Path
@@ -172,10 +172,10 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     package versions, ``wall_time_s`` = training + evaluation seconds; ``extra`` has both parts).
     ``cfg`` (optional) must match the checkpoint's config (runtime fields aside).
     """
-    from .evaluate import evaluate_predictions, write_metrics_json
-    from .inference import load_predictions, predict
-    from .io import sha256_file
-    from .train import CHECKPOINT_NAME, load_checkpoint
+    from ..records.evaluation import evaluate_predictions, write_metrics_json
+    from ..engine.inference import load_predictions, predict
+    from ..records.io import sha256_file
+    from ..engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
     out = Path(out_dir)
     ckpt = out / CHECKPOINT_NAME
@@ -209,8 +209,8 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
 
 def run_category(cfg: STFPMConfig, data_root: str | os.PathLike, category: str, out_dir: str | os.PathLike, *,
                  log: Callable[[Mapping[str, Any]], None] | None = None) -> CategoryEvaluation:
-    """Train (``stfpm_lib.train.fit``, resumable) then :func:`evaluate_category`: the whole per-category job."""
-    from .train import fit
+    """Train (``stfpm_lib.engine.training.fit``, resumable) then :func:`evaluate_category`: the whole per-category job."""
+    from ..engine.training import fit
 
     fit(cfg, data_root, category, out_dir, progress=False, log=log)
     return evaluate_category(out_dir, data_root, category, cfg=cfg)
@@ -225,8 +225,8 @@ def plot_dataset_examples(data_root: str | os.PathLike, category: str, cfg: STFP
     import numpy as np
     from matplotlib.figure import Figure
 
-    from .data import index_category, load_mask
-    from .data.transforms import image_size_of, read_image_uint8
+    from ..data import index_category, load_mask
+    from ..data.transforms import image_size_of, read_image_uint8
 
     cfg = cfg or STFPMConfig()
     index = index_category(data_root, category)

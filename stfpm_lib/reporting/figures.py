@@ -22,7 +22,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .io import atomic_save
+from ..config import STFPMConfig
+from ..data import denormalize
+from ..data.mvtec import MVTEC_CATEGORIES
+from ..data.transforms import read_image_uint8
+from ..records.io import atomic_save
+from .published import published_table
 
 __all__ = [
     "to_rgb", "load_rgb", "normalise_map", "overlay_heatmap", "plot_heatmap_overlay", "plot_training_curves",
@@ -49,8 +54,6 @@ def to_rgb(image: Any) -> np.ndarray:
         image = image.detach().cpu().float().numpy()
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:
-        from .data import denormalize
-
         return np.asarray(denormalize(a), dtype=np.float32)
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=-1)
@@ -70,8 +73,6 @@ def load_rgb(path: str | os.PathLike, cfg: Any) -> np.ndarray:
 
     ``cfg`` is an :class:`~stfpm_lib.config.STFPMConfig` or its dict (e.g. ``Predictions.config``).
     """
-    from .config import STFPMConfig
-    from .data.transforms import read_image_uint8
 
     if isinstance(cfg, Mapping):
         cfg = STFPMConfig.from_dict(cfg)
@@ -374,11 +375,9 @@ def plot_published_comparison(runs: pd.DataFrame, metric: str = "pixel_auroc",
                               title_suffix: str | None = None) -> Figure:
     """Grouped bars per MVTec category of the run: this run's ``metric`` next to each published source's.
 
-    ``runs`` is :func:`stfpm_lib.report.collect_run`'s frame (columns ``category`` and ``metric``).
+    ``runs`` is :func:`stfpm_lib.reporting.tables.collect_run`'s frame (columns ``category`` and ``metric``).
     Sources without a value for a category leave a gap; non-MVTec categories are left out.
     """
-    from .data.mvtec import MVTEC_CATEGORIES
-    from .published import published_table
 
     if "category" not in runs.columns or metric not in runs.columns:
         raise ValueError(f"runs needs columns 'category' and {metric!r}; got {list(runs.columns)}")

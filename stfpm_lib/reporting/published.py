@@ -1,7 +1,7 @@
 """Published STFPM numbers (paper, official code, anomalib, other reproductions), with their sources.
 
-The numbers live in ``stfpm_lib/published/stfpm_published.csv`` (tidy long format, one number
-per row; see ``stfpm_lib/published/SOURCES.md`` for where each came from)::
+The numbers live in ``stfpm_lib/reporting/published/stfpm_published.csv`` (tidy long format, one number
+per row; see ``stfpm_lib/reporting/published/SOURCES.md`` for where each came from)::
 
     df = load_published(metrics="pixel_auroc")
     wide = published_table("pixel_auroc")      # categories × sources
@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .data.mvtec import MVTEC_CATEGORIES
+from ..data.mvtec import MVTEC_CATEGORIES
 
 __all__ = [
     "PUBLISHED_DIR", "PUBLISHED_CSV", "SOURCE_IDS", "METRICS", "COLUMNS", "PublishedDataError",

@@ -1,7 +1,7 @@
 """Tables of a run: per-category metrics, means, and the comparison with the published numbers.
 
 A run directory holds one ``<category>/metrics.json`` per category (see
-:func:`stfpm_lib.evaluate.write_metrics_json`). ``write_tables`` writes, under
+:func:`stfpm_lib.records.evaluation.write_metrics_json`). ``write_tables`` writes, under
 ``<run_dir>/tables/``, one CSV, Markdown and LaTeX file per table:
 
 * ``results``: image AUROC, pixel AUROC, AU-PRO (MVTec, FPR ≤ 0.3), the official code's
@@ -14,12 +14,13 @@ A run directory holds one ``<category>/metrics.json`` per category (see
 If any category's teacher was random, every table's title says
 ``random teacher (not comparable with the paper)``.
 
-CLI: ``python -m stfpm_lib.report <run_dir> [--out-dir DIR]``.
+CLI: ``python -m stfpm_lib.reporting.tables <run_dir> [--out-dir DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -30,9 +31,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .data.mvtec import MVTEC_CATEGORIES, MVTEC_OBJECTS, MVTEC_TEXTURES
-from .evaluate import read_metrics_json
-from .io import atomic_write_text
+from ..config import STFPMConfig
+from ..data.demo import RANDOM_TEACHER_LABEL
+from ..data.mvtec import MVTEC_CATEGORIES, MVTEC_OBJECTS, MVTEC_TEXTURES
+from ..records.evaluation import read_metrics_json
+from ..records.io import atomic_write_text
 from .published import load_published, source_labels
 
 __all__ = [
@@ -66,7 +69,6 @@ class ReportError(ValueError):
 
 
 def _random_label() -> str:
-    from .data.demo import RANDOM_TEACHER_LABEL
 
     return RANDOM_TEACHER_LABEL
 
@@ -89,9 +91,7 @@ def _category_sort_key(category: str) -> tuple[int, str]:
 # ====================================================================== collecting
 def _run_config(run_dir: Path) -> dict | None:
     """The config the batch runner recorded in ``run_dir/run.json`` (None without one)."""
-    import json
 
-    from .config import STFPMConfig
 
     path = run_dir / "run.json"
     if not path.is_file():
@@ -403,8 +403,8 @@ def write_tables(run_dir: str | Path, out_dir: str | Path | None = None) -> list
 
 # ====================================================================== CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stfpm_lib.report <run_dir> [--out-dir DIR]``: write the tables, print their paths."""
-    parser = argparse.ArgumentParser(prog="python -m stfpm_lib.report", description=__doc__.split("\n")[0])
+    """``python -m stfpm_lib.reporting.tables <run_dir> [--out-dir DIR]``: write the tables, print their paths."""
+    parser = argparse.ArgumentParser(prog="python -m stfpm_lib.reporting.tables", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="run directory holding <category>/metrics.json files")
     parser.add_argument("--out-dir", default=None, help="where to write the tables (default <run_dir>/tables)")
     args = parser.parse_args(argv)

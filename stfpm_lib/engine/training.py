@@ -1,4 +1,4 @@
-"""Training (``fit``) with model selection, resumable checkpoints, and ``load_checkpoint``.
+"""Training (``fit``) with model selection and resumable checkpoints (format: :mod:`stfpm_lib.engine.checkpoint`).
 
 Recipe (official defaults from the config): SGD(lr, momentum, weight_decay) on the student
 only, ``epochs`` passes over the 80% training split (shuffled, last batch kept), student in
@@ -17,7 +17,7 @@ lower wins, so ties keep the earlier epoch), or the ``last`` one.
 
 Batch order (every preset): the official code's RNG stream. ``fit`` seeds Python, NumPy and
 torch with ``cfg.seed``, builds teacher then student in the global torch RNG
-(:func:`~stfpm_lib.model.build_stfpm` with ``advance_global_rng=True``), and shuffles with a
+(:func:`~stfpm_lib.method.model.build_stfpm` with ``advance_global_rng=True``), and shuffles with a
 ``DataLoader(shuffle=True)`` without a generator, so each epoch's iterator draws from the
 global RNG (its worker base seed, then the sampler's permutation seed), followed by the
 validation loader's own draw, exactly as ``main.py`` does. The same seed therefore gives
@@ -35,31 +35,31 @@ Files in ``out_dir``:
   teacher tensors, dataset description, history, timings, environment.
 * ``history.csv`` and ``config.json``.
 
-Integrity: both ``.pt`` files record ``student_sha256`` (:func:`stfpm_lib.weights.state_dict_sha256`
-of the student tensors) and ``content_sha256`` (:func:`checkpoint_sha256`: every tensor and
-every other value in the file); they are verified whenever a file is loaded, so a damaged file
-(bytes flipped on disk or in transfer) raises :class:`CheckpointError` naming it instead of
-being used. The dataset record holds the absolute data root and the relative path and sha256
+Integrity: both ``.pt`` files record ``student_sha256`` (:func:`stfpm_lib.method.weights.state_dict_sha256`
+of the student tensors) and ``content_sha256``
+(:func:`~stfpm_lib.engine.checkpoint.checkpoint_sha256`: every tensor and every other value in
+the file); they are verified whenever a file is loaded, so a damaged file (bytes flipped on disk
+or in transfer) raises :class:`~stfpm_lib.engine.checkpoint.CheckpointError` naming it instead
+of being used. The dataset record holds the absolute data root and the relative path and sha256
 of every training and validation image (``train_files``/``train_sha256``,
 ``val_files``/``val_sha256``), which ``predict(split="val"|"train")`` uses instead of
 recomputing the split. Before training, ``out_dir`` is probed for writing
-(:func:`stfpm_lib.io.check_writable`), temporary files of killed writes are removed, and a
+(:func:`stfpm_lib.records.io.check_writable`), temporary files of killed writes are removed, and a
 batch size that would leave a training batch of one image where the deepest student layer
 is 1×1 (BatchNorm cannot train on a single value per channel) is refused.
 
-Speed (see :mod:`stfpm_lib.device` and :mod:`stfpm_lib.feature_cache`): ``precision``
+Speed (see :mod:`stfpm_lib.engine.device` and :mod:`stfpm_lib.engine.feature_cache`): ``precision``
 ``bf16``/``fp16``/``auto`` runs the forward passes under autocast (loss and maps stay in
 float32), ``channels_last`` uses that memory layout, and ``cache_teacher_features`` computes
 the frozen teacher's features of each training and validation image once (first epoch) and
 reads them back afterwards, within ``cache_memory_mb``. Images are decoded and resized once
 (uint8, in memory). The defaults (fp32, NCHW, no cache) are the faithful recipe. On CPU
-``fit`` also calls :func:`stfpm_lib.device.tune_cpu_allocator` (freed activation memory is
+``fit`` also calls :func:`stfpm_lib.engine.device.tune_cpu_allocator` (freed activation memory is
 reused instead of page-faulted in again every step; numbers unchanged).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -71,26 +71,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .anomaly_map import anomaly_map, fused_map
-from .config import LAYERS, ConfigError, STFPMConfig, config_differences
+from ..config import LAYERS, ConfigError, STFPMConfig, config_differences
+from ..data import ImageDataset, index_category, split_train_val
+from ..method.anomaly_map import anomaly_map, fused_map
+from ..method.loss import per_image_loss
+from ..method.model import STFPM, build_stfpm, feature_shapes
+from ..method.weights import TeacherWeights, resolve_teacher_weights
+from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, sha256_file
+from ..records.provenance import environment_info
+from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, FORMAT_VERSION, LAST_FORMAT, LAST_NAME,
+                         read_checkpoint, save_checkpoint)
 from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_input, prepare_model, resolve_device,
                      rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
-from .io import atomic_save, atomic_write_text, check_writable, clean_stale_tmp, sha256_file
-from .loss import per_image_loss
-from .model import STFPM, build_stfpm, feature_shapes
-from .weights import TeacherWeights, resolve_teacher_weights, state_dict_sha256
 
-__all__ = ["fit", "TrainResult", "TrainError", "CheckpointError", "load_checkpoint", "CHECKPOINT_NAME",
-           "LAST_NAME", "validate", "train_step", "train_epoch", "IndexedImages", "checkpoint_sha256"]
+__all__ = ["fit", "TrainResult", "TrainError", "validate", "train_step", "train_epoch", "IndexedImages"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-LAST_NAME = "last.pt"
-_FORMAT = "stfpm-checkpoint"
-_LAST_FORMAT = "stfpm-last"
-_VERSION = 2  # 2: student_sha256 / content_sha256 recorded and verified on load
 _SHUFFLE = "global_rng"  # last.pt marker: batches drawn from the global torch RNG (official stream)
 # Runtime settings that may differ between an interrupted run and its resumption (they do
 # not change the result: the cache is exact, the loader only moves data).
@@ -99,10 +97,6 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_map", "epoch_time_s"]
 
 class TrainError(RuntimeError):
     """Training cannot start or resume (e.g. ``out_dir`` holds a run with another config)."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or does not match what was expected."""
 
 
 @dataclass
@@ -148,79 +142,6 @@ def _numpy_state_from_torch(state: tuple) -> tuple:
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], values: list[str]) -> None:
-    if isinstance(obj, torch.Tensor):
-        tensors[prefix] = obj
-    elif isinstance(obj, Mapping):
-        for key in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
-            _flatten(obj[key], f"{prefix}/{type(key).__name__}:{key}", tensors, values)
-    elif isinstance(obj, (list, tuple)):
-        values.append(f"{prefix}={type(obj).__name__}[{len(obj)}]")
-        for i, item in enumerate(obj):
-            _flatten(item, f"{prefix}[{i}]", tensors, values)
-    else:  # str, int, float (repr is exact), bool, None
-        values.append(f"{prefix}={type(obj).__name__}:{obj!r}")
-
-
-def checkpoint_sha256(obj: Mapping[str, Any]) -> str:
-    """sha256 of everything in a checkpoint dict except its ``content_sha256`` entry.
-
-    Tensors by :func:`stfpm_lib.weights.state_dict_sha256` of the flattened ``{path: tensor}``
-    dict, the other values by their exact ``repr``; keys sorted, so it does not depend on
-    the file format or the insertion order.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-    values: list[str] = []
-    _flatten({k: v for k, v in obj.items() if k != "content_sha256"}, "", tensors, values)
-    return hashlib.sha256(f"{state_dict_sha256(tensors)}\n{chr(10).join(values)}".encode()).hexdigest()
-
-
-def _torch_save(path: Path, obj: dict[str, Any]) -> None:
-    """Seal ``obj`` with its hashes and write it atomically (through a Python file object, so a
-    full disk is an ``OSError`` ENOSPC, which :mod:`stfpm_lib.io` reports in words)."""
-    obj = {**obj, "student_sha256": state_dict_sha256(obj["student"])}
-    obj["content_sha256"] = checkpoint_sha256(obj)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-
-    atomic_save(path, write)
-
-
-def _load(path: Path, kind: str) -> dict[str, Any]:
-    """Read a checkpoint or resume file and verify its recorded hashes (version >= 2)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{kind} not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(f"{kind} {path} is damaged or not a checkpoint: torch.load failed "
-                              f"({type(exc).__name__}: {first})") from exc
-    if not isinstance(obj, dict) or obj.get("format") not in (_FORMAT, _LAST_FORMAT):
-        raise CheckpointError(f"{path} is not an STFPM {kind} (no 'format' marker)")
-    if obj.get("version") not in (1, _VERSION):
-        raise CheckpointError(f"{kind} {path} has unknown version {obj.get('version')!r} (damaged, or written by "
-                              f"a newer stfpm_lib; this one reads versions 1 and {_VERSION})")
-    if obj["version"] >= 2:
-        _verify(path, kind, obj)
-    return obj
-
-
-def _verify(path: Path, kind: str, obj: Mapping[str, Any]) -> None:
-    damaged = f"{kind} {path} is damaged (contents differ from when it was written): "
-    student = obj.get("student")
-    if not isinstance(student, Mapping) or not all(isinstance(v, torch.Tensor) for v in student.values()):
-        raise CheckpointError(damaged + "no student tensors")
-    if obj.get("student_sha256") != state_dict_sha256(student):
-        raise CheckpointError(damaged + f"the student tensors' sha256 is {state_dict_sha256(student)[:12]}, "
-                                        f"{str(obj.get('student_sha256'))[:12]!r} was recorded")
-    if obj.get("content_sha256") != checkpoint_sha256(obj):
-        raise CheckpointError(damaged + "the sha256 of its contents does not match the recorded one")
 
 
 def _teacher_record(model: STFPM) -> dict[str, Any]:
@@ -269,7 +190,7 @@ class IndexedImages(torch.utils.data.Dataset):
     """``(image, index)`` items of an :class:`~stfpm_lib.data.ImageDataset`: what training needs.
 
     ``image`` is the uint8 (S, S, 3) array the dataset decoded and resized once (cached in
-    memory); batches of it are normalised by :func:`stfpm_lib.device.prepare_input` on the
+    memory); batches of it are normalised by :func:`stfpm_lib.engine.device.prepare_input` on the
     device, bit-identical to normalising each image. Masks, labels and paths are skipped.
     ``index`` keys the teacher feature cache.
     """
@@ -388,8 +309,6 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     Raises ``DataError`` (bad data), ``WeightsError`` (teacher weights), ``TrainError``
     (``out_dir`` holds another run); nothing is written before data and weights are checked.
     """
-    from .data import ImageDataset, index_category, split_train_val
-    from .provenance import environment_info
 
     index = index_category(data_root, category)
     train_paths, val_paths = split_train_val(index.train, cfg)
@@ -398,7 +317,7 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     ckpt_path, last_path = out_dir / CHECKPOINT_NAME, out_dir / LAST_NAME
 
     if resume and ckpt_path.is_file():
-        done = _load(ckpt_path, "checkpoint")
+        done = read_checkpoint(ckpt_path, "checkpoint")
         diff = _config_diff(done["config"], cfg)
         if diff:
             raise TrainError(f"{ckpt_path} holds a finished run with another config ({'; '.join(diff)}); "
@@ -407,7 +326,7 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
 
     state = None
     if resume and last_path.is_file():
-        state = _load(last_path, "resume file")
+        state = read_checkpoint(last_path, "resume file")
         diff = _config_diff(state["config"], cfg)
         if diff:
             raise TrainError(f"{last_path} is an interrupted run with another config ({'; '.join(diff)}); "
@@ -508,8 +427,8 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
                     best = {"epoch": epoch, "value": row[key] if key else math.nan, "student": _cpu_state(model.student)}
                 rng = rng_state()
                 rng["numpy"] = _numpy_state_to_torch(rng["numpy"])
-                _torch_save(last_path, {
-                    "format": _LAST_FORMAT, "version": _VERSION, "config": cfg.to_dict(), "epoch": epoch,
+                save_checkpoint(last_path, {
+                    "format": LAST_FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(), "epoch": epoch,
                     "student": _cpu_state(model.student), "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(), "shuffle": _SHUFFLE, "rng": rng,
                     "history": history, "best": best, "teacher_weights": teacher_record,
@@ -524,7 +443,7 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     value = None if key is None else float(best["value"])
     cache_record = None if caches is None else {name: c.describe() for name, c in caches.items()}
     checkpoint = {
-        "format": _FORMAT, "version": _VERSION, "config": cfg.to_dict(), "student": best["student"],
+        "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(), "student": best["student"],
         "epoch": best["epoch"], "epochs_trained": cfg.epochs, "selection": cfg.selection,
         "selection_value": value, "teacher_weights": teacher_record, "dataset": dataset_record,
         "history": history, "train_time_s": elapsed, "device": str(device), "resumed_from_epoch": resumed_from,
@@ -533,7 +452,7 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
     atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
     cfg.to_json(out_dir / "config.json")
-    _torch_save(ckpt_path, checkpoint)
+    save_checkpoint(ckpt_path, checkpoint)
     last_path.unlink(missing_ok=True)
     return TrainResult(checkpoint_path=ckpt_path, history=frame, best_epoch=int(best["epoch"]), train_time_s=elapsed,
                        teacher_weights=teacher_record, selection_value=value, resumed_from_epoch=resumed_from,
@@ -546,45 +465,3 @@ def _result_from_checkpoint(path: Path, ckpt: Mapping[str, Any]) -> TrainResult:
                        teacher_weights=dict(ckpt["teacher_weights"]), selection_value=ckpt["selection_value"],
                        resumed_from_epoch=int(ckpt.get("resumed_from_epoch", 0)),
                        teacher_cache=ckpt.get("teacher_cache"))
-
-
-# ---------------------------------------------------------------------------- loading
-def load_checkpoint(path, *, expect: STFPMConfig | None = None, device: str | torch.device = "cpu",
-                    weights: TeacherWeights | None = None) -> tuple[STFPM, STFPMConfig, dict[str, Any]]:
-    """Rebuild the trained model from ``path``: ``(model in eval mode, config, meta)``.
-
-    The teacher is rebuilt from the recorded ``teacher_weights`` spec (or ``weights``) and
-    must have the recorded tensor fingerprint. ``expect``: a config whose backbone, layers
-    and teacher weights the checkpoint must match (:class:`CheckpointError` naming both
-    otherwise). ``meta``: everything in the file except the student tensors.
-    """
-    path = Path(path)
-    ckpt = _load(path, "checkpoint")
-    if ckpt["format"] != _FORMAT:
-        raise CheckpointError(f"{path} is a resume file of an unfinished run, not a finished checkpoint")
-    try:
-        cfg = STFPMConfig.from_dict(ckpt["config"])
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: its config is not valid here: {exc}") from exc
-    if expect is not None:
-        have = (cfg.backbone, list(cfg.ordered_layers), cfg.teacher_weights)
-        want = (expect.backbone, list(expect.ordered_layers), expect.teacher_weights)
-        if have != want:
-            raise CheckpointError(
-                f"{path} was built with backbone={have[0]} layers={have[1]} teacher_weights={have[2]!r}, "
-                f"but backbone={want[0]} layers={want[1]} teacher_weights={want[2]!r} was expected")
-    model = build_stfpm(cfg, weights)
-    try:
-        model.student.load_state_dict(ckpt["student"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: student tensors do not fit {cfg.backbone} {list(cfg.layers)}: {exc}") from exc
-    recorded = ckpt["teacher_weights"].get("state_sha256")
-    if recorded is not None and recorded != model.teacher_fingerprint():
-        raise CheckpointError(
-            f"{path}: the teacher rebuilt from teacher_weights={cfg.teacher_weights!r} is not the one used in "
-            f"training (tensor fingerprint {model.teacher_fingerprint()[:12]} vs recorded {recorded[:12]}; "
-            f"recorded weights: {ckpt['teacher_weights']})")
-    model = prepare_model(model, resolve_device(device), cfg.channels_last).eval()
-    meta = {k: v for k, v in ckpt.items() if k != "student"}
-    meta["path"] = str(path)
-    return model, cfg, meta

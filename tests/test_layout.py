@@ -1,0 +1,65 @@
+"""The package layout: sub-packages name the layers, imports only go down, no two modules share a name."""
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+import stfpm_lib
+
+PACKAGE = Path(stfpm_lib.__file__).resolve().parent
+# layer -> what it must never import (module-level and function-level imports alike)
+FORBIDDEN = {
+    "config": ("data", "method", "metrics", "engine", "records.evaluation", "reporting", "runner"),
+    "method": ("engine", "records.evaluation", "reporting", "runner"),
+    "data": ("engine", "records.evaluation", "reporting", "runner"),
+    "metrics": ("config", "data", "method", "engine", "records", "reporting", "runner"),
+    "engine": ("records.evaluation", "reporting", "runner"),
+    "records": ("reporting", "runner"),
+    "reporting": ("runner",),
+}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "demo_data" not in p.parts)
+
+
+def _imported(source: str, package: str) -> set[str]:
+    """Every ``stfpm_lib`` module (or name in one) that ``source``, a module of ``package``, imports
+    (absolute dotted names)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if name.startswith("stfpm_lib")}
+
+
+def test_no_two_modules_share_a_basename():
+    names = Counter(p.name for p in _modules() if p.name not in ("__init__.py", "__main__.py"))
+    assert [name for name, n in names.items() if n > 1] == []
+
+
+def test_lower_layers_never_import_upper_ones():
+    bad = []
+    for path in _modules():
+        rel = path.relative_to(PACKAGE)
+        layer = rel.parts[0].removesuffix(".py")
+        package = ".".join(("stfpm_lib",) + rel.parent.parts)
+        for name in _imported(path.read_text(), package):
+            inner = name.removeprefix("stfpm_lib.")
+            bad += [f"{rel} imports {name}" for upper in FORBIDDEN.get(layer, ())
+                    if inner == upper or inner.startswith(upper + ".")]
+    assert bad == []
+
+
+def test_the_layer_rule_sees_function_level_imports():
+    """The check above would catch an upward import hidden inside a function."""
+    source = (PACKAGE / "method" / "model.py").read_text() + "\n\ndef _probe():\n    from ..runner.cli import main\n"
+    assert "stfpm_lib.runner.cli" in _imported(source, "stfpm_lib.method")
+    assert "stfpm_lib.runner.cli" not in _imported((PACKAGE / "method" / "model.py").read_text(), "stfpm_lib.method")
