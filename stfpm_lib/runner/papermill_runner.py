@@ -513,8 +513,6 @@ def run_batch(
     writing only its own ``run_dir/<category>`` (flock-protected). Complete steps are skipped
     unless ``force``. A failing category never stops the others.
     """
-    from tqdm import tqdm
-
     overrides = dict(overrides or {})
     run_dir = Path(run_dir).resolve()  # notebooks execute with their category folder as cwd
     _ensure_importable()
@@ -530,9 +528,32 @@ def run_batch(
             for spec in notebooks
         )
         job_list.append(_Job(category, str(out_dir), steps, force, kernel_name, log_output, execution_timeout, threads))
+    results = _run_category_jobs(job_list, jobs, run_dir.name, progress)
+
+    run_result = None
+    ok = [c for c in categories if results[c].status != "failed"]
+    if run_level and (ok or not categories):
+        steps = tuple(
+            (str(spec.path.resolve()), spec.outputs,
+             {**_notebook_params(spec, category=None, data_root=data_root, run_dir=run_dir,
+                                 out_dir=run_dir / RUN_LEVEL_OUT.get(spec.name, spec.name),
+                                 preset=preset, overrides=overrides),
+              **{k: v for k, v in (run_level_params or {}).items() if k in spec.parameters}})
+            for spec in run_level
+        )
+        print(f"running {', '.join(s.path.name for s in run_level)} on {run_dir}", flush=True)
+        run_result = _run_job(_Job(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
+                                   execution_timeout, None))
+    return BatchResult(run_dir, [results[c] for c in categories], run_result, time.perf_counter() - start)
+
+
+def _run_category_jobs(job_list: list[_Job], jobs: int, desc: str, progress: bool) -> dict[str, CategoryResult]:
+    """Run the categories' jobs (in ``jobs`` spawned processes when > 1) with a progress bar; a dead
+    worker fails its category only. Returns the results by category."""
+    from tqdm import tqdm
 
     results: dict[str, CategoryResult] = {}
-    bar = tqdm(total=len(job_list), desc=f"{run_dir.name}", unit="category", disable=not progress, file=sys.stdout)
+    bar = tqdm(total=len(job_list), desc=f"{desc}", unit="category", disable=not progress, file=sys.stdout)
 
     def done(res: CategoryResult) -> None:
         results[res.category] = res
@@ -558,22 +579,7 @@ def run_batch(
             bar.set_postfix_str(f"{job.category}: running")
             done(_run_job(job))
     bar.close()
-
-    run_result = None
-    ok = [c for c in categories if results[c].status != "failed"]
-    if run_level and (ok or not categories):
-        steps = tuple(
-            (str(spec.path.resolve()), spec.outputs,
-             {**_notebook_params(spec, category=None, data_root=data_root, run_dir=run_dir,
-                                 out_dir=run_dir / RUN_LEVEL_OUT.get(spec.name, spec.name),
-                                 preset=preset, overrides=overrides),
-              **{k: v for k, v in (run_level_params or {}).items() if k in spec.parameters}})
-            for spec in run_level
-        )
-        print(f"running {', '.join(s.path.name for s in run_level)} on {run_dir}", flush=True)
-        run_result = _run_job(_Job(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
-                                   execution_timeout, None))
-    return BatchResult(run_dir, [results[c] for c in categories], run_result, time.perf_counter() - start)
+    return results
 
 
 def format_summary(result: BatchResult) -> str:
