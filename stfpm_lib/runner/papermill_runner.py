@@ -676,11 +676,12 @@ def _teacher_note(cfg: STFPMConfig | None, weights) -> str | None:
     return f"teacher weights: {info['source']} {info['name']}{where}{sha}"
 
 
-def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
+def _cli_inputs(args: argparse.Namespace, reproduce_mode: bool, overrides: dict[str, Any],
+                teacher_given: bool) -> tuple[list, list, Path, dict[str, Any], str | None, bool, str]:
+    """``(notebooks, run_level, data_root, overrides, warning, demo, run_name)`` of the command line:
+    the pipeline (``reproduce``, on the embedded demo without a data root) or the given notebooks."""
     from ..data.mvtec import resolve_data_root
 
-    overrides = parse_overrides(args.parameter)
-    teacher_given = "teacher_weights" in overrides
     warning = None
     demo = False
     if reproduce_mode:
@@ -709,6 +710,23 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         else:  # only run-level notebooks (e.g. the report): no dataset needed
             data_root = Path("")
         run_name = args.run_name or f"{'+'.join(s.name for s in notebooks + run_level)}_{args.preset}"
+    return notebooks, run_level, data_root, overrides, warning, demo, run_name
+
+
+def _print_tables(result: BatchResult, run_dir: Path) -> None:
+    """After a successful report step: print ``tables/results.md`` and where the tables are."""
+    if result.run_level and result.run_level.status != "failed" and (run_dir / "tables").is_dir():
+        results_md = run_dir / "tables" / "results.md"
+        if results_md.is_file():
+            print("\n" + results_md.read_text(encoding="utf-8").strip() + "\n", flush=True)
+        print(f"tables: {run_dir / 'tables'}", flush=True)
+
+
+def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
+    overrides = parse_overrides(args.parameter)
+    teacher_given = "teacher_weights" in overrides
+    notebooks, run_level, data_root, overrides, warning, demo, run_name = _cli_inputs(
+        args, reproduce_mode, overrides, teacher_given)
     if args.jobs < 1:
         raise BatchError(f"--jobs must be >= 1, got {args.jobs}")
     cfg = validate_overrides(notebooks + run_level, args.preset, overrides)
@@ -737,11 +755,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         run_level=run_level, run_level_params={"title": f"{run_name} ({args.preset})"},
     )
     print(format_summary(result), flush=True)
-    if result.run_level and result.run_level.status != "failed" and (run_dir / "tables").is_dir():
-        results_md = run_dir / "tables" / "results.md"
-        if results_md.is_file():
-            print("\n" + results_md.read_text(encoding="utf-8").strip() + "\n", flush=True)
-        print(f"tables: {run_dir / 'tables'}", flush=True)
+    _print_tables(result, run_dir)
     if note:
         print(note, flush=True)
     return result.exit_code
