@@ -27,7 +27,8 @@ not change the order (no persistent workers, which would skip the per-epoch base
 Files in ``out_dir``:
 
 * ``last.pt``: written atomically after every epoch: student, optimiser, RNG states
-  (Python, NumPy, torch; the global torch state also drives the shuffling), history and best-so-far. ``fit`` with
+  (Python, NumPy, torch; the global torch state also drives the shuffling), history and best-so-far
+  (:class:`TrainingState`, its ``to_dict``/``from_dict`` are the file's content). ``fit`` with
   ``resume=True`` continues from it and ends with exactly the result of an uninterrupted
   run. It is deleted once ``checkpoint.pt`` is written.
 * ``checkpoint.pt``: written once, at the end (its presence means a finished run): config,
@@ -317,8 +318,7 @@ class TrainingState:
     def to_dict(self) -> dict[str, Any]:
         """The ``last.pt`` content (format ``stfpm-last``; :func:`~stfpm_lib.engine.checkpoint.save_checkpoint`
         adds the hashes). NumPy's RNG keys are stored as a tensor (``weights_only`` loading)."""
-        rng = dict(self.rng)
-        rng["numpy"] = _numpy_state_to_torch(rng["numpy"])
+        rng = None if self.rng is None else {**self.rng, "numpy": _numpy_state_to_torch(self.rng["numpy"])}
         return {
             "format": LAST_FORMAT, "version": FORMAT_VERSION, "config": self.config, "epoch": self.epoch,
             "student": self.student, "optimizer": self.optimizer, "scaler": self.scaler, "shuffle": _SHUFFLE,
