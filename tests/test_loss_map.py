@@ -70,6 +70,37 @@ def test_loss_batch_reduction_by_hand():
     torch.testing.assert_close(loss_from_config([t], [s], cfg), torch.tensor(0.60))
     cfg = STFPMConfig.from_preset("xia")  # half, batch_sum, mean over 1 layer
     torch.testing.assert_close(loss_from_config([t], [s], cfg), torch.tensor(0.60))
+    loss, per_image = stfpm_loss([t], [s], reduction="batch_sum", return_per_image=True)
+    torch.testing.assert_close(loss, torch.tensor(1.20))
+    torch.testing.assert_close(per_image, torch.tensor([1.20, 0.0]))
+    loss, per_image = loss_from_config([t], [s], cfg, return_per_image=True)
+    torch.testing.assert_close(loss, torch.tensor(0.60))
+    torch.testing.assert_close(per_image, torch.tensor([0.60, 0.0]))
+
+
+def test_train_step_reduces_the_batch_with_stfpm_loss():
+    """Training uses the tested loss function: its loss is stfpm_loss of the same features, and an
+    unknown batch reduction (bypassing the config's own check) is refused by it, not summed."""
+    from stfpm_lib.engine.training import train_step
+    from stfpm_lib.method.model import build_stfpm
+
+    torch.manual_seed(0)
+    cfg = STFPMConfig(teacher_weights="random", backbone="resnet18", image_size=32, layers=("layer1",),
+                      loss_reduction="batch_sum", loss_half=True, device="cpu")
+    model = build_stfpm(cfg)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = stfpm_loss(model.teacher_features(x), model.student(x), half=True, reduction="batch_sum")
+        expected_per_image = per_image_loss(model.teacher_features(x), model.student(x), half=True)
+    optimizer = torch.optim.SGD(model.student.parameters(), lr=0.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    loss, per_img = train_step(model, optimizer, scaler, x, cfg, torch.device("cpu"))  # lr 0: student unchanged
+    torch.testing.assert_close(per_img, expected_per_image, rtol=0, atol=0)
+    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+    bad = STFPMConfig.__new__(STFPMConfig)
+    bad.__dict__.update({**cfg.__dict__, "loss_reduction": "mean"})
+    with pytest.raises(ValueError, match="reduction='mean' is not one of"):
+        train_step(model, optimizer, scaler, x, bad, torch.device("cpu"))
 
 
 def test_loss_rejects_bad_arguments():

@@ -12,9 +12,9 @@ import torch
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category
-from stfpm_lib.engine.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint
+from stfpm_lib.engine.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint, read_checkpoint
 from stfpm_lib.engine.inference import PredictionsError, load_predictions, predict
-from stfpm_lib.engine.training import TrainError, fit
+from stfpm_lib.engine.training import TrainError, TrainingState, fit
 from stfpm_lib.method.anomaly_map import anomaly_map
 
 CFG = STFPMConfig.from_preset("official", teacher_weights="random", image_size=64, batch_size=4,
@@ -144,6 +144,22 @@ def test_same_seed_twice_gives_identical_maps(run, preds, tiny_mvtec, tmp_path):
     pd.testing.assert_frame_equal(history_without_time(run.history), history_without_time(again.history))
     maps = load_predictions(predict(again.checkpoint_path, tiny_mvtec, "brick")).maps
     np.testing.assert_array_equal(maps, preds.maps)
+
+
+def test_training_state_round_trips_last_pt(tiny_mvtec, tmp_path, fit_interrupted):
+    """TrainingState.from_dict(last.pt) -> to_dict() gives the file back: same keys in the same
+    order, same content hash (so the on-disk format is the state object's)."""
+    cfg = CFG.replace(epochs=2)
+    out = tmp_path / "run"
+    fit_interrupted(1, cfg, tiny_mvtec, "brick", out)
+    saved = read_checkpoint(out / "last.pt", "resume file")
+    state = TrainingState.from_dict(saved)
+    assert state.epoch == 1 and len(state.history) == 1 and state.best["epoch"] == 1
+    assert state.rng["numpy"][1].dtype == np.uint32  # NumPy's own state form, ready for set_rng_state
+    again = state.to_dict()
+    assert list(again) == [k for k in saved if k not in ("student_sha256", "content_sha256")]
+    again["student_sha256"] = saved["student_sha256"]
+    assert checkpoint_sha256(again) == saved["content_sha256"]
 
 
 def test_resume_gives_the_uninterrupted_result(tiny_mvtec, tmp_path, fit_interrupted):

@@ -204,18 +204,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = _parse(argv)
-    print(f"stfpm_lib metrics benchmark: {a.n} maps of {a.size}x{a.size} float32 (+ masks at "
-          f"{a.orig_size}x{a.orig_size}), seed {a.seed}, {os.cpu_count()} CPU(s), numpy {np.__version__}")
-    t0 = time.perf_counter()
-    d = make_data(a.n, a.size, a.seed, orig_size=a.orig_size, n_val=max(2, a.n // 5))
+def _time_metrics(a: argparse.Namespace, d: dict[str, Any]) -> dict[str, float]:
+    """Time the library's metrics on ``d`` (best of ``a.repeat``), print them; return times and values."""
     maps, masks = d["maps"], d["masks"]
-    print(f"data: {int(d['labels'].sum())} anomalous + {int((~d['labels']).sum())} normal images, "
-          f"{int(masks.sum())} defect pixels ({masks.mean():.2%}), {len(d['val_maps'])} validation maps; "
-          f"made in {time.perf_counter() - t0:.1f} s")
-    print(f"timings: best of {a.repeat} run(s)")
-
     t_au, v_au = _best(lambda: M.au_pro(maps, masks), a.repeat)
     t_off, v_off = _best(lambda: M.official_pro(maps, masks), a.repeat)
     t_pix, v_pix = _best(lambda: M.pixel_auroc(maps, masks), a.repeat)
@@ -230,12 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  compute_all (all of the above + F1 best/val + per-defect-type rows) {t_all:.3f} s")
     f1_keys = ("image_f1_best", "pixel_f1_best", "image_f1_val", "pixel_f1_val")
     print("    " + ", ".join(f"{k}={res[k]:.4f}" for k in f1_keys))
+    return {"t_au": t_au, "v_au": v_au, "t_off": t_off, "t_pix": t_pix, "v_pix": v_pix, "t_all": t_all}
 
-    # ---- baselines
+
+def _time_baselines(a: argparse.Namespace, maps: np.ndarray, masks: np.ndarray, lib: dict[str, float]) -> None:
+    """Time the straightforward implementations on the same data and print the speed-ups over ``lib``."""
     print("straightforward implementations (same data, same run):")
     t_sort, v_sort = _best(lambda: sort_based_au_pro(maps, masks), 1)
     print(f"  AU-PRO sort-based float64 reference (all pixels): {t_sort:.3f} s, value {v_sort:.6f} "
-          f"(|diff| {abs(v_sort - v_au):.1e}) -> speed-up {t_sort / t_au:.1f}x")
+          f"(|diff| {abs(v_sort - lib['v_au']):.1e}) -> speed-up {t_sort / lib['t_au']:.1f}x")
 
     curve = M.pro_curve(maps, masks)
     n_thr = curve.thresholds.size - 2  # distinct scores down to the first point past FPR 0.3
@@ -243,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     t_pt, _ = _best(lambda: naive_au_pro_thresholds(maps, masks, curve.thresholds[1 : 1 + k_thr]), 1)
     t_pt_full = t_pt / k_thr * n_thr
     print(f"  AU-PRO per threshold: {t_pt / k_thr * 1e3:.1f} ms/threshold measured on {k_thr} thresholds; the exact "
-          f"curve needs {n_thr} -> extrapolated {t_pt_full:.0f} s -> speed-up {t_pt_full / t_au:.0f}x")
+          f"curve needs {n_thr} -> extrapolated {t_pt_full:.0f} s -> speed-up {t_pt_full / lib['t_au']:.0f}x")
 
     n_sub, s_sub = min(a.n, 10), (20 if a.quick else 100)
     sub = np.r_[0 : n_sub // 3, a.n - (n_sub - n_sub // 3) : a.n]  # normal and anomalous images
@@ -254,17 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     t_no_full = t_no / (n_sub * s_sub) * a.n * 4000
     print(f"  official PRO per threshold (relabel + regionprops): {t_no:.2f} s for {n_sub} maps x {s_sub} of 4000 "
           f"thresholds (curve max |diff| vs fast {diff:.1e}); extrapolated to {n_sub} maps x 4000: "
-          f"{t_no / s_sub * 4000:.1f} s, to {a.n} maps x 4000: {t_no_full:.0f} s -> speed-up {t_no_full / t_off:.0f}x")
+          f"{t_no / s_sub * 4000:.1f} s, to {a.n} maps x 4000: {t_no_full:.0f} s -> speed-up "
+          f"{t_no_full / lib['t_off']:.0f}x")
 
     from sklearn.metrics import roc_auc_score
 
     t_sk, v_sk = _best(lambda: roc_auc_score(masks.ravel(), maps.ravel()), 1)
-    print(f"  pixel AUROC sklearn.roc_auc_score: {t_sk:.3f} s (|diff| {abs(v_sk - v_pix):.1e}) -> "
-          f"speed-up {t_sk / t_pix:.1f}x")
-    del curve, fast_curve
+    print(f"  pixel AUROC sklearn.roc_auc_score: {t_sk:.3f} s (|diff| {abs(v_sk - lib['v_pix']):.1e}) -> "
+          f"speed-up {t_sk / lib['t_pix']:.1f}x")
 
-    # ---- original resolution
-    big = d["orig_masks"]
+
+def _time_original_resolution(a: argparse.Namespace, maps: np.ndarray, big: list[np.ndarray]) -> tuple[float, float]:
+    """Time ``au_pro`` with the maps upsampled to the original masks; return (seconds, peak MB)."""
     n_big = sum(m.size for m in big)
     print(f"original resolution: {a.n} masks of {a.orig_size}x{a.orig_size} ({n_big / 1e6:.1f} M pixels, "
           f"{int(sum(m.sum() for m in big))} defect pixels); "
@@ -278,10 +273,26 @@ def main(argv: list[str] | None = None) -> int:
             else "process peak RSS (ru_maxrss) over the whole run")
     print(f"  au_pro at {a.orig_size}x{a.orig_size}: {t_big:.3f} s (1 run), value {v_big:.6f}; "
           f"peak memory {peak:.0f} MB = {what}")
-    print(f"au_pro_s={t_au:.3f} official_pro_s={t_off:.3f} all_metrics_s={t_all:.3f} "
+    return t_big, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parse(argv)
+    print(f"stfpm_lib metrics benchmark: {a.n} maps of {a.size}x{a.size} float32 (+ masks at "
+          f"{a.orig_size}x{a.orig_size}), seed {a.seed}, {os.cpu_count()} CPU(s), numpy {np.__version__}")
+    t0 = time.perf_counter()
+    d = make_data(a.n, a.size, a.seed, orig_size=a.orig_size, n_val=max(2, a.n // 5))
+    maps, masks = d["maps"], d["masks"]
+    print(f"data: {int(d['labels'].sum())} anomalous + {int((~d['labels']).sum())} normal images, "
+          f"{int(masks.sum())} defect pixels ({masks.mean():.2%}), {len(d['val_maps'])} validation maps; "
+          f"made in {time.perf_counter() - t0:.1f} s")
+    print(f"timings: best of {a.repeat} run(s)")
+    lib = _time_metrics(a, d)
+    _time_baselines(a, maps, masks, lib)
+    t_big, peak = _time_original_resolution(a, maps, d["orig_masks"])
+    print(f"au_pro_s={lib['t_au']:.3f} official_pro_s={lib['t_off']:.3f} all_metrics_s={lib['t_all']:.3f} "
           f"au_pro_1024_s={t_big:.3f} peak_mb={peak:.0f}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -88,17 +88,10 @@ def _rel(path: Path, root: Path) -> str:
         return path.name
 
 
-def plan_category(
-    adapter: DatasetAdapter, category: str, *, n_train: int | None = None, n_test_good: int | None = None,
-    max_defects_per_type: int | None = None, seed: int = 0, size_mismatch: str = "error",
-    index: AdapterIndex | None = None,
-) -> ConversionPlan:
-    """Index ``category`` (unless ``index`` is given), check image sizes and choose the files (seeded); writes nothing."""
-    index = adapter.index(category) if index is None else index
-    plan = ConversionPlan(category=category, index=index)
-    rng = _rng(seed, category)
-
-    # One image size per category (masks are checked against their own image when written).
+def _size_filter(plan: ConversionPlan, index: AdapterIndex, category: str,
+                 size_mismatch: str) -> Callable[[Path], bool]:
+    """Which images to keep: one image size per category (masks are checked against their own image
+    when written). Sets ``plan.size_wh``, records skipped images; ``size_mismatch`` as in :func:`plan_category`."""
     everything = list(index.train) + list(index.pool) + [s.image_path for s in index.test]
     sizes = {p: image_size_of(p) for p in everything}
     common = Counter(sizes.values()).most_common()
@@ -117,9 +110,13 @@ def plan_category(
             plan.changes.append(f"{category}: {len(odd)} image(s) of another size than {size[0]}x{size[1]} left out")
         elif size_mismatch != "allow":
             raise ValueError(f"size_mismatch={size_mismatch!r} must be 'error', 'skip' or 'allow'")
-    keep = (lambda p: True) if size_mismatch == "allow" else (lambda p: sizes[p] == size)
     plan.size_wh = None if size_mismatch == "allow" else size
+    return (lambda p: True) if size_mismatch == "allow" else (lambda p: sizes[p] == size)
 
+
+def _choose_normals(plan: ConversionPlan, index: AdapterIndex, category: str, keep: Callable[[Path], bool],
+                    n_train: int | None, n_test_good: int | None, rng: np.random.Generator, seed: int) -> None:
+    """Set ``plan.train`` and ``plan.test_good``: the official split (subsampled) or a seeded split of the pool."""
     train = [p for p in index.train if keep(p)]
     pool = [p for p in index.pool if keep(p)]
     good = [p for p in index.test_good if keep(p)]
@@ -129,18 +126,31 @@ def plan_category(
         if len(plan.train) < len(train) or len(plan.test_good) < len(good):
             plan.changes.append(f"{category}: official split subsampled (seed {seed}): train/good "
                                 f"{len(plan.train)} of {len(train)}, test/good {len(plan.test_good)} of {len(good)}")
-    else:
-        n_test = len(pool) // 3 if n_test_good is None else int(n_test_good)
-        n_tr = len(pool) - n_test if n_train is None else int(n_train)
-        if n_test < 0 or n_tr < 1 or n_tr + n_test > len(pool):
-            raise DataError(f"category {category!r}: cannot take {n_tr} train + {n_test} test normal images "
-                            f"from {len(pool)} (need n_train >= 1 and n_train + n_test_good <= {len(pool)})")
-        order = rng.permutation(len(pool)).tolist()
-        plan.test_good = sorted(pool[i] for i in order[:n_test])
-        plan.train = sorted(pool[i] for i in order[n_test:n_test + n_tr])
-        plan.changes.append(f"{category}: the {len(pool)} normal images split by a seeded permutation (seed {seed}) "
-                            f"into train/good ({n_tr}) and test/good ({n_test})"
-                            + (f"; {len(pool) - n_tr - n_test} left out" if n_tr + n_test < len(pool) else ""))
+        return
+    n_test = len(pool) // 3 if n_test_good is None else int(n_test_good)
+    n_tr = len(pool) - n_test if n_train is None else int(n_train)
+    if n_test < 0 or n_tr < 1 or n_tr + n_test > len(pool):
+        raise DataError(f"category {category!r}: cannot take {n_tr} train + {n_test} test normal images "
+                        f"from {len(pool)} (need n_train >= 1 and n_train + n_test_good <= {len(pool)})")
+    order = rng.permutation(len(pool)).tolist()
+    plan.test_good = sorted(pool[i] for i in order[:n_test])
+    plan.train = sorted(pool[i] for i in order[n_test:n_test + n_tr])
+    plan.changes.append(f"{category}: the {len(pool)} normal images split by a seeded permutation (seed {seed}) "
+                        f"into train/good ({n_tr}) and test/good ({n_test})"
+                        + (f"; {len(pool) - n_tr - n_test} left out" if n_tr + n_test < len(pool) else ""))
+
+
+def plan_category(
+    adapter: DatasetAdapter, category: str, *, n_train: int | None = None, n_test_good: int | None = None,
+    max_defects_per_type: int | None = None, seed: int = 0, size_mismatch: str = "error",
+    index: AdapterIndex | None = None,
+) -> ConversionPlan:
+    """Index ``category`` (unless ``index`` is given), check image sizes and choose the files (seeded); writes nothing."""
+    index = adapter.index(category) if index is None else index
+    plan = ConversionPlan(category=category, index=index)
+    rng = _rng(seed, category)
+    keep = _size_filter(plan, index, category, size_mismatch)
+    _choose_normals(plan, index, category, keep, n_train, n_test_good, rng, seed)
     if not plan.train:
         raise DataError(f"category {category!r}: no training images left")
     by_type: dict[str, list] = {}
@@ -224,6 +234,59 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
     return records
 
 
+def _verify_category_files(root: Path, category: str, allow_empty_masks: bool) -> dict[str, int]:
+    """One category of :func:`verify_mvtec_root` (without the manifest): returns its counts."""
+    idx = index_category(root, category)
+    folder = root / category
+    images = list(idx.train) + [s.image_path for s in idx.test]
+    sizes = {p: image_size_of(p) for p in images}
+    common = Counter(sizes.values()).most_common(1)[0][0]
+    odd = [p for p in images if sizes[p] != common]
+    if odd:
+        raise DataError(f"{folder}: images of different sizes, e.g. {odd[0]} is {sizes[odd[0]]} "
+                        f"but most are {common}")
+    paired = set()
+    for sample in idx.test:
+        if sample.mask_path is None:
+            continue
+        paired.add(sample.mask_path.resolve())
+        values = read_mask_values(sample.mask_path)
+        size = sizes[sample.image_path]
+        if values.shape != (size[1], size[0]):
+            raise DataError(f"mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} but its image "
+                            f"{sample.image_path} is {size[0]}x{size[1]}")
+        bad = set(np.unique(values).tolist()) - {0, 255}
+        if bad:
+            raise DataError(f"mask {sample.mask_path} has values {sorted(bad)[:5]} other than 0/255")
+        check_mask_has_defect(values == 255, sample.mask_path, sample.image_path, allow_empty=allow_empty_masks)
+    gt = folder / "ground_truth"
+    if gt.is_dir():
+        for sub in sorted(p for p in gt.iterdir() if p.is_dir()):
+            for mask in list_images(sub):
+                if mask.resolve() not in paired:
+                    raise DataError(f"mask {mask} pairs with no test image "
+                                    f"(expected test/{sub.name}/{mask.name.replace('_mask', '')})")
+    return idx.counts()
+
+
+def _verify_against_manifest(root: Path, category: str, counts: dict[str, int], manifest: dict[str, Any]) -> None:
+    """The category's counts, file list and sha256s are those of ``manifest``."""
+    folder = root / category
+    entry = manifest.get("categories", {}).get(category)
+    if entry is None:
+        raise DataError(f"{root / MANIFEST_NAME}: no entry for category {category!r}")
+    if entry["counts"] != counts:
+        raise DataError(f"{folder}: counts {counts} differ from the manifest's {entry['counts']}")
+    listed = {rec["path"]: rec["sha256"] for rec in entry["files"]}
+    present = {p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file()}
+    if present != set(listed):
+        extra, missing = sorted(present - set(listed)), sorted(set(listed) - present)
+        raise DataError(f"{folder}: files differ from the manifest: unlisted {extra[:3]}, missing {missing[:3]}")
+    for rel, digest in listed.items():
+        if sha256_file(root / rel) != digest:
+            raise DataError(f"{root / rel}: sha256 differs from the manifest (file changed or corrupted)")
+
+
 def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
                       categories: Sequence[str] | None = None,
                       allow_empty_masks: bool | None = None) -> dict[str, dict[str, int]]:
@@ -246,51 +309,9 @@ def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
         raise DataError(f"{root}: no category (no <category>/train/good folder)")
     result: dict[str, dict[str, int]] = {}
     for category in names:
-        idx = index_category(root, category)
-        folder = root / category
-        images = list(idx.train) + [s.image_path for s in idx.test]
-        sizes = {p: image_size_of(p) for p in images}
-        common = Counter(sizes.values()).most_common(1)[0][0]
-        odd = [p for p in images if sizes[p] != common]
-        if odd:
-            raise DataError(f"{folder}: images of different sizes, e.g. {odd[0]} is {sizes[odd[0]]} "
-                            f"but most are {common}")
-        paired = set()
-        for sample in idx.test:
-            if sample.mask_path is None:
-                continue
-            paired.add(sample.mask_path.resolve())
-            values = read_mask_values(sample.mask_path)
-            size = sizes[sample.image_path]
-            if values.shape != (size[1], size[0]):
-                raise DataError(f"mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} but its image "
-                                f"{sample.image_path} is {size[0]}x{size[1]}")
-            bad = set(np.unique(values).tolist()) - {0, 255}
-            if bad:
-                raise DataError(f"mask {sample.mask_path} has values {sorted(bad)[:5]} other than 0/255")
-            check_mask_has_defect(values == 255, sample.mask_path, sample.image_path, allow_empty=allow_empty_masks)
-        gt = folder / "ground_truth"
-        if gt.is_dir():
-            for sub in sorted(p for p in gt.iterdir() if p.is_dir()):
-                for mask in list_images(sub):
-                    if mask.resolve() not in paired:
-                        raise DataError(f"mask {mask} pairs with no test image "
-                                        f"(expected test/{sub.name}/{mask.name.replace('_mask', '')})")
-        result[category] = idx.counts()
+        result[category] = _verify_category_files(root, category, allow_empty_masks)
         if manifest is not None:
-            entry = manifest.get("categories", {}).get(category)
-            if entry is None:
-                raise DataError(f"{root / MANIFEST_NAME}: no entry for category {category!r}")
-            if entry["counts"] != result[category]:
-                raise DataError(f"{folder}: counts {result[category]} differ from the manifest's {entry['counts']}")
-            listed = {rec["path"]: rec["sha256"] for rec in entry["files"]}
-            present = {p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file()}
-            if present != set(listed):
-                extra, missing = sorted(present - set(listed)), sorted(set(listed) - present)
-                raise DataError(f"{folder}: files differ from the manifest: unlisted {extra[:3]}, missing {missing[:3]}")
-            for rel, digest in listed.items():
-                if sha256_file(root / rel) != digest:
-                    raise DataError(f"{root / rel}: sha256 differs from the manifest (file changed or corrupted)")
+            _verify_against_manifest(root, category, result[category], manifest)
     return result
 
 
@@ -315,6 +336,91 @@ def _changes(plans: list[ConversionPlan], adapter: DatasetAdapter, image_format:
     for plan in plans:
         changes.extend(plan.changes)
     return changes
+
+
+def _check_convert_args(adapter: DatasetAdapter, out_root: Path, categories: Sequence[str] | None,
+                        image_format: str, normal_only: str, overwrite: bool) -> list[str]:
+    """Refuse bad arguments of :func:`convert_to_mvtec` before any work; return the category names."""
+    if out_root.exists() and not overwrite:
+        raise DataError(f"output {out_root} already exists (pass overwrite=True / --overwrite to replace it)")
+    if image_format not in ("png", "keep"):
+        raise ValueError(f"image_format={image_format!r} must be 'png' or 'keep'")
+    if normal_only not in ("skip", "error", "keep"):
+        raise ValueError(f"normal_only={normal_only!r} must be 'skip', 'error' or 'keep'")
+    names = list(categories) if categories is not None else adapter.categories()
+    if not names:
+        raise DataError(f"{adapter.name} dataset at {adapter.root}: no categories")
+    available = adapter.categories()
+    unknown = [c for c in names if c not in available]
+    if unknown:
+        raise DataError(f"{adapter.name} dataset at {adapter.root}: categories {unknown} not found; found {available}")
+    return names
+
+
+def _write_categories(tmp: Path, plans: list[ConversionPlan], image_format: str, compress_level: int,
+                      allow_empty_masks: bool, check_polarity: bool,
+                      log: Callable[[str], None] | None) -> dict[str, Any]:
+    """Write every planned category under ``tmp``; return their manifest entries."""
+    manifest_categories: dict[str, Any] = {}
+    for plan in plans:
+        files = _write_category(plan, tmp / plan.category, image_format, compress_level, allow_empty_masks,
+                                check_polarity)
+        manifest_categories[plan.category] = {
+            "counts": plan.counts(), "source_counts": plan.index.counts(), "image_size_wh": plan.size_wh,
+            "notes": list(plan.index.notes), "skipped_files": plan.skipped, "files": files,
+        }
+        if log:
+            log(f"{plan.category}: {plan.counts()}")
+    return manifest_categories
+
+
+def _plan_categories(adapter: DatasetAdapter, names: Sequence[str], normal_only: str,
+                     log: Callable[[str], None] | None, **plan_kw: Any) -> tuple[list[ConversionPlan], dict[str, str]]:
+    """A :func:`plan_category` per category (``plan_kw``), and the normal-only categories skipped (with why)."""
+    plans: list[ConversionPlan] = []
+    skipped_categories: dict[str, str] = {}
+    for category in names:
+        index = adapter.index(category)
+        if not index.defects:
+            reason = "no anomalous images (normal-only class)"
+            if normal_only == "error":
+                raise DataError(f"category {category!r} of {adapter.root}: {reason}; pass normal_only='skip' or 'keep'")
+            if normal_only == "skip":
+                skipped_categories[category] = reason
+                if log:
+                    log(f"{category}: skipped, {reason}")
+                continue
+        plans.append(plan_category(adapter, category, **plan_kw, index=index))
+    return plans, skipped_categories
+
+
+def _manifest(adapter: DatasetAdapter, plans: list[ConversionPlan], skipped_categories: dict[str, str],
+              conversion: dict[str, Any], manifest_categories: dict[str, Any], image_format: str) -> dict[str, Any]:
+    """The ``manifest.json`` of a converted dataset."""
+    changes = _changes(plans, adapter, image_format)
+    changes += [f"category {c} skipped: {r}" for c, r in skipped_categories.items()]
+    return {
+        "format": "MVTec AD layout",
+        "created_by": "stfpm_lib.data.convert.convert_to_mvtec",
+        "source": adapter.describe(),
+        "mask_rules": {p.category: p.index.mask_rule.to_dict() for p in plans},
+        "conversion": conversion,
+        "counts": {p.category: p.counts() for p in plans},
+        "skipped_categories": skipped_categories,
+        "changes": changes,
+        "categories": manifest_categories,
+    }
+
+
+def _replace_dir(tmp: Path, out_root: Path) -> None:
+    """Move the finished ``tmp`` to ``out_root``; an existing ``out_root`` is removed only afterwards."""
+    if out_root.exists():
+        old = out_root.parent / f".{out_root.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.replace(out_root, old)
+        os.replace(tmp, out_root)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out_root)
 
 
 def convert_to_mvtec(
@@ -359,36 +465,11 @@ def convert_to_mvtec(
         log: called with one line per category.
     """
     out_root = Path(out_root).expanduser()
-    if out_root.exists() and not overwrite:
-        raise DataError(f"output {out_root} already exists (pass overwrite=True / --overwrite to replace it)")
-    if image_format not in ("png", "keep"):
-        raise ValueError(f"image_format={image_format!r} must be 'png' or 'keep'")
-    if normal_only not in ("skip", "error", "keep"):
-        raise ValueError(f"normal_only={normal_only!r} must be 'skip', 'error' or 'keep'")
-    names = list(categories) if categories is not None else adapter.categories()
-    if not names:
-        raise DataError(f"{adapter.name} dataset at {adapter.root}: no categories")
-    available = adapter.categories()
-    unknown = [c for c in names if c not in available]
-    if unknown:
-        raise DataError(f"{adapter.name} dataset at {adapter.root}: categories {unknown} not found; found {available}")
+    names = _check_convert_args(adapter, out_root, categories, image_format, normal_only, overwrite)
 
-    plans: list[ConversionPlan] = []
-    skipped_categories: dict[str, str] = {}
-    for category in names:
-        index = adapter.index(category)
-        if not index.defects:
-            reason = "no anomalous images (normal-only class)"
-            if normal_only == "error":
-                raise DataError(f"category {category!r} of {adapter.root}: {reason}; pass normal_only='skip' or 'keep'")
-            if normal_only == "skip":
-                skipped_categories[category] = reason
-                if log:
-                    log(f"{category}: skipped, {reason}")
-                continue
-        plans.append(plan_category(adapter, category, n_train=n_train, n_test_good=n_test_good,
-                                   max_defects_per_type=max_defects_per_type, seed=seed,
-                                   size_mismatch=size_mismatch, index=index))
+    plans, skipped_categories = _plan_categories(adapter, names, normal_only, log, n_train=n_train,
+                                                 n_test_good=n_test_good, max_defects_per_type=max_defects_per_type,
+                                                 seed=seed, size_mismatch=size_mismatch)
     if not plans:
         raise DataError(f"nothing to convert: every category was skipped ({skipped_categories})")
 
@@ -396,45 +477,20 @@ def convert_to_mvtec(
     tmp = out_root.parent / f".{out_root.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         tmp.mkdir()
-        manifest_categories: dict[str, Any] = {}
-        for plan in plans:
-            files = _write_category(plan, tmp / plan.category, image_format, compress_level, allow_empty_masks,
-                                    check_polarity)
-            manifest_categories[plan.category] = {
-                "counts": plan.counts(), "source_counts": plan.index.counts(), "image_size_wh": plan.size_wh,
-                "notes": list(plan.index.notes), "skipped_files": plan.skipped, "files": files,
-            }
-            if log:
-                log(f"{plan.category}: {plan.counts()}")
-        changes = _changes(plans, adapter, image_format)
-        changes += [f"category {c} skipped: {r}" for c, r in skipped_categories.items()]
-        manifest = {
-            "format": "MVTec AD layout",
-            "created_by": "stfpm_lib.data.convert.convert_to_mvtec",
-            "source": adapter.describe(),
-            "mask_rules": {p.category: p.index.mask_rule.to_dict() for p in plans},
-            "conversion": {"categories": names, "n_train": n_train, "n_test_good": n_test_good,
-                           "max_defects_per_type": max_defects_per_type, "seed": seed, "image_format": image_format,
-                           "size_mismatch": size_mismatch, "normal_only": normal_only,
-                           "allow_empty_masks": allow_empty_masks, "check_polarity": check_polarity,
-                           "compress_level": compress_level},
-            "counts": {p.category: p.counts() for p in plans},
-            "skipped_categories": skipped_categories,
-            "changes": changes,
-            "categories": manifest_categories,
-        }
+        manifest_categories = _write_categories(tmp, plans, image_format, compress_level, allow_empty_masks,
+                                                check_polarity, log)
+        conversion = {"categories": names, "n_train": n_train, "n_test_good": n_test_good,
+                      "max_defects_per_type": max_defects_per_type, "seed": seed, "image_format": image_format,
+                      "size_mismatch": size_mismatch, "normal_only": normal_only,
+                      "allow_empty_masks": allow_empty_masks, "check_polarity": check_polarity,
+                      "compress_level": compress_level}
+        manifest = _manifest(adapter, plans, skipped_categories, conversion, manifest_categories, image_format)
         atomic_write_text(tmp / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=False) + "\n")
         verified = verify_mvtec_root(tmp, categories=[p.category for p in plans])
         for plan in plans:
             if verified[plan.category] != plan.counts():
                 raise DataError(f"{plan.category}: wrote {verified[plan.category]} but planned {plan.counts()}")
-        if out_root.exists():
-            old = out_root.parent / f".{out_root.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-            os.replace(out_root, old)
-            os.replace(tmp, out_root)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_root)
+        _replace_dir(tmp, out_root)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

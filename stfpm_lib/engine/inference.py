@@ -44,7 +44,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -183,6 +183,105 @@ def default_predictions_path(checkpoint_path, split: str = "test") -> Path:
     return Path(checkpoint_path).parent / f"predictions_{split}.npz"
 
 
+def _check_predict_args(split: str, maps_dtype: str, batch_size: int | None) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
+    if maps_dtype not in ("float16", "float32"):
+        raise ValueError(f"maps_dtype={maps_dtype!r} is not one of ['float16', 'float32']")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1):
+        raise ConfigError(f"batch_size={batch_size!r} must be a positive integer (default: the checkpoint's "
+                          f"eval_batch_size)")
+
+
+def _split_samples(meta: Mapping[str, Any], cfg: STFPMConfig, data_root, category: str | None,
+                   split: str) -> tuple[Any, str, list[Sample]]:
+    """(index, category, samples) of ``split``: the test images, or the ``val``/``train`` images the checkpoint recorded."""
+    root = data_root if data_root not in (None, "") else meta["dataset"]["root"]
+    category = category or meta["dataset"]["category"]
+    index = index_category(root, category)
+    if split == "test":
+        samples = list(index.test)
+    else:
+        samples = [Sample(p, 0, "good", None) for p in recorded_split(meta["dataset"], index, split, cfg)]
+    if not samples:
+        raise PredictionsError(f"split {split!r} of {index.root / category} has no images")
+    return index, category, samples
+
+
+def _run_batches(model: STFPM, loader, run_cfg: STFPMConfig, dev: torch.device, n: int, maps_dtype: str,
+                 progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, float, float]:
+    """Maps (n, S, S) in ``maps_dtype``, scores (n,), masks (n, S, S) bool over ``loader``, the number of
+    float16-subnormal map values, and the network and total times in seconds."""
+    side = run_cfg.input_size
+    maps = np.zeros((n, side, side), dtype=maps_dtype)
+    torch_maps_dtype = torch.float16 if maps_dtype == "float16" else torch.float32
+    n_subnormal = 0
+    scores = np.zeros(n, dtype=np.float32)
+    masks = np.zeros((n, side, side), dtype=bool)
+    from tqdm.auto import tqdm
+
+    t_net, i = 0.0, 0
+    t_all = time.perf_counter()
+    with torch.inference_mode(), kernel_policy(dev, run_cfg.precision):
+        for images, batch_masks in tqdm(loader, disable=not progress, desc=desc, leave=False):
+            t0 = time.perf_counter()
+            amap, score = predict_batch(model, images, run_cfg, dev, side)
+            n_subnormal += int(((amap.abs() < _F16_TINY) & (amap != 0)).sum())
+            # cast on the device (round to nearest even, as NumPy's astype): half the bytes to move
+            amap, score = amap.to(torch_maps_dtype).cpu(), score.cpu()
+            t_net += time.perf_counter() - t0
+            b = amap.shape[0]
+            maps[i:i + b] = amap.numpy()
+            scores[i:i + b] = score.numpy()
+            masks[i:i + b] = batch_masks.numpy()
+            i += b
+    return maps, scores, masks, n_subnormal, t_net, time.perf_counter() - t_all
+
+
+def _predictions_meta(split: str, checkpoint_path: Path, checkpoint_epoch: int, run_cfg: STFPMConfig,
+                      dev: torch.device, maps_dtype: str, subnormal: float, batch_size: int,
+                      timing: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``meta`` record of a predictions file: its source checkpoint, run settings, timing, environment."""
+    return {
+        "format": _FORMAT, "version": _VERSION, "split": split, "checkpoint": str(checkpoint_path.resolve()),
+        "checkpoint_sha256": sha256_file(checkpoint_path), "checkpoint_epoch": checkpoint_epoch,
+        "mask_rule": run_cfg.mask_rule, "device": str(dev), "maps_dtype": maps_dtype,
+        "float16_subnormal_fraction": subnormal, "batch_size": batch_size,
+        "precision": run_cfg.precision, "channels_last": run_cfg.channels_last, "timing": dict(timing),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment_info(),
+    }
+
+
+def _prediction_arrays(samples: list[Sample], maps: np.ndarray, scores: np.ndarray, masks: np.ndarray,
+                       image_sizes: np.ndarray, cfg: STFPMConfig, meta: Mapping[str, Any],
+                       dataset: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of the predictions ``.npz`` (its format; records as JSON strings)."""
+    return {
+        "maps": maps, "scores": scores,
+        "labels": np.array([s.label for s in samples], dtype=np.int8),
+        "defect_types": np.array([s.defect_type for s in samples], dtype=str),
+        "image_paths": np.array([str(Path(s.image_path).resolve()) for s in samples], dtype=str),
+        "mask_paths": np.array(["" if s.mask_path is None else str(Path(s.mask_path).resolve()) for s in samples],
+                               dtype=str),
+        "image_sizes": image_sizes,
+        "masks_packed": np.packbits(masks.reshape(len(samples), -1), axis=1),
+        "config": np.array(json.dumps(cfg.to_dict())),
+        "teacher_weights": np.array(json.dumps(meta["teacher_weights"])),
+        "dataset": np.array(json.dumps(dataset)),
+        "meta": np.array(json.dumps(info, default=str)),
+    }
+
+
+def _write_npz(out_path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    if out_path.suffix != ".npz":
+        raise ValueError(f"out_path must end in .npz, got {out_path}")
+    clean_stale_tmp(out_path.parent)  # temporary files of killed writes
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+
 def predict(checkpoint_path, data_root=None, category: str | None = None, out_path=None, *, split: str = "test",
             device: str | None = None, batch_size: int | None = None, progress: bool = False,
             maps_dtype: str = "float32", precision: str | None = None, channels_last: bool | None = None,
@@ -210,28 +309,13 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
         expect: the config the checkpoint must have been built with (backbone, layer set,
             teacher weights); a mismatch raises :class:`stfpm_lib.engine.checkpoint.CheckpointError`.
     """
-
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
-    if maps_dtype not in ("float16", "float32"):
-        raise ValueError(f"maps_dtype={maps_dtype!r} is not one of ['float16', 'float32']")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1):
-        raise ConfigError(f"batch_size={batch_size!r} must be a positive integer (default: the checkpoint's "
-                          f"eval_batch_size)")
+    _check_predict_args(split, maps_dtype, batch_size)
     checkpoint_path = Path(checkpoint_path)
     model, cfg, meta = load_checkpoint(checkpoint_path, expect=expect, device="cpu")
     batch_size = batch_size or cfg.eval_batch_size
     run_cfg = cfg.replace(**{k: v for k, v in (("precision", precision), ("channels_last", channels_last))
                              if v is not None})
-    root = data_root if data_root not in (None, "") else meta["dataset"]["root"]
-    category = category or meta["dataset"]["category"]
-    index = index_category(root, category)
-    if split == "test":
-        samples = list(index.test)
-    else:
-        samples = [Sample(p, 0, "good", None) for p in recorded_split(meta["dataset"], index, split, cfg)]
-    if not samples:
-        raise PredictionsError(f"split {split!r} of {index.root / category} has no images")
+    index, category, samples = _split_samples(meta, cfg, data_root, category, split)
     image_sizes = np.array([image_size_of(s.image_path) for s in samples], dtype=np.int32).reshape(-1, 2)
 
     dev = resolve_device(device or cfg.device)
@@ -242,69 +326,21 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     ds = _Uint8Items(ImageDataset(samples, cfg, cache=False))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
                                          num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
-    side = cfg.input_size
-    maps = np.zeros((len(samples), side, side), dtype=maps_dtype)
-    torch_maps_dtype = torch.float16 if maps_dtype == "float16" else torch.float32
-    n_subnormal = 0
-    scores = np.zeros(len(samples), dtype=np.float32)
-    masks = np.zeros((len(samples), side, side), dtype=bool)
-    from tqdm.auto import tqdm
-
-    t_net, i = 0.0, 0
-    t_all = time.perf_counter()
-    with torch.inference_mode(), kernel_policy(dev, run_cfg.precision):
-        for images, batch_masks in tqdm(loader, disable=not progress, desc=f"{category} {split}", leave=False):
-            t0 = time.perf_counter()
-            amap, score = predict_batch(model, images, run_cfg, dev, side)
-            n_subnormal += int(((amap.abs() < _F16_TINY) & (amap != 0)).sum())
-            # cast on the device (round to nearest even, as NumPy's astype): half the bytes to move
-            amap, score = amap.to(torch_maps_dtype).cpu(), score.cpu()
-            t_net += time.perf_counter() - t0
-            b = amap.shape[0]
-            maps[i:i + b] = amap.numpy()
-            scores[i:i + b] = score.numpy()
-            masks[i:i + b] = batch_masks.numpy()
-            i += b
-    t_all = time.perf_counter() - t_all
+    maps, scores, masks, n_subnormal, t_net, t_all = _run_batches(model, loader, run_cfg, dev, len(samples),
+                                                                  maps_dtype, progress, f"{category} {split}")
     subnormal = n_subnormal / maps.size
     if maps_dtype == "float16" and subnormal > 0.01:
         warnings.warn(f"{category} {split}: {subnormal:.1%} of the anomaly-map values are below 6.1e-5, where "
                       f"float16 loses precision; consider predict(..., maps_dtype='float32')", stacklevel=2)
 
-    info = {
-        "format": _FORMAT, "version": _VERSION, "split": split, "checkpoint": str(checkpoint_path.resolve()),
-        "checkpoint_sha256": sha256_file(checkpoint_path), "checkpoint_epoch": meta["epoch"],
-        "mask_rule": cfg.mask_rule, "device": str(dev), "maps_dtype": maps_dtype,
-        "float16_subnormal_fraction": subnormal, "batch_size": batch_size,
-        "precision": run_cfg.precision, "channels_last": run_cfg.channels_last,
-        "timing": {"n_images": len(samples), "network_and_map_s": t_net, "total_s": t_all,
-                   "images_per_s": len(samples) / t_net if t_net > 0 else None},
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment_info(),
-    }
+    info = _predictions_meta(split, checkpoint_path, meta["epoch"], run_cfg, dev, maps_dtype, subnormal, batch_size,
+                             {"n_images": len(samples), "network_and_map_s": t_net, "total_s": t_all,
+                              "images_per_s": len(samples) / t_net if t_net > 0 else None})
     dataset = dict(meta["dataset"])
     dataset["root"], dataset["category"] = str(Path(index.root).resolve()), category
-    arrays = {
-        "maps": maps, "scores": scores,
-        "labels": np.array([s.label for s in samples], dtype=np.int8),
-        "defect_types": np.array([s.defect_type for s in samples], dtype=str),
-        "image_paths": np.array([str(Path(s.image_path).resolve()) for s in samples], dtype=str),
-        "mask_paths": np.array(["" if s.mask_path is None else str(Path(s.mask_path).resolve()) for s in samples],
-                               dtype=str),
-        "image_sizes": image_sizes,
-        "masks_packed": np.packbits(masks.reshape(len(samples), -1), axis=1),
-        "config": np.array(json.dumps(cfg.to_dict())),
-        "teacher_weights": np.array(json.dumps(meta["teacher_weights"])),
-        "dataset": np.array(json.dumps(dataset)),
-        "meta": np.array(json.dumps(info, default=str)),
-    }
+    arrays = _prediction_arrays(samples, maps, scores, masks, image_sizes, cfg, meta, dataset, info)
     out_path = Path(out_path) if out_path is not None else default_predictions_path(checkpoint_path, split)
-    if out_path.suffix != ".npz":
-        raise ValueError(f"out_path must end in .npz, got {out_path}")
-    clean_stale_tmp(out_path.parent)  # temporary files of killed writes
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+    _write_npz(out_path, arrays)
     return out_path
 
 

@@ -27,7 +27,8 @@ not change the order (no persistent workers, which would skip the per-epoch base
 Files in ``out_dir``:
 
 * ``last.pt``: written atomically after every epoch: student, optimiser, RNG states
-  (Python, NumPy, torch; the global torch state also drives the shuffling), history and best-so-far. ``fit`` with
+  (Python, NumPy, torch; the global torch state also drives the shuffling), history and best-so-far
+  (:class:`TrainingState`, its ``to_dict``/``from_dict`` are the file's content). ``fit`` with
   ``resume=True`` continues from it and ends with exactly the result of an uninterrupted
   run. It is deleted once ``checkpoint.pt`` is written.
 * ``checkpoint.pt``: written once, at the end (its presence means a finished run): config,
@@ -63,7 +64,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -74,7 +75,7 @@ import torch
 from ..config import LAYERS, ConfigError, STFPMConfig, config_differences
 from ..data import ImageDataset, index_category, split_train_val
 from ..method.anomaly_map import anomaly_map, fused_map
-from ..method.loss import per_image_loss
+from ..method.loss import loss_from_config, per_image_loss
 from ..method.model import STFPM, build_stfpm, feature_shapes
 from ..method.weights import TeacherWeights, resolve_teacher_weights
 from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, sha256_file
@@ -85,7 +86,7 @@ from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_in
                      rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
 
-__all__ = ["fit", "TrainResult", "TrainError", "validate", "train_step", "train_epoch", "IndexedImages"]
+__all__ = ["fit", "TrainResult", "TrainError", "TrainingState", "validate", "train_step", "train_epoch", "IndexedImages"]
 
 log = logging.getLogger(__name__)
 
@@ -228,14 +229,13 @@ def train_step(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp
     """One SGD step of the student on the batch ``x`` (B,3,S,S), already on ``device``.
 
     Forward passes under ``cfg.precision`` autocast; the loss in float32 with the config's
-    ½, batch and layer reductions. Returns ``(loss, per_image_loss (B,))``, detached, on
+    ½, batch and layer reductions (:func:`~stfpm_lib.method.loss.loss_from_config`). Returns ``(loss, per_image_loss (B,))``, detached, on
     ``device`` (no host synchronisation).
     """
     with autocast(cfg.precision, device):
         t_feats = _teacher(model, x, indices, cache)
         s_feats = model.student(x)
-    per_img = per_image_loss(t_feats, s_feats, half=cfg.loss_half, layer_reduction=cfg.loss_layer_reduction)
-    loss = per_img.mean() if cfg.loss_reduction == "batch_mean" else per_img.sum()
+    loss, per_img = loss_from_config(t_feats, s_feats, cfg, return_per_image=True)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -291,6 +291,247 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
     return loss_sum / n, map_sum / n
 
 
+# ---------------------------------------------------------------------------- training state (last.pt)
+@dataclass
+class TrainingState:
+    """What ``last.pt`` holds after ``epoch`` epochs: enough to continue exactly.
+
+    ``student`` / ``optimizer`` / ``scaler``: state dicts (``scaler`` is ``None`` in version-1 files);
+    ``rng``: :func:`stfpm_lib.engine.device.rng_state` (NumPy's state as NumPy gives it);
+    ``history``: one row per epoch; ``best``: ``{"epoch", "value", "student"}`` of the kept epoch
+    (``epoch`` 0 and ``student`` ``None`` before the first); ``elapsed_s``: wall time of the epochs.
+    ``config`` / ``teacher_weights`` / ``dataset``: the run's records, which a resumption must match.
+    """
+
+    config: dict[str, Any]
+    teacher_weights: dict[str, Any]
+    dataset: dict[str, Any]
+    epoch: int = 0
+    student: dict[str, torch.Tensor] | None = None
+    optimizer: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "value": math.inf, "student": None})
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``last.pt`` content (format ``stfpm-last``; :func:`~stfpm_lib.engine.checkpoint.save_checkpoint`
+        adds the hashes). NumPy's RNG keys are stored as a tensor (``weights_only`` loading)."""
+        rng = None if self.rng is None else {**self.rng, "numpy": _numpy_state_to_torch(self.rng["numpy"])}
+        return {
+            "format": LAST_FORMAT, "version": FORMAT_VERSION, "config": self.config, "epoch": self.epoch,
+            "student": self.student, "optimizer": self.optimizer, "scaler": self.scaler, "shuffle": _SHUFFLE,
+            "rng": rng, "history": self.history, "best": self.best, "teacher_weights": self.teacher_weights,
+            "dataset": self.dataset, "elapsed_s": self.elapsed_s,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> "TrainingState":
+        """Inverse of :meth:`to_dict` (as :func:`~stfpm_lib.engine.checkpoint.read_checkpoint` returns it)."""
+        rng = dict(obj["rng"])
+        rng["numpy"] = _numpy_state_from_torch(rng["numpy"])
+        best = obj["best"]
+        return cls(config=obj["config"], teacher_weights=obj["teacher_weights"], dataset=obj["dataset"],
+                   epoch=int(obj["epoch"]), student=obj["student"], optimizer=obj["optimizer"],
+                   scaler=obj.get("scaler"), rng=rng, history=[dict(row) for row in obj["history"]],
+                   best={"epoch": best["epoch"], "value": best["value"], "student": best["student"]},
+                   elapsed_s=float(obj["elapsed_s"]))
+
+
+@dataclass
+class _Session:
+    """The live objects of a run: model, optimiser, scaler, loaders, teacher feature caches."""
+
+    model: STFPM
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    caches: dict[str, TeacherFeatureCache] | None
+    device: torch.device
+
+
+# ---------------------------------------------------------------------------- fit steps
+def _split_and_record(cfg: STFPMConfig, data_root, category: str) -> tuple[list[Path], list[Path], dict[str, Any]]:
+    """Index the category, split its training images, and describe the split (with file hashes)."""
+    index = index_category(data_root, category)
+    train_paths, val_paths = split_train_val(index.train, cfg)
+    return train_paths, val_paths, _dataset_record(index, train_paths, val_paths)
+
+
+def _read_resume_file(cfg: STFPMConfig, last_path: Path, dataset_record: Mapping[str, Any]) -> TrainingState:
+    """The interrupted run in ``last_path``, checked against this run's config, shuffling and images."""
+    state = read_checkpoint(last_path, "resume file")
+    diff = _config_diff(state["config"], cfg)
+    if diff:
+        raise TrainError(f"{last_path} is an interrupted run with another config ({'; '.join(diff)}); "
+                         f"use another out_dir or resume=False to start afresh")
+    if state.get("shuffle") != _SHUFFLE:
+        raise TrainError(f"{last_path} was written by an older version that shuffled with its own generator; "
+                         f"resuming it would change the batch order: use resume=False to start afresh")
+    if any(state["dataset"].get(k, dataset_record[k]) != dataset_record[k]
+           for k in ("train_images", "val_images", "train_sha256", "val_sha256")):
+        raise TrainError(f"{last_path}: the training/validation images changed since the run was interrupted")
+    return TrainingState.from_dict(state)
+
+
+def _finished_run(cfg: STFPMConfig, ckpt_path: Path) -> TrainResult:
+    """The finished run in ``ckpt_path`` as a result, if it has this config."""
+    done = read_checkpoint(ckpt_path, "checkpoint")
+    diff = _config_diff(done["config"], cfg)
+    if diff:
+        raise TrainError(f"{ckpt_path} holds a finished run with another config ({'; '.join(diff)}); "
+                         f"use another out_dir or resume=False to overwrite it")
+    return _result_from_checkpoint(ckpt_path, done)
+
+
+def _check_settings(cfg: STFPMConfig, weights: TeacherWeights | None, n_train: int,
+                    progress: bool) -> tuple[TeacherWeights, torch.device]:
+    """Resolve the teacher weights and the device; refuse impossible settings (nothing written yet)."""
+    if weights is None:
+        weights = resolve_teacher_weights(cfg.teacher_weights, cfg.backbone, progress=progress)
+    device = resolve_device(cfg.device)
+    amp_dtype(cfg.precision, device)  # an impossible precision fails here, before any file is written
+    if cfg.cache_teacher_features and not cfg.cache_memory_mb >= 0:
+        raise ConfigError(f"cache_memory_mb={cfg.cache_memory_mb!r} must be >= 0 (MiB for the teacher feature cache)")
+    _check_batchnorm(cfg, n_train)
+    if device.type == "cpu":
+        tune_cpu_allocator()  # reuse freed activation memory (no page faults every step); results unchanged
+    return weights, device
+
+
+def _decoded_datasets(cfg: STFPMConfig, train_paths, val_paths) -> tuple[ImageDataset, ImageDataset]:
+    """Training and validation datasets, every image decoded once up front: bad images fail before
+    any file is written, and DataLoader workers inherit the cache."""
+    train_ds, val_ds = ImageDataset(train_paths, cfg, cache=True), ImageDataset(val_paths, cfg, cache=True)
+    for ds in (train_ds, val_ds):
+        for i in range(len(ds)):
+            ds.arrays(i)
+    return train_ds, val_ds
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
+    """Probe ``out_dir`` for writing, remove temporary files of killed writes, and without ``resume``
+    the files of an earlier run."""
+    check_writable(out_dir)  # a read-only folder or a file in the way fails now, not after the first epoch
+    clean_stale_tmp(out_dir)
+    if not resume:
+        for stale in (out_dir / CHECKPOINT_NAME, out_dir / LAST_NAME):
+            stale.unlink(missing_ok=True)
+
+
+def _build_session(cfg: STFPMConfig, weights: TeacherWeights, device: torch.device, train_ds: ImageDataset,
+                   val_ds: ImageDataset) -> _Session:
+    """Seed, then model, optimiser, scaler and loaders: the official code's global torch RNG stream
+    (module doc). Call inside :func:`~stfpm_lib.engine.device.kernel_policy`."""
+    seed_everything(cfg.seed)
+    model = prepare_model(build_stfpm(cfg, weights, advance_global_rng=True), device, cfg.channels_last)
+    optimizer = torch.optim.SGD(model.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    scaler = grad_scaler(cfg.precision, device)
+    # No generator: both loaders draw from the global torch RNG as the official ones do. No
+    # persistent workers: each epoch's iterator must draw its base seed, as with num_workers=0.
+    loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=False)
+    train_loader = torch.utils.data.DataLoader(IndexedImages(train_ds), batch_size=cfg.batch_size, shuffle=True,
+                                               drop_last=False, **loader_kw)
+    val_loader = torch.utils.data.DataLoader(IndexedImages(val_ds), batch_size=cfg.eval_batch_size,
+                                             shuffle=False, **loader_kw)
+    caches = None
+    if cfg.cache_teacher_features:  # the validation cache is made after the first epoch (_run_epoch)
+        caches = {"train": TeacherFeatureCache(len(train_ds), cfg.cache_memory_mb, name="train")}
+    return _Session(model, optimizer, scaler, train_loader, val_loader, caches, device)
+
+
+def _restore(session: _Session, state: TrainingState, teacher_record: Mapping[str, Any], last_path: Path) -> None:
+    """Continue from ``state``: same teacher required; student, optimiser, scaler and RNG restored."""
+    if state.teacher_weights.get("state_sha256") != teacher_record["state_sha256"]:
+        raise TrainError(f"{last_path}: the teacher weights differ from the interrupted run's "
+                         f"({state.teacher_weights} vs {teacher_record})")
+    session.model.student.load_state_dict(state.student)
+    session.optimizer.load_state_dict(state.optimizer)
+    if state.scaler is not None:
+        session.scaler.load_state_dict(state.scaler)
+    set_rng_state(state.rng)
+
+
+def _run_epoch(session: _Session, state: TrainingState, cfg: STFPMConfig, epoch: int,
+               on_batch: Callable[[torch.Tensor], None] | None) -> dict[str, Any]:
+    """Train one epoch, validate, update ``state`` (history, elapsed, best, student, optimiser,
+    scaler, RNG, epoch) and return the epoch's history row."""
+    t0 = time.perf_counter()
+    caches, device = session.caches, session.device
+    train_loss = train_epoch(session.model, session.optimizer, session.scaler, session.train_loader, cfg, device,
+                             cache=caches and caches["train"], on_batch=on_batch)
+    if caches is not None and "val" not in caches:  # what the training cache leaves of the budget
+        left = max(cfg.cache_memory_mb - caches["train"].nbytes / 2**20, 0.0)
+        caches["val"] = TeacherFeatureCache(len(session.val_loader.dataset), left, name="val")
+    val_loss, val_map = validate(session.model, session.val_loader, cfg, device, cache=caches and caches["val"])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_map": val_map,
+           "epoch_time_s": time.perf_counter() - t0}
+    state.history.append(row)
+    state.elapsed_s += row["epoch_time_s"]
+    key = _selection_key(cfg)
+    if key is None or row[key] < state.best["value"] or state.best["student"] is None:
+        state.best = {"epoch": epoch, "value": row[key] if key else math.nan,
+                      "student": _cpu_state(session.model.student)}
+    state.epoch, state.rng = epoch, rng_state()
+    state.student, state.optimizer = _cpu_state(session.model.student), session.optimizer.state_dict()
+    state.scaler = session.scaler.state_dict()
+    return row
+
+
+def _train_epochs(session: _Session, state: TrainingState, cfg: STFPMConfig, last_path: Path, category: str,
+                  progress: bool, log: Callable[[dict[str, Any]], None] | None) -> None:
+    """Epochs ``state.epoch + 1 .. cfg.epochs``, ``last.pt`` written after each, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    n = len(session.train_loader)
+    bar = tqdm(total=cfg.epochs * n, initial=state.epoch * n, disable=not progress, desc=f"{category} train",
+               unit="batch", leave=False)
+    try:
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            def on_batch(loss: torch.Tensor, epoch: int = epoch) -> None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
+
+            row = _run_epoch(session, state, cfg, epoch, on_batch if progress else None)
+            save_checkpoint(last_path, state.to_dict())
+            bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4f}", val_map=f"{row['val_map']:.4g}")
+            if log is not None:
+                log(dict(row))
+    finally:
+        bar.close()
+
+
+def _write_result(session: _Session, state: TrainingState, cfg: STFPMConfig, out_dir: Path,
+                  resumed_from: int) -> TrainResult:
+    """Write ``history.csv``, ``config.json`` and ``checkpoint.pt`` (the selected student), remove ``last.pt``."""
+    key = _selection_key(cfg)
+    value = None if key is None else float(state.best["value"])
+    caches = session.caches
+    cache_record = None if caches is None else {name: c.describe() for name, c in caches.items()}
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(),
+        "student": state.best["student"], "epoch": state.best["epoch"], "epochs_trained": cfg.epochs,
+        "selection": cfg.selection, "selection_value": value, "teacher_weights": state.teacher_weights,
+        "dataset": state.dataset, "history": state.history, "train_time_s": state.elapsed_s,
+        "device": str(session.device), "resumed_from_epoch": resumed_from, "environment": environment_info(),
+        "teacher_cache": cache_record,
+    }
+    frame = pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
+    atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
+    cfg.to_json(out_dir / "config.json")
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    save_checkpoint(ckpt_path, checkpoint)
+    (out_dir / LAST_NAME).unlink(missing_ok=True)
+    return TrainResult(checkpoint_path=ckpt_path, history=frame, best_epoch=int(state.best["epoch"]),
+                       train_time_s=state.elapsed_s, teacher_weights=state.teacher_weights, selection_value=value,
+                       resumed_from_epoch=resumed_from, teacher_cache=cache_record)
+
+
 # ---------------------------------------------------------------------------- fit
 def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = True, progress: bool = True,
         log: Callable[[dict[str, Any]], None] | None = None, weights: TeacherWeights | None = None) -> TrainResult:
@@ -309,154 +550,26 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     Raises ``DataError`` (bad data), ``WeightsError`` (teacher weights), ``TrainError``
     (``out_dir`` holds another run); nothing is written before data and weights are checked.
     """
-
-    index = index_category(data_root, category)
-    train_paths, val_paths = split_train_val(index.train, cfg)
-    dataset_record = _dataset_record(index, train_paths, val_paths)
+    train_paths, val_paths, dataset_record = _split_and_record(cfg, data_root, category)
     out_dir = Path(out_dir)
     ckpt_path, last_path = out_dir / CHECKPOINT_NAME, out_dir / LAST_NAME
-
     if resume and ckpt_path.is_file():
-        done = read_checkpoint(ckpt_path, "checkpoint")
-        diff = _config_diff(done["config"], cfg)
-        if diff:
-            raise TrainError(f"{ckpt_path} holds a finished run with another config ({'; '.join(diff)}); "
-                             f"use another out_dir or resume=False to overwrite it")
-        return _result_from_checkpoint(ckpt_path, done)
-
-    state = None
-    if resume and last_path.is_file():
-        state = read_checkpoint(last_path, "resume file")
-        diff = _config_diff(state["config"], cfg)
-        if diff:
-            raise TrainError(f"{last_path} is an interrupted run with another config ({'; '.join(diff)}); "
-                             f"use another out_dir or resume=False to start afresh")
-        if state.get("shuffle") != _SHUFFLE:
-            raise TrainError(f"{last_path} was written by an older version that shuffled with its own generator; "
-                             f"resuming it would change the batch order: use resume=False to start afresh")
-        if any(state["dataset"].get(k, dataset_record[k]) != dataset_record[k]
-               for k in ("train_images", "val_images", "train_sha256", "val_sha256")):
-            raise TrainError(f"{last_path}: the training/validation images changed since the run was interrupted")
-
-    if weights is None:
-        weights = resolve_teacher_weights(cfg.teacher_weights, cfg.backbone, progress=progress)
-    device = resolve_device(cfg.device)
-    amp_dtype(cfg.precision, device)  # an impossible precision fails here, before any file is written
-    if cfg.cache_teacher_features and not cfg.cache_memory_mb >= 0:
-        raise ConfigError(f"cache_memory_mb={cfg.cache_memory_mb!r} must be >= 0 (MiB for the teacher feature cache)")
-    _check_batchnorm(cfg, len(train_paths))
-    if device.type == "cpu":
-        tune_cpu_allocator()  # reuse freed activation memory (no page faults every step); results unchanged
-
-    train_ds, val_ds = ImageDataset(train_paths, cfg, cache=True), ImageDataset(val_paths, cfg, cache=True)
-    for ds in (train_ds, val_ds):  # decode once up front: bad images fail before any file is written,
-        for i in range(len(ds)):   # and DataLoader workers inherit the cache
-            ds.arrays(i)
-
-    check_writable(out_dir)  # a read-only folder or a file in the way fails now, not after the first epoch
-    clean_stale_tmp(out_dir)  # temporary files of killed writes
-    if not resume:
-        for stale in (ckpt_path, last_path):
-            stale.unlink(missing_ok=True)
+        return _finished_run(cfg, ckpt_path)
+    saved = _read_resume_file(cfg, last_path, dataset_record) if resume and last_path.is_file() else None
+    weights, device = _check_settings(cfg, weights, len(train_paths), progress)
+    train_ds, val_ds = _decoded_datasets(cfg, train_paths, val_paths)
+    _prepare_out_dir(out_dir, resume)
 
     with kernel_policy(device, cfg.precision):
-        seed_everything(cfg.seed)  # then the global torch RNG stream of the official code (module doc)
-        model = prepare_model(build_stfpm(cfg, weights, advance_global_rng=True), device, cfg.channels_last)
-        teacher_record = _teacher_record(model)
-        optimizer = torch.optim.SGD(model.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
-        scaler = grad_scaler(cfg.precision, device)
-        # No generator: both loaders draw from the global torch RNG as the official ones do. No
-        # persistent workers: each epoch's iterator must draw its base seed, as with num_workers=0.
-        loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=False)
-        train_loader = torch.utils.data.DataLoader(IndexedImages(train_ds), batch_size=cfg.batch_size, shuffle=True,
-                                                   drop_last=False, **loader_kw)
-        val_loader = torch.utils.data.DataLoader(IndexedImages(val_ds), batch_size=cfg.eval_batch_size,
-                                                 shuffle=False, **loader_kw)
-        caches = None
-        if cfg.cache_teacher_features:  # the validation cache gets what the training one leaves of the budget
-            caches = {"train": TeacherFeatureCache(len(train_ds), cfg.cache_memory_mb, name="train")}
-
-        history: list[dict[str, Any]] = []
-        best = {"epoch": 0, "value": math.inf, "student": None}
-        elapsed = 0.0
-        start_epoch = 0
-        if state is not None:
-            if state["teacher_weights"].get("state_sha256") != teacher_record["state_sha256"]:
-                raise TrainError(f"{last_path}: the teacher weights differ from the interrupted run's "
-                                 f"({state['teacher_weights']} vs {teacher_record})")
-            model.student.load_state_dict(state["student"])
-            optimizer.load_state_dict(state["optimizer"])
-            if "scaler" in state:
-                scaler.load_state_dict(state["scaler"])
-            rng = dict(state["rng"])
-            rng["numpy"] = _numpy_state_from_torch(rng["numpy"])
-            set_rng_state(rng)
-            history = [dict(row) for row in state["history"]]
-            best = {"epoch": state["best"]["epoch"], "value": state["best"]["value"],
-                    "student": state["best"]["student"]}
-            elapsed = float(state["elapsed_s"])
-            start_epoch = int(state["epoch"])
-        resumed_from = start_epoch
-
-        key = _selection_key(cfg)
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.epochs * len(train_loader), initial=start_epoch * len(train_loader),
-                   disable=not progress, desc=f"{category} train", unit="batch", leave=False)
-        try:
-            def on_batch(loss: torch.Tensor) -> None:
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
-
-            for epoch in range(start_epoch + 1, cfg.epochs + 1):
-                t0 = time.perf_counter()
-                train_loss = train_epoch(model, optimizer, scaler, train_loader, cfg, device,
-                                         cache=caches and caches["train"], on_batch=on_batch if progress else None)
-                if caches is not None and "val" not in caches:
-                    left = max(cfg.cache_memory_mb - caches["train"].nbytes / 2**20, 0.0)
-                    caches["val"] = TeacherFeatureCache(len(val_ds), left, name="val")
-                val_loss, val_map = validate(model, val_loader, cfg, device, cache=caches and caches["val"])
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_map": val_map,
-                       "epoch_time_s": time.perf_counter() - t0}
-                history.append(row)
-                elapsed += row["epoch_time_s"]
-                if key is None or row[key] < best["value"] or best["student"] is None:
-                    best = {"epoch": epoch, "value": row[key] if key else math.nan, "student": _cpu_state(model.student)}
-                rng = rng_state()
-                rng["numpy"] = _numpy_state_to_torch(rng["numpy"])
-                save_checkpoint(last_path, {
-                    "format": LAST_FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(), "epoch": epoch,
-                    "student": _cpu_state(model.student), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(), "shuffle": _SHUFFLE, "rng": rng,
-                    "history": history, "best": best, "teacher_weights": teacher_record,
-                    "dataset": dataset_record, "elapsed_s": elapsed,
-                })
-                bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", val_map=f"{val_map:.4g}")
-                if log is not None:
-                    log(dict(row))
-        finally:
-            bar.close()
-
-    value = None if key is None else float(best["value"])
-    cache_record = None if caches is None else {name: c.describe() for name, c in caches.items()}
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(), "student": best["student"],
-        "epoch": best["epoch"], "epochs_trained": cfg.epochs, "selection": cfg.selection,
-        "selection_value": value, "teacher_weights": teacher_record, "dataset": dataset_record,
-        "history": history, "train_time_s": elapsed, "device": str(device), "resumed_from_epoch": resumed_from,
-        "environment": environment_info(), "teacher_cache": cache_record,
-    }
-    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
-    cfg.to_json(out_dir / "config.json")
-    save_checkpoint(ckpt_path, checkpoint)
-    last_path.unlink(missing_ok=True)
-    return TrainResult(checkpoint_path=ckpt_path, history=frame, best_epoch=int(best["epoch"]), train_time_s=elapsed,
-                       teacher_weights=teacher_record, selection_value=value, resumed_from_epoch=resumed_from,
-                       teacher_cache=cache_record)
+        session = _build_session(cfg, weights, device, train_ds, val_ds)
+        teacher_record = _teacher_record(session.model)
+        if saved is not None:
+            _restore(session, saved, teacher_record, last_path)
+            saved.config, saved.teacher_weights, saved.dataset = cfg.to_dict(), teacher_record, dataset_record
+        state = saved or TrainingState(config=cfg.to_dict(), teacher_weights=teacher_record, dataset=dataset_record)
+        resumed_from = state.epoch
+        _train_epochs(session, state, cfg, last_path, category, progress, log)
+    return _write_result(session, state, cfg, out_dir, resumed_from)
 
 
 def _result_from_checkpoint(path: Path, ckpt: Mapping[str, Any]) -> TrainResult:

@@ -51,15 +51,23 @@ def per_image_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequenc
 
 
 def stfpm_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], *,
-               half: bool = False, reduction: str = "batch_mean", layer_reduction: str = "sum") -> torch.Tensor:
-    """Scalar STFPM loss (see the module docstring); defaults are the official code."""
+               half: bool = False, reduction: str = "batch_mean", layer_reduction: str = "sum",
+               return_per_image: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Scalar STFPM loss (see the module docstring); defaults are the official code.
+
+    ``return_per_image=True`` returns ``(loss, per_image (B,))``: the scalar and the
+    :func:`per_image_loss` it reduces (what training averages over an epoch, without a second
+    computation).
+    """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction={reduction!r} is not one of {list(_REDUCTIONS)}")
     per_image = per_image_loss(teacher_feats, student_feats, half=half, layer_reduction=layer_reduction)
-    return per_image.mean() if reduction == "batch_mean" else per_image.sum()
+    loss = per_image.mean() if reduction == "batch_mean" else per_image.sum()
+    return (loss, per_image) if return_per_image else loss
 
 
-def loss_from_config(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], cfg) -> torch.Tensor:
+def loss_from_config(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], cfg, *,
+                     return_per_image: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """:func:`stfpm_loss` with ``cfg.loss_half``, ``cfg.loss_reduction``, ``cfg.loss_layer_reduction``."""
     return stfpm_loss(teacher_feats, student_feats, half=cfg.loss_half, reduction=cfg.loss_reduction,
-                      layer_reduction=cfg.loss_layer_reduction)
+                      layer_reduction=cfg.loss_layer_reduction, return_per_image=return_per_image)

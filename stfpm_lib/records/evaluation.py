@@ -151,6 +151,91 @@ def _float32_maps(maps: Any, where: str) -> np.ndarray:
     return maps
 
 
+def _checked_arrays(pred: Any, where: str, original_resolution: bool,
+                    mask_rule: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(maps (N,H,W), scores (N,) float32, labels (N,) int8, masks (N,H,W))`` of ``pred``, checked."""
+    crop = (pred.config or {}).get("crop_size")
+    if original_resolution and crop:
+        raise EvaluationError(f"{where}: original_resolution needs uncropped maps; the predictions were made with "
+                              f"crop_size={crop}, which cannot be mapped back onto the original images")
+    maps = _float32_maps(pred.maps, where)
+    if maps.ndim != 3:
+        raise ValueError(f"{where}: maps must have shape (N, H, W); got {maps.shape}")
+    scores = np.asarray(pred.scores, dtype=np.float32)
+    labels = np.asarray(pred.labels).astype(np.int8)
+    n = maps.shape[0]
+    if scores.shape != (n,) or labels.shape != (n,) or len(pred.defect_types) != n:
+        raise ValueError(f"{where}: {n} maps but scores {scores.shape}, labels {labels.shape}, "
+                         f"{len(pred.defect_types)} defect types")
+    masks = np.asarray(pred.masks(mask_rule))
+    if masks.shape != maps.shape:
+        raise ValueError(f"{where}: masks {masks.shape} do not match maps {maps.shape}")
+    return maps, scores, labels, masks
+
+
+def _load_val(val_predictions: Any) -> Any:
+    """The validation predictions, checked to be the ``val`` split's normal images."""
+    val, val_source = _load(val_predictions)
+    val_split = str((getattr(val, "meta", None) or {}).get("split", ""))
+    if val_split and val_split != "val":
+        raise EvaluationError(f"{val_source or getattr(val, 'path', None) or 'val_predictions'} holds predictions of the {val_split!r} split; "
+                              "the *_val thresholds need the held-out normal images (predict --split val)")
+    if np.asarray(val.labels).any():
+        raise EvaluationError("val_predictions must hold normal images only (label 0); "
+                              f"{int(np.asarray(val.labels).sum())} are labelled anomalous")
+    return val
+
+
+def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray, types: np.ndarray, val: Any,
+                   map_size: int, fpr_limit: float, original_resolution: bool) -> dict[str, float]:
+    """The ``metrics`` dict of an :class:`Evaluation`: image metrics from ``scores``, pixel ones from
+    ``m`` (:func:`~stfpm_lib.metrics.compute_all`), and the counts."""
+    best = M.image_f1_best(scores, labels)  # image level from the stored float32 scores (the max of each map)
+    metrics: dict[str, float] = {
+        "image_auroc": M.image_auroc(scores, labels),
+        "pixel_auroc": m["pixel_auroc"],
+        "au_pro": m["au_pro"],
+        "official_pro": m["official_pro"],
+        "image_f1": best.f1,
+        "image_f1_threshold": best.threshold,
+        "pixel_f1": m["pixel_f1_best"],
+        "pixel_f1_threshold": m["pixel_f1_best_threshold"],
+    }
+    if val is not None:
+        vres = M.image_f1_val(scores, labels, np.asarray(val.scores, dtype=np.float32))
+        metrics.update(image_f1_val=vres.f1, image_f1_val_threshold=vres.threshold,
+                       pixel_f1_val=m["pixel_f1_val"], pixel_f1_val_threshold=m["pixel_f1_val_threshold"])
+    if original_resolution:
+        metrics.update(au_pro_orig_res=m["au_pro_orig_res"], pixel_auroc_orig_res=m["pixel_auroc_orig_res"])
+    metrics.update({key: float(m[key]) for key in ("n_images", "n_anomalous", "n_normal", "n_defect_pixels",
+                                                    "n_normal_pixels", "n_regions")})
+    metrics["n_defect_types"] = float(len(set(types[labels == 1])))
+    metrics["map_size"] = float(map_size)
+    metrics["fpr_limit"] = float(fpr_limit)
+    if val is not None:
+        metrics["n_val_images"] = float(len(val.labels))
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+            metrics: Mapping[str, float], fpr_limit: float) -> dict[str, dict[str, Any]]:
+    """Image ROC, pixel ROC (thinned), PRO up to ``fpr_limit`` (thinned) and the official PRO curve."""
+    image_roc = M.roc_curve(scores, labels)
+    pixel_roc = M.pixel_roc_curve(maps, masks, max_points=_CURVE_POINTS)
+    pro = M.pro_curve(maps, masks, fpr_limit)
+    official = M.official_pro_curve(maps, masks)
+    return {
+        "image_roc": {"fpr": image_roc.fpr, "tpr": image_roc.tpr, "thresholds": image_roc.thresholds,
+                      "auc": metrics["image_auroc"]},
+        "pixel_roc": {"fpr": pixel_roc.fpr, "tpr": pixel_roc.tpr, "thresholds": pixel_roc.thresholds,
+                      "auc": metrics["pixel_auroc"]},
+        "pro": {**_thin({"fpr": pro.fpr, "pro": pro.pro, "thresholds": pro.thresholds}),
+                "auc": metrics["au_pro"], "fpr_limit": float(fpr_limit)},
+        "official_pro": {"fpr": official.fpr, "pro": official.pro, "thresholds": official.thresholds,
+                         "auc": metrics["official_pro"]},
+    }
+
+
 def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, original_resolution: bool = False,
                          fpr_limit: float = 0.3, mask_rule: str | None = None) -> Evaluation:
     """Every metric of one category from its test predictions (a ``Predictions`` or a ``.npz`` path).
@@ -169,33 +254,9 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
 
     pred, source = _load(predictions)
     where = source or getattr(pred, "path", None) or "predictions"
-    crop = (pred.config or {}).get("crop_size")
-    if original_resolution and crop:
-        raise EvaluationError(f"{where}: original_resolution needs uncropped maps; the predictions were made with "
-                              f"crop_size={crop}, which cannot be mapped back onto the original images")
-    maps = _float32_maps(pred.maps, where)
-    if maps.ndim != 3:
-        raise ValueError(f"{where}: maps must have shape (N, H, W); got {maps.shape}")
-    scores = np.asarray(pred.scores, dtype=np.float32)
-    labels = np.asarray(pred.labels).astype(np.int8)
-    n = maps.shape[0]
-    if scores.shape != (n,) or labels.shape != (n,) or len(pred.defect_types) != n:
-        raise ValueError(f"{where}: {n} maps but scores {scores.shape}, labels {labels.shape}, "
-                         f"{len(pred.defect_types)} defect types")
-    masks = np.asarray(pred.masks(mask_rule))
+    maps, scores, labels, masks = _checked_arrays(pred, where, original_resolution, mask_rule)
     used_rule = mask_rule or (pred.config or {}).get("mask_rule")
-    if masks.shape != maps.shape:
-        raise ValueError(f"{where}: masks {masks.shape} do not match maps {maps.shape}")
-    val = None
-    if val_predictions is not None:
-        val, val_source = _load(val_predictions)
-        val_split = str((getattr(val, "meta", None) or {}).get("split", ""))
-        if val_split and val_split != "val":
-            raise EvaluationError(f"{val_source or getattr(val, 'path', None) or 'val_predictions'} holds predictions of the {val_split!r} split; "
-                                  "the *_val thresholds need the held-out normal images (predict --split val)")
-        if np.asarray(val.labels).any():
-            raise EvaluationError("val_predictions must hold normal images only (label 0); "
-                                  f"{int(np.asarray(val.labels).sum())} are labelled anomalous")
+    val = None if val_predictions is None else _load_val(val_predictions)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # official PRO may be NaN by its own formula
@@ -203,51 +264,13 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
             m = M.compute_all(maps, masks, labels, val_maps=val_maps, fpr_limit=fpr_limit, orig_masks=_original_masks(pred) if original_resolution else None)
     except M.UndefinedMetricError as exc:
         raise M.UndefinedMetricError(f"{where}: {exc}") from exc
-    # image level from the stored float32 scores (the max of each map)
-    best = M.image_f1_best(scores, labels)
-    metrics: dict[str, float] = {
-        "image_auroc": M.image_auroc(scores, labels),
-        "pixel_auroc": m["pixel_auroc"],
-        "au_pro": m["au_pro"],
-        "official_pro": m["official_pro"],
-        "image_f1": best.f1,
-        "image_f1_threshold": best.threshold,
-        "pixel_f1": m["pixel_f1_best"],
-        "pixel_f1_threshold": m["pixel_f1_best_threshold"],
-    }
-    if val is not None:
-        vres = M.image_f1_val(scores, labels, np.asarray(val.scores, dtype=np.float32))
-        metrics.update(image_f1_val=vres.f1, image_f1_val_threshold=vres.threshold,
-                       pixel_f1_val=m["pixel_f1_val"], pixel_f1_val_threshold=m["pixel_f1_val_threshold"])
-    if original_resolution:
-        metrics.update(au_pro_orig_res=m["au_pro_orig_res"], pixel_auroc_orig_res=m["pixel_auroc_orig_res"])
     types = np.asarray([str(t) for t in pred.defect_types])
-    metrics.update({key: float(m[key]) for key in ("n_images", "n_anomalous", "n_normal", "n_defect_pixels",
-                                                    "n_normal_pixels", "n_regions")})
-    metrics["n_defect_types"] = float(len(set(types[labels == 1])))
-    metrics["map_size"] = float(maps.shape[1])
-    metrics["fpr_limit"] = float(fpr_limit)
-    if val is not None:
-        metrics["n_val_images"] = float(len(val.labels))
-    metrics = {k: float(v) for k, v in metrics.items()}
+    metrics = _metric_values(m, scores, labels, types, val, maps.shape[1], fpr_limit, original_resolution)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True, scores=scores)
-    image_roc = M.roc_curve(scores, labels)
-    pixel_roc = M.pixel_roc_curve(maps, masks, max_points=_CURVE_POINTS)
-    pro = M.pro_curve(maps, masks, fpr_limit)
-    official = M.official_pro_curve(maps, masks)
-    curves = {
-        "image_roc": {"fpr": image_roc.fpr, "tpr": image_roc.tpr, "thresholds": image_roc.thresholds,
-                      "auc": metrics["image_auroc"]},
-        "pixel_roc": {"fpr": pixel_roc.fpr, "tpr": pixel_roc.tpr, "thresholds": pixel_roc.thresholds,
-                      "auc": metrics["pixel_auroc"]},
-        "pro": {**_thin({"fpr": pro.fpr, "pro": pro.pro, "thresholds": pro.thresholds}),
-                "auc": metrics["au_pro"], "fpr_limit": float(fpr_limit)},
-        "official_pro": {"fpr": official.fpr, "pro": official.pro, "thresholds": official.thresholds,
-                         "auc": metrics["official_pro"]},
-    }
+    curves = _curves(maps, masks, scores, labels, metrics, fpr_limit)
     return Evaluation(metrics=metrics, per_defect_type=table, curves=curves, scores=scores, labels=labels,
                       defect_types=types, image_paths=np.asarray([str(p) for p in pred.image_paths]), source=source,
                       mask_rule=used_rule)

@@ -513,8 +513,6 @@ def run_batch(
     writing only its own ``run_dir/<category>`` (flock-protected). Complete steps are skipped
     unless ``force``. A failing category never stops the others.
     """
-    from tqdm import tqdm
-
     overrides = dict(overrides or {})
     run_dir = Path(run_dir).resolve()  # notebooks execute with their category folder as cwd
     _ensure_importable()
@@ -530,9 +528,32 @@ def run_batch(
             for spec in notebooks
         )
         job_list.append(_Job(category, str(out_dir), steps, force, kernel_name, log_output, execution_timeout, threads))
+    results = _run_category_jobs(job_list, jobs, run_dir.name, progress)
+
+    run_result = None
+    ok = [c for c in categories if results[c].status != "failed"]
+    if run_level and (ok or not categories):
+        steps = tuple(
+            (str(spec.path.resolve()), spec.outputs,
+             {**_notebook_params(spec, category=None, data_root=data_root, run_dir=run_dir,
+                                 out_dir=run_dir / RUN_LEVEL_OUT.get(spec.name, spec.name),
+                                 preset=preset, overrides=overrides),
+              **{k: v for k, v in (run_level_params or {}).items() if k in spec.parameters}})
+            for spec in run_level
+        )
+        print(f"running {', '.join(s.path.name for s in run_level)} on {run_dir}", flush=True)
+        run_result = _run_job(_Job(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
+                                   execution_timeout, None))
+    return BatchResult(run_dir, [results[c] for c in categories], run_result, time.perf_counter() - start)
+
+
+def _run_category_jobs(job_list: list[_Job], jobs: int, desc: str, progress: bool) -> dict[str, CategoryResult]:
+    """Run the categories' jobs (in ``jobs`` spawned processes when > 1) with a progress bar; a dead
+    worker fails its category only. Returns the results by category."""
+    from tqdm import tqdm
 
     results: dict[str, CategoryResult] = {}
-    bar = tqdm(total=len(job_list), desc=f"{run_dir.name}", unit="category", disable=not progress, file=sys.stdout)
+    bar = tqdm(total=len(job_list), desc=f"{desc}", unit="category", disable=not progress, file=sys.stdout)
 
     def done(res: CategoryResult) -> None:
         results[res.category] = res
@@ -558,22 +579,7 @@ def run_batch(
             bar.set_postfix_str(f"{job.category}: running")
             done(_run_job(job))
     bar.close()
-
-    run_result = None
-    ok = [c for c in categories if results[c].status != "failed"]
-    if run_level and (ok or not categories):
-        steps = tuple(
-            (str(spec.path.resolve()), spec.outputs,
-             {**_notebook_params(spec, category=None, data_root=data_root, run_dir=run_dir,
-                                 out_dir=run_dir / RUN_LEVEL_OUT.get(spec.name, spec.name),
-                                 preset=preset, overrides=overrides),
-              **{k: v for k, v in (run_level_params or {}).items() if k in spec.parameters}})
-            for spec in run_level
-        )
-        print(f"running {', '.join(s.path.name for s in run_level)} on {run_dir}", flush=True)
-        run_result = _run_job(_Job(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
-                                   execution_timeout, None))
-    return BatchResult(run_dir, [results[c] for c in categories], run_result, time.perf_counter() - start)
+    return results
 
 
 def format_summary(result: BatchResult) -> str:
@@ -670,11 +676,12 @@ def _teacher_note(cfg: STFPMConfig | None, weights) -> str | None:
     return f"teacher weights: {info['source']} {info['name']}{where}{sha}"
 
 
-def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
+def _cli_inputs(args: argparse.Namespace, reproduce_mode: bool, overrides: dict[str, Any],
+                teacher_given: bool) -> tuple[list, list, Path, dict[str, Any], str | None, bool, str]:
+    """``(notebooks, run_level, data_root, overrides, warning, demo, run_name)`` of the command line:
+    the pipeline (``reproduce``, on the embedded demo without a data root) or the given notebooks."""
     from ..data.mvtec import resolve_data_root
 
-    overrides = parse_overrides(args.parameter)
-    teacher_given = "teacher_weights" in overrides
     warning = None
     demo = False
     if reproduce_mode:
@@ -703,6 +710,23 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         else:  # only run-level notebooks (e.g. the report): no dataset needed
             data_root = Path("")
         run_name = args.run_name or f"{'+'.join(s.name for s in notebooks + run_level)}_{args.preset}"
+    return notebooks, run_level, data_root, overrides, warning, demo, run_name
+
+
+def _print_tables(result: BatchResult, run_dir: Path) -> None:
+    """After a successful report step: print ``tables/results.md`` and where the tables are."""
+    if result.run_level and result.run_level.status != "failed" and (run_dir / "tables").is_dir():
+        results_md = run_dir / "tables" / "results.md"
+        if results_md.is_file():
+            print("\n" + results_md.read_text(encoding="utf-8").strip() + "\n", flush=True)
+        print(f"tables: {run_dir / 'tables'}", flush=True)
+
+
+def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
+    overrides = parse_overrides(args.parameter)
+    teacher_given = "teacher_weights" in overrides
+    notebooks, run_level, data_root, overrides, warning, demo, run_name = _cli_inputs(
+        args, reproduce_mode, overrides, teacher_given)
     if args.jobs < 1:
         raise BatchError(f"--jobs must be >= 1, got {args.jobs}")
     cfg = validate_overrides(notebooks + run_level, args.preset, overrides)
@@ -731,11 +755,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         run_level=run_level, run_level_params={"title": f"{run_name} ({args.preset})"},
     )
     print(format_summary(result), flush=True)
-    if result.run_level and result.run_level.status != "failed" and (run_dir / "tables").is_dir():
-        results_md = run_dir / "tables" / "results.md"
-        if results_md.is_file():
-            print("\n" + results_md.read_text(encoding="utf-8").strip() + "\n", flush=True)
-        print(f"tables: {run_dir / 'tables'}", flush=True)
+    _print_tables(result, run_dir)
     if note:
         print(note, flush=True)
     return result.exit_code
