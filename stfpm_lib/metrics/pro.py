@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._pool import PixelPool, build_pool
-from ._validation import UndefinedMetricError
+from ._validation import MaskBinarization, UndefinedMetricError
 
 __all__ = ["PROCurve", "au_pro", "pro_curve", "official_pro", "official_pro_curve"]
 
@@ -113,14 +113,14 @@ def au_pro(
     masks: Any,
     fpr_limit: float = 0.3,
     *,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> float:
     """MVTec AD AU-PRO (exact curve, trapezoid up to ``fpr_limit``, divided by ``fpr_limit``).
 
     Args:
         maps: float ``(N, H, W)`` anomaly maps (NumPy or torch), or a list of 2-D maps.
-        masks: ground truth ``(N, H, W)``, or a list of 2-D masks; binarised by ``mask_rule``
+        masks: ground truth ``(N, H, W)``, or a list of 2-D masks; binarised by ``mask_binarization``
             (``"gt0"``: > 0, default; ``"gt0.5"``: > 0.5).
         fpr_limit: upper FPR integration limit in (0, 1].
         resize_maps: evaluate at the masks' resolution: each map is bilinearly resized to its
@@ -129,7 +129,7 @@ def au_pro(
     Returns the normalised area in [0, 1] (1 = perfect). Raises ``ValueError`` on bad input and
     :class:`UndefinedMetricError` if there are no defect pixels or no normal pixels.
     """
-    pool = build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     return au_pro_from_pool(pool, fpr_limit)
 
 
@@ -138,13 +138,13 @@ def pro_curve(
     masks: Any,
     fpr_limit: float = 0.3,
     *,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> PROCurve:
     """Exact MVTec PRO curve for plotting: (0, 0), then one point per distinct score (descending
     threshold) while FPR <= ``fpr_limit``, plus the interpolated point at ``fpr_limit`` (whose
     threshold is that of the next curve point). ``trapz(pro, fpr) / fpr_limit == au_pro``."""
-    pool = build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     return pro_curve_from_pool(pool, fpr_limit)
 
 
@@ -204,7 +204,7 @@ def official_pro(
     *,
     fpr_limit: float = 0.3,
     max_steps: int = OFFICIAL_MAX_STEPS,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> float:
     """The official STFPM code's PRO (``evaluate.py``, from DFR). **NOT the MVTec AU-PRO.**
@@ -217,11 +217,11 @@ def official_pro(
     included); keep points with FPR <= ``fpr_limit``; **min-max rescale both FPR and PRO** to
     [0, 1]; area by the trapezoid rule. Roughly equals ``au_pro / PRO(FPR=fpr_limit)``.
 
-    ``maps`` float ``(N, H, W)``; ``masks`` ``(N, H, W)`` (official: 256², ``mask_rule="gt0"``; the
+    ``maps`` float ``(N, H, W)``; ``masks`` ``(N, H, W)`` (official: 256², ``mask_binarization="gt0"``; the
     DFR original used ``"gt0.5"`` and 20000 steps). Returns NaN (with a ``RuntimeWarning``) where
     the official formula divides 0 by 0, e.g. if no normal pixel passes any kept threshold.
     """
-    pool = build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     return official_pro_from_curve(official_curve_from_pool(pool, max_steps), fpr_limit)
 
 
@@ -230,10 +230,10 @@ def official_pro_curve(
     masks: Any,
     *,
     max_steps: int = OFFICIAL_MAX_STEPS,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> PROCurve:
     """The official code's raw grid curve (before selection and rescaling): ``max_steps`` points,
     thresholds descending from the global max, positive iff ``score > threshold``."""
-    pool = build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     return official_curve_from_pool(pool, max_steps)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ._pool import PixelPool, build_pool, floor_to_dtype
 from ._validation import (
+    MaskBinarization,
     UndefinedMetricError,
     as_image_list,
     as_labels,
@@ -176,26 +177,26 @@ def image_f1_val(scores: Any, labels: Any, val_scores: Any, quantile: float = 1.
 
 
 # ----------------------------------------------------------------------------------- pixel level
-def pixel_auroc(maps: Any, masks: Any, *, mask_rule: str = "gt0", resize_maps: bool = False) -> float:
+def pixel_auroc(maps: Any, masks: Any, *, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False) -> float:
     """Pixel AUROC over all pixels of all images; ``maps`` ``(N, H, W)`` float, ``masks`` ``(N, H, W)``.
 
     ``resize_maps=True`` bilinearly resizes each map to its mask's size (masks may then be a
     list of differently sized 2-D arrays).
     """
-    return auroc_from_pool(build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps))
+    return auroc_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps))
 
 
 def pixel_roc_curve(
-    maps: Any, masks: Any, *, max_points: int | None = 10_000, mask_rule: str = "gt0", resize_maps: bool = False
+    maps: Any, masks: Any, *, max_points: int | None = 10_000, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False
 ) -> ROCCurve:
     """Exact pixel ROC curve of ``maps`` ``(N, H, W)`` vs ``masks`` ``(N, H, W)``, thinned to at most
     ``max_points`` evenly spaced curve points (``None``: all distinct scores)."""
-    return roc_from_pool(build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps), max_points)
+    return roc_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps), max_points)
 
 
-def pixel_f1_best(maps: Any, masks: Any, *, mask_rule: str = "gt0", resize_maps: bool = False) -> F1Result:
+def pixel_f1_best(maps: Any, masks: Any, *, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False) -> F1Result:
     """Best pixel F1 (anomalous iff ``score >= threshold``); ``maps`` ``(N, H, W)`` float, ``masks`` ``(N, H, W)``."""
-    return f1_best_from_pool(build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps))
+    return f1_best_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps))
 
 
 def pixel_f1_val(
@@ -204,7 +205,7 @@ def pixel_f1_val(
     val_maps: Any,
     quantile: float = 1.0,
     *,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> F1Result:
     """Pixel F1 at the ``quantile`` of all pixels of normal validation maps ``(M, H', W')``.
@@ -213,4 +214,4 @@ def pixel_f1_val(
     The validation maps are used at their own resolution.
     """
     t = val_threshold(val_maps, quantile)
-    return f1_gt_from_pool(build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps), t)
+    return f1_gt_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps), t)

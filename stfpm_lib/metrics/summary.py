@@ -7,7 +7,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._pool import build_pool
-from ._validation import UndefinedMetricError, as_image_list, as_labels, as_scores, binarize, check_mask_rule
+from ._validation import (
+    MaskBinarization,
+    UndefinedMetricError,
+    as_image_list,
+    as_labels,
+    as_scores,
+    binarize,
+    check_mask_binarization,
+)
 from .pro import au_pro_from_pool, official_curve_from_pool, official_pro_from_curve, OFFICIAL_MAX_STEPS
 from .roc import (
     auroc_from_pool,
@@ -23,8 +31,8 @@ from .roc import (
 __all__ = ["compute_all", "per_defect_type"]
 
 
-def _labels_from_masks(mask_list: list[np.ndarray], mask_rule: str) -> np.ndarray:
-    return np.array([bool(binarize(k, mask_rule).any()) for k in mask_list])
+def _labels_from_masks(mask_list: list[np.ndarray], mask_binarization: MaskBinarization) -> np.ndarray:
+    return np.array([bool(binarize(k, mask_binarization).any()) for k in mask_list])
 
 
 def compute_all(
@@ -35,7 +43,7 @@ def compute_all(
     val_maps: Any = None,
     *,
     fpr_limit: float = 0.3,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
     official: bool = True,
     official_max_steps: int = OFFICIAL_MAX_STEPS,
@@ -63,10 +71,10 @@ def compute_all(
     Raises :class:`UndefinedMetricError` if a metric is undefined (one image class only, no
     defect pixels or no normal pixels).
     """
-    check_mask_rule(mask_rule)
+    check_mask_binarization(mask_binarization)
     mask_list = as_image_list(masks, "masks")
-    y = _labels_from_masks(mask_list, mask_rule) if labels is None else as_labels(labels, len(mask_list))
-    pool = build_pool(maps, mask_list, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    y = _labels_from_masks(mask_list, mask_binarization) if labels is None else as_labels(labels, len(mask_list))
+    pool = build_pool(maps, mask_list, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     scores = image_scores(maps)
 
     out: dict[str, float] = {
@@ -93,12 +101,12 @@ def compute_all(
         out["pixel_f1_val"], out["pixel_f1_val_threshold"] = val.f1, val.threshold
     del pool
     if orig_masks is not None:
-        pool = build_pool(maps, orig_masks, mask_rule=mask_rule, resize_maps=True, components=True)
+        pool = build_pool(maps, orig_masks, mask_binarization=mask_binarization, resize_maps=True, components=True)
         out["au_pro_orig_res"] = au_pro_from_pool(pool, fpr_limit)
         out["pixel_auroc_orig_res"] = auroc_from_pool(pool)
         del pool
     if defect_types is not None:
-        table = per_defect_type(maps, mask_list, defect_types, y, fpr_limit=fpr_limit, mask_rule=mask_rule,
+        table = per_defect_type(maps, mask_list, defect_types, y, fpr_limit=fpr_limit, mask_binarization=mask_binarization,
                                 resize_maps=resize_maps, include_all=False)
         for dtype_name, row in table.iterrows():
             for col in ("image_auroc", "pixel_auroc", "au_pro"):
@@ -113,7 +121,7 @@ def per_defect_type(
     labels: Any = None,
     *,
     fpr_limit: float = 0.3,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
     official: bool = False,
     include_all: bool = True,
@@ -136,13 +144,13 @@ def per_defect_type(
     """
     import pandas as pd
 
-    check_mask_rule(mask_rule)
+    check_mask_binarization(mask_binarization)
     map_list = as_image_list(maps, "maps")
     mask_list = as_image_list(masks, "masks")
     types = np.asarray([str(t) for t in defect_types])
     if types.shape != (len(mask_list),):
         raise ValueError(f"defect_types must have {len(mask_list)} entries; got {types.shape[0]}")
-    y = _labels_from_masks(mask_list, mask_rule) if labels is None else as_labels(labels, len(mask_list))
+    y = _labels_from_masks(mask_list, mask_binarization) if labels is None else as_labels(labels, len(mask_list))
     if not (~y).any():
         raise UndefinedMetricError("per_defect_type needs normal images (label 0); there are none")
     normal = np.flatnonzero(~y)
@@ -161,7 +169,7 @@ def per_defect_type(
         row: dict[str, Any] = {"defect_type": name, "n_anomalous": anomalous.size, "n_normal": normal.size}
         row["image_auroc"] = image_auroc(image_level[idx], y[idx])
         try:
-            pool = build_pool(sub_maps, sub_masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+            pool = build_pool(sub_maps, sub_masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
             row["pixel_auroc"] = auroc_from_pool(pool)
             row["au_pro"] = au_pro_from_pool(pool, fpr_limit)
             if official:
