@@ -25,6 +25,7 @@ def test_every_public_metric_function_has_parameters_returns_and_an_example() ->
     for name in PUBLIC_FUNCTIONS:
         fn = getattr(M, name)
         doc = inspect.getdoc(fn) or ""
+        assert not re.search(r"^\s*\{\w+\}$", doc, re.M), f"{name}: a shared-doc marker was not filled in"
         params = _section(doc, "Parameters")
         for p in inspect.signature(fn).parameters:
             assert re.search(rf"^[\w, ]*\b{p}\b[\w, ]* :", params, re.M), f"{name}: parameter {p!r} undocumented"

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._docs import shared_doc
 from ._pool import PixelPool, build_pool
 from ._validation import MaskBinarization, UndefinedMetricError
 
@@ -118,6 +119,7 @@ def pro_curve_from_pool(pool: PixelPool, fpr_limit: float = 0.3) -> PROCurve:
     return PROCurve(fpr[:keep], pro[:keep], thr64[:keep])
 
 
+@shared_doc
 def au_pro(
     maps: Any,
     masks: Any,
@@ -130,18 +132,10 @@ def au_pro(
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W), or list of N 2-D arrays
-        Anomaly maps (NumPy or torch), float; higher = more anomalous.
-    masks : array-like of shape (N, H, W), or list of N 2-D arrays
-        Ground truth, binarised by ``mask_binarization``; regions are the 8-connected
-        components of each mask.
+    {pixel_inputs}
     fpr_limit : float, default=0.3
         Upper FPR integration limit, in (0, 1].
-    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
-        Defect iff ``mask > 0`` (official STFPM code) or ``mask > 0.5`` (DFR); bool masks as is.
-    resize_maps : bool, default=False
-        Bilinearly resize each map to its own mask's size (e.g. 256² maps, 1024² masks), one
-        map at a time; masks may then differ in size.
+    {mask_options}
 
     Returns
     -------
@@ -157,13 +151,8 @@ def au_pro(
 
     Examples
     --------
-    One 2 x 2 image whose right column is one defect region; the defect pixels score 0.9
-    and 0.4, the normal ones 0.1 and 0.6:
-
-    >>> import numpy as np
+    {pixel_example}
     >>> from stfpm_lib.metrics import au_pro
-    >>> maps = np.array([[[0.1, 0.9], [0.6, 0.4]]])
-    >>> masks = np.array([[[0, 1], [0, 1]]])
     >>> au_pro(masks.astype(float), masks)  # perfect detector
     1.0
     >>> round(au_pro(np.zeros((1, 2, 2)), masks), 6)  # constant map: diagonal, 0.3² / 2 / 0.3
@@ -178,6 +167,7 @@ def au_pro(
     return au_pro_from_pool(pool, fpr_limit)
 
 
+@shared_doc
 def pro_curve(
     maps: Any,
     masks: Any,
@@ -194,18 +184,10 @@ def pro_curve(
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W), or list of N 2-D arrays
-        Anomaly maps (NumPy or torch), float; higher = more anomalous.
-    masks : array-like of shape (N, H, W), or list of N 2-D arrays
-        Ground truth, binarised by ``mask_binarization``; regions are the 8-connected
-        components of each mask.
+    {pixel_inputs}
     fpr_limit : float, default=0.3
         Last FPR of the curve, in (0, 1].
-    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
-        Defect iff ``mask > 0`` (official STFPM code) or ``mask > 0.5`` (DFR); bool masks as is.
-    resize_maps : bool, default=False
-        Bilinearly resize each map to its own mask's size (e.g. 256² maps, 1024² masks), one
-        map at a time; masks may then differ in size.
+    {mask_options}
 
     Returns
     -------
@@ -214,13 +196,8 @@ def pro_curve(
 
     Examples
     --------
-    One 2 x 2 image whose right column is one defect region; the defect pixels score 0.9
-    and 0.4, the normal ones 0.1 and 0.6:
-
-    >>> import numpy as np
+    {pixel_example}
     >>> from stfpm_lib.metrics import pro_curve
-    >>> maps = np.array([[[0.1, 0.9], [0.6, 0.4]]])
-    >>> masks = np.array([[[0, 1], [0, 1]]])
     >>> c = pro_curve(maps, masks, fpr_limit=1.0)
     >>> c.fpr.tolist(), c.pro.tolist()
     ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
@@ -302,6 +279,7 @@ def official_pro_from_curve(curve: PROCurve, fpr_limit: float = 0.3) -> float:
     return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2)
 
 
+@shared_doc
 def official_pro(
     maps: Any,
     masks: Any,
@@ -326,20 +304,12 @@ def official_pro(
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W), or list of N 2-D arrays
-        Anomaly maps (NumPy or torch), float; higher = more anomalous.
-    masks : array-like of shape (N, H, W), or list of N 2-D arrays
-        Ground truth, binarised by ``mask_binarization``; regions are the 8-connected
-        components of each mask.
+    {pixel_inputs}
     fpr_limit : float, default=0.3
         Keep the grid points with FPR <= ``fpr_limit``.
     max_steps : int, default=4000
         Number of grid thresholds.
-    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
-        Defect iff ``mask > 0`` (official STFPM code) or ``mask > 0.5`` (DFR); bool masks as is.
-    resize_maps : bool, default=False
-        Bilinearly resize each map to its own mask's size (e.g. 256² maps, 1024² masks), one
-        map at a time; masks may then differ in size.
+    {mask_options}
 
     Returns
     -------
@@ -356,13 +326,8 @@ def official_pro(
 
     Examples
     --------
-    One 2 x 2 image whose right column is one defect region; the defect pixels score 0.9
-    and 0.4, the normal ones 0.1 and 0.6:
-
-    >>> import numpy as np
+    {pixel_example}
     >>> from stfpm_lib.metrics import official_pro
-    >>> maps = np.array([[[0.1, 0.9], [0.6, 0.4]]])
-    >>> masks = np.array([[[0, 1], [0, 1]]])
 
     With 4 steps the grid is 0.9, 0.7, 0.5, 0.3 (positive iff ``score > t``): FPR 0, 0, 0.5,
     0.5 and PRO 0, 0.5, 0.5, 1; rescaled, FPR is 0, 0, 1, 1 and PRO 0, 0.5, 0.5, 1, so the
@@ -375,6 +340,7 @@ def official_pro(
     return official_pro_from_curve(official_curve_from_pool(pool, max_steps), fpr_limit)
 
 
+@shared_doc
 def official_pro_curve(
     maps: Any,
     masks: Any,
@@ -387,18 +353,10 @@ def official_pro_curve(
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W), or list of N 2-D arrays
-        Anomaly maps (NumPy or torch), float; higher = more anomalous.
-    masks : array-like of shape (N, H, W), or list of N 2-D arrays
-        Ground truth, binarised by ``mask_binarization``; regions are the 8-connected
-        components of each mask.
+    {pixel_inputs}
     max_steps : int, default=4000
         Number of grid thresholds (see :func:`official_thresholds`).
-    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
-        Defect iff ``mask > 0`` (official STFPM code) or ``mask > 0.5`` (DFR); bool masks as is.
-    resize_maps : bool, default=False
-        Bilinearly resize each map to its own mask's size (e.g. 256² maps, 1024² masks), one
-        map at a time; masks may then differ in size.
+    {mask_options}
 
     Returns
     -------
@@ -408,13 +366,8 @@ def official_pro_curve(
 
     Examples
     --------
-    One 2 x 2 image whose right column is one defect region; the defect pixels score 0.9
-    and 0.4, the normal ones 0.1 and 0.6:
-
-    >>> import numpy as np
+    {pixel_example}
     >>> from stfpm_lib.metrics import official_pro_curve
-    >>> maps = np.array([[[0.1, 0.9], [0.6, 0.4]]])
-    >>> masks = np.array([[[0, 1], [0, 1]]])
     >>> c = official_pro_curve(maps, masks, max_steps=4)
     >>> c.fpr.tolist(), c.pro.tolist()
     ([0.0, 0.0, 0.5, 0.5], [0.0, 0.5, 0.5, 1.0])

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._docs import shared_doc
 from ._pool import PixelPool, build_pool, floor_to_dtype
 from ._validation import (
     MaskBinarization,
@@ -328,6 +329,7 @@ def image_f1_val(scores: Any, labels: Any, val_scores: Any, quantile: float = 1.
 
 
 # ----------------------------------------------------------------------------------- pixel level
+@shared_doc
 def pixel_auroc(
     maps: Any, masks: Any, *, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False
 ) -> float:
@@ -335,14 +337,8 @@ def pixel_auroc(
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W), or list of N 2-D arrays
-        Anomaly maps (NumPy or torch), float; higher = more anomalous.
-    masks : array-like of shape (N, H, W), or list of N 2-D arrays
-        Ground truth, binarised by ``mask_binarization``.
-    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
-        Defect iff ``mask > 0`` (official STFPM code) or ``mask > 0.5`` (DFR); bool masks as is.
-    resize_maps : bool, default=False
-        Bilinearly resize each map to its own mask's size (masks may then differ in size).
+    {pixel_inputs}
+    {mask_options}
 
     Returns
     -------
@@ -356,13 +352,8 @@ def pixel_auroc(
 
     Examples
     --------
-    One 2 x 2 image whose right column is a defect; the defect pixels score 0.9 and 0.4,
-    the normal ones 0.1 and 0.6:
-
-    >>> import numpy as np
+    {pixel_example}
     >>> from stfpm_lib.metrics import pixel_auroc
-    >>> maps = np.array([[[0.1, 0.9], [0.6, 0.4]]])
-    >>> masks = np.array([[[0, 1], [0, 1]]])
     >>> pixel_auroc(maps, masks)  # 3 of the 4 (defect, normal) pixel pairs are ordered right
     0.75
     >>> pixel_auroc(masks.astype(float), masks)  # perfect detector
@@ -371,6 +362,7 @@ def pixel_auroc(
     return auroc_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps))
 
 
+@shared_doc
 def pixel_roc_curve(
     maps: Any,
     masks: Any,
@@ -383,16 +375,10 @@ def pixel_roc_curve(
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W), or list of N 2-D arrays
-        Anomaly maps (NumPy or torch), float; higher = more anomalous.
-    masks : array-like of shape (N, H, W), or list of N 2-D arrays
-        Ground truth, binarised by ``mask_binarization``.
+    {pixel_inputs}
     max_points : int or None, default=10_000
         Keep at most this many evenly spaced curve points (``None``: one per distinct score).
-    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
-        Defect iff ``mask > 0`` (official STFPM code) or ``mask > 0.5`` (DFR); bool masks as is.
-    resize_maps : bool, default=False
-        Bilinearly resize each map to its own mask's size (masks may then differ in size).
+    {mask_options}
 
     Returns
     -------
@@ -401,13 +387,8 @@ def pixel_roc_curve(
 
     Examples
     --------
-    One 2 x 2 image whose right column is a defect; the defect pixels score 0.9 and 0.4,
-    the normal ones 0.1 and 0.6:
-
-    >>> import numpy as np
+    {pixel_example}
     >>> from stfpm_lib.metrics import pixel_roc_curve
-    >>> maps = np.array([[[0.1, 0.9], [0.6, 0.4]]])
-    >>> masks = np.array([[[0, 1], [0, 1]]])
     >>> c = pixel_roc_curve(maps, masks)
     >>> c.fpr.tolist(), c.tpr.tolist()
     ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
@@ -416,6 +397,7 @@ def pixel_roc_curve(
     return roc_from_pool(pool, max_points)
 
 
+@shared_doc
 def pixel_f1_best(
     maps: Any, masks: Any, *, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False
 ) -> F1Result:
@@ -423,14 +405,8 @@ def pixel_f1_best(
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W), or list of N 2-D arrays
-        Anomaly maps (NumPy or torch), float; higher = more anomalous.
-    masks : array-like of shape (N, H, W), or list of N 2-D arrays
-        Ground truth, binarised by ``mask_binarization``.
-    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
-        Defect iff ``mask > 0`` (official STFPM code) or ``mask > 0.5`` (DFR); bool masks as is.
-    resize_maps : bool, default=False
-        Bilinearly resize each map to its own mask's size (masks may then differ in size).
+    {pixel_inputs}
+    {mask_options}
 
     Returns
     -------
@@ -439,13 +415,8 @@ def pixel_f1_best(
 
     Examples
     --------
-    One 2 x 2 image whose right column is a defect; the defect pixels score 0.9 and 0.4,
-    the normal ones 0.1 and 0.6:
-
-    >>> import numpy as np
+    {pixel_example}
     >>> from stfpm_lib.metrics import pixel_f1_best
-    >>> maps = np.array([[[0.1, 0.9], [0.6, 0.4]]])
-    >>> masks = np.array([[[0, 1], [0, 1]]])
     >>> r = pixel_f1_best(maps, masks)  # at 0.4: tp 2, fp 1, F1 = 4 / 5
     >>> round(r.f1, 4), r.threshold, r.recall
     (0.8, 0.4, 1.0)
@@ -453,6 +424,7 @@ def pixel_f1_best(
     return f1_best_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps))
 
 
+@shared_doc
 def pixel_f1_val(
     maps: Any,
     masks: Any,
@@ -466,18 +438,12 @@ def pixel_f1_val(
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W), or list of N 2-D arrays
-        Anomaly maps (NumPy or torch), float; higher = more anomalous.
-    masks : array-like of shape (N, H, W), or list of N 2-D arrays
-        Ground truth, binarised by ``mask_binarization``.
+    {pixel_inputs}
     val_maps : array-like of shape (M, H', W'), or list of 2-D arrays
         Maps of **normal** validation images, used at their own resolution.
     quantile : float, default=1.0
         Threshold = this quantile of all validation pixels (1.0: their maximum).
-    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
-        Defect iff ``mask > 0`` (official STFPM code) or ``mask > 0.5`` (DFR); bool masks as is.
-    resize_maps : bool, default=False
-        Bilinearly resize each map to its own mask's size (masks may then differ in size).
+    {mask_options}
 
     Returns
     -------
@@ -486,13 +452,8 @@ def pixel_f1_val(
 
     Examples
     --------
-    One 2 x 2 image whose right column is a defect; the defect pixels score 0.9 and 0.4,
-    the normal ones 0.1 and 0.6:
-
-    >>> import numpy as np
+    {pixel_example}
     >>> from stfpm_lib.metrics import pixel_f1_val
-    >>> maps = np.array([[[0.1, 0.9], [0.6, 0.4]]])
-    >>> masks = np.array([[[0, 1], [0, 1]]])
     >>> val_maps = np.array([[[0.5, 0.2], [0.1, 0.3]]])
     >>> r = pixel_f1_val(maps, masks, val_maps)  # threshold 0.5: tp 1 (0.9), fp 1 (0.6)
     >>> round(r.f1, 4), r.threshold, r.precision, r.recall
