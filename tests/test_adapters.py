@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from stfpm_lib.data import DataError, index_category
-from stfpm_lib.data.adapters import MaskRule, binarize_mask, get_adapter, read_mask_values
+from stfpm_lib.data.adapters import MaskEncoding, binarize_mask, get_adapter, read_mask_values
 from stfpm_lib.data.folder import FolderAdapter, pair_key, piped_adapter, resolve_piped_root
 
 SIZE = 16
@@ -93,21 +93,21 @@ def make_visa_like(root: Path, mask_max: int = 1) -> Path:
 
 
 # ----------------------------------------------------------------------------- mask rules
-def test_mask_rule_polarities_are_complements_and_read_1bit_bmp(tmp_path: Path) -> None:
+def test_mask_encoding_polarities_are_complements_and_read_1bit_bmp(tmp_path: Path) -> None:
     values = np.array([[0, 1, 127, 128, 255]], dtype=np.uint8)
-    assert binarize_mask(values, MaskRule("high", 0)).tolist() == [[False, True, True, True, True]]
-    assert binarize_mask(values, MaskRule("low", 0)).tolist() == [[True, False, False, False, False]]
-    assert binarize_mask(values, MaskRule("high", 127)).tolist() == [[False, False, False, True, True]]
-    assert (binarize_mask(values, MaskRule("low", 127)) == ~binarize_mask(values, MaskRule("high", 127))).all()
+    assert binarize_mask(values, MaskEncoding("high", 0)).tolist() == [[False, True, True, True, True]]
+    assert binarize_mask(values, MaskEncoding("low", 0)).tolist() == [[True, False, False, False, False]]
+    assert binarize_mask(values, MaskEncoding("high", 127)).tolist() == [[False, False, False, True, True]]
+    assert (binarize_mask(values, MaskEncoding("low", 127)) == ~binarize_mask(values, MaskEncoding("high", 127))).all()
     region = defect_region(3)
     save_1bit_inverted(tmp_path / "m.bmp", region)
     read = read_mask_values(tmp_path / "m.bmp")
     assert read.dtype == np.uint8 and set(np.unique(read)) == {0, 255}
-    assert (binarize_mask(read, MaskRule("low", 0)) == region).all()
+    assert (binarize_mask(read, MaskEncoding("low", 0)) == region).all()
     with pytest.raises(ValueError, match="polarity"):
-        MaskRule("up", 0)
+        MaskEncoding("up", 0)
     with pytest.raises(ValueError, match="threshold"):
-        MaskRule("high", 255)
+        MaskEncoding("high", 255)
 
 
 def test_read_mask_values_palette_gives_indices(tmp_path: Path) -> None:
@@ -127,14 +127,14 @@ def test_piped_quirks(tmp_path: Path) -> None:
     assert adapter.categories() == ["PA_AAA01_TL", "PA_BBB01_RL", "PU_CCC01_TL"]
     a = adapter.index("PA_AAA01_TL")
     assert a.counts() == {"train_good": 0, "test_good": 0, "pool_good": 6, "test_impurity": 3}
-    assert not a.has_official_split and a.mask_rule == MaskRule("low", 0)
+    assert not a.has_official_split and a.mask_encoding == MaskEncoding("low", 0)
     assert [(s.image_path.name, s.mask_path.parent.name, s.mask_path.name) for s in a.test] == [
         (f"PA_AAA01_TL_S_D_01_{i}.bmp", "GroundThruth", f"PA_AAA01_TL_S_GT_01_{i}.bmp") for i in (1, 2, 3)]
     b = adapter.index("PA_BBB01_RL")  # other spelling, numbers without leading zero
     assert [(s.image_path.name, s.mask_path.parent.name, s.mask_path.name) for s in b.test] == [
         (f"PA_BBB01_RL_S_D_01_{i}.bmp", "GroundTruth", f"PA_BBB01_RL_S_GT_1_{i}.bmp") for i in (1, 2, 3)]
     for sample, k in zip(b.test, range(3)):
-        assert (binarize_mask(read_mask_values(sample.mask_path), b.mask_rule) == defect_region(10 + k)).all()
+        assert (binarize_mask(read_mask_values(sample.mask_path), b.mask_encoding) == defect_region(10 + k)).all()
     c = adapter.index("PU_CCC01_TL")  # normal-only class, NoDefect spelling
     assert c.counts() == {"train_good": 0, "test_good": 0, "pool_good": 5} and c.defects == ()
     assert any("no defect folder" in note for note in c.notes)
@@ -182,7 +182,7 @@ def test_folder_defect_type_subfolders_and_mask_template(tmp_path: Path) -> None
     assert [(s.defect_type, s.image_path.name, s.mask_path.relative_to(root / "widget").as_posix()) for s in idx.test] == [
         ("crack", "d0.png", "masks/crack/d0.png"), ("crack", "d1.png", "masks/crack/d1.png"),
         ("stain", "d0.png", "masks/stain/d0.png"), ("stain", "d1.png", "masks/stain/d1.png")]
-    assert idx.mask_rule == MaskRule("high", 0)
+    assert idx.mask_encoding == MaskEncoding("high", 0)
 
 
 def test_folder_masks_beside_images_and_single_category_root(tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_visa_csv_with_jpegs(tmp_path: Path, mask_max: int) -> None:
     for k, sample in enumerate(idx.defects):
         values = read_mask_values(sample.mask_path)
         assert set(np.unique(values)) == {0, mask_max}
-        assert (binarize_mask(values, idx.mask_rule) == defect_region(k, (20, SIZE))).all()
+        assert (binarize_mask(values, idx.mask_encoding) == defect_region(k, (20, SIZE))).all()
     assert adapter.index("pcb1").counts() == {"train_good": 3, "test_good": 1, "test_anomaly": 1}
 
 
@@ -262,7 +262,7 @@ def test_mvtec_adapter_matches_index_category(tiny_mvtec: Path) -> None:
     assert adapter.categories() == ["brick", "grass"]
     idx, ref = adapter.index("brick"), index_category(tiny_mvtec, "brick")
     assert idx.train == ref.train and idx.test == ref.test and idx.counts() == ref.counts()
-    assert idx.mask_rule == MaskRule("high", 0) and idx.has_official_split
+    assert idx.mask_encoding == MaskEncoding("high", 0) and idx.has_official_split
 
 
 def test_registry_errors(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_piped_round_trip(tmp_path: Path) -> None:
             assert np.array_equal(_pixels(sample.image_path), _pixels(source.image_path))
             written = read_mask_values(sample.mask_path)
             assert set(np.unique(written)) == {0, 255}
-            expected = binarize_mask(read_mask_values(source.mask_path), src.mask_rule)
+            expected = binarize_mask(read_mask_values(source.mask_path), src.mask_encoding)
             assert np.array_equal(written == 255, expected)
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["source"]["adapter"] == "piped" and manifest["source"]["params"]["mask_polarity"] == "low"

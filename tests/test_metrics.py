@@ -340,15 +340,15 @@ def test_torch_and_list_inputs():
     )
 
 
-def test_mask_rules():
+def test_mask_binarization():
     maps, masks = make_set(**DATASETS["smooth"])
     soft = ndimage.gaussian_filter(masks.astype(np.float32), sigma=(0, 1, 1))  # values in [0, 1]
     assert M.au_pro(maps, soft) == pytest.approx(M.au_pro(maps, soft > 0))
-    assert M.au_pro(maps, soft, mask_rule="gt0.5") == pytest.approx(M.au_pro(maps, soft > 0.5))
-    assert M.au_pro(maps, soft) != pytest.approx(M.au_pro(maps, soft, mask_rule="gt0.5"))
+    assert M.au_pro(maps, soft, mask_binarization="gt0.5") == pytest.approx(M.au_pro(maps, soft > 0.5))
+    assert M.au_pro(maps, soft) != pytest.approx(M.au_pro(maps, soft, mask_binarization="gt0.5"))
     assert M.pixel_auroc(maps, (masks * 255).astype(np.uint8)) == pytest.approx(M.pixel_auroc(maps, masks))
-    with pytest.raises(ValueError, match="mask_rule must be one of"):
-        M.au_pro(maps, masks, mask_rule="gt1")
+    with pytest.raises(ValueError, match="mask_binarization must be one of"):
+        M.au_pro(maps, masks, mask_binarization="gt1")
 
 
 def test_compute_all_and_per_defect_type():

@@ -1,6 +1,6 @@
 """Datasets: the MVTec AD layout, preprocessing, a torch Dataset, synthetic defects; adapters, converter, demo."""
 
-from .adapters import ADAPTER_NAMES, AdapterIndex, DatasetAdapter, MaskRule, get_adapter
+from .adapters import ADAPTER_NAMES, AdapterIndex, DatasetAdapter, MaskEncoding, get_adapter
 from .convert import convert_to_mvtec, verify_mvtec_root
 from .dataset import ImageDataset
 from .demo import RANDOM_TEACHER_LABEL, demo_root, demo_teacher_weights
@@ -16,6 +16,6 @@ __all__ = [
     "Sample", "denormalize", "image_size_of", "index_category", "list_categories", "list_images",
     "load_image", "load_mask", "make_synthetic_category", "normalize", "resolve_data_root", "split_train_val",
     # adapters, converter, demo (datasets engineer)
-    "ADAPTER_NAMES", "AdapterIndex", "DatasetAdapter", "MaskRule", "get_adapter", "convert_to_mvtec",
+    "ADAPTER_NAMES", "AdapterIndex", "DatasetAdapter", "MaskEncoding", "get_adapter", "convert_to_mvtec",
     "verify_mvtec_root", "RANDOM_TEACHER_LABEL", "demo_root", "demo_teacher_weights",
 ]

@@ -4,7 +4,7 @@ Every adapter is selected by name through :func:`get_adapter` and offers
 
 * ``categories() -> list[str]``: the categories (classes) it finds;
 * ``index(category) -> AdapterIndex``: the files of one category, with the rule that
-  reads its masks correctly (:class:`MaskRule`: which value means *defect*);
+  reads its masks correctly (:class:`MaskEncoding`: which value means *defect*);
 * ``params() -> dict``: its JSON-safe parameters (recorded in a converted dataset's manifest).
 
 The runner and the notebooks read only the MVTec AD layout; :func:`stfpm_lib.data.convert.convert_to_mvtec`
@@ -28,7 +28,7 @@ from .imageio import read_mask_values
 from .mvtec import DataError, Sample, index_category, list_categories, resolve_data_root
 
 __all__ = [
-    "MaskRule", "AdapterIndex", "DatasetAdapter", "MVTecAdapter", "ADAPTER_NAMES", "get_adapter",
+    "MaskEncoding", "AdapterIndex", "DatasetAdapter", "MVTecAdapter", "ADAPTER_NAMES", "get_adapter",
     "read_mask_values", "binarize_mask",
 ]
 
@@ -36,7 +36,7 @@ ADAPTER_NAMES = ("mvtec", "visa", "folder", "piped")
 
 
 @dataclass(frozen=True)
-class MaskRule:
+class MaskEncoding:
     """How a dataset's mask files encode defects.
 
     A mask file is read as integer values 0–255 by :func:`read_mask_values` (1-bit images
@@ -68,10 +68,10 @@ class MaskRule:
         return f"defect where value {op} {self.threshold}"
 
 
-MVTEC_MASK_RULE = MaskRule("high", 0)
+MVTEC_MASK_ENCODING = MaskEncoding("high", 0)
 
 
-def binarize_mask(values: np.ndarray, rule: MaskRule) -> np.ndarray:
+def binarize_mask(values: np.ndarray, rule: MaskEncoding) -> np.ndarray:
     """Boolean defect mask (H, W) of mask values (H, W) under ``rule``."""
     if rule.polarity == "high":
         return values > rule.threshold
@@ -91,7 +91,7 @@ class AdapterIndex:
             sorted by path; and, for datasets without an official split, the defects only.
         pool: normal images with no official split (folder datasets); a converter splits
             them into train and test (sorted; empty when the dataset has an official split).
-        mask_rule: how to read this dataset's masks.
+        mask_encoding: how to read this dataset's masks.
         notes: things found while indexing that a manifest should record (e.g. which of
             several candidate folders was used).
     """
@@ -102,7 +102,7 @@ class AdapterIndex:
     train: tuple[Path, ...]
     test: tuple[Sample, ...]
     pool: tuple[Path, ...] = ()
-    mask_rule: MaskRule = MVTEC_MASK_RULE
+    mask_encoding: MaskEncoding = MVTEC_MASK_ENCODING
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -182,7 +182,7 @@ class MVTecAdapter(DatasetAdapter):
     def index(self, category: str) -> AdapterIndex:
         idx = index_category(self.root, category)
         return AdapterIndex(adapter=self.name, root=self.root, category=category, train=idx.train,
-                            test=idx.test, pool=(), mask_rule=MVTEC_MASK_RULE)
+                            test=idx.test, pool=(), mask_encoding=MVTEC_MASK_ENCODING)
 
     def params(self) -> dict[str, Any]:
         return {}

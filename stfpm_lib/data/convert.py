@@ -10,7 +10,7 @@ Output (``out_root``)::
 
 Normals without an official split (folder datasets) are split into train/good and test/good
 by a seeded permutation; official splits (MVTec AD, VisA) are kept (optionally subsampled).
-Masks are read with the adapter's :class:`~stfpm_lib.data.adapters.MaskRule` and written as 0/255.
+Masks are read with the adapter's :class:`~stfpm_lib.data.adapters.MaskEncoding` and written as 0/255.
 Every defect must have exactly one mask of its image's size with at least one defect pixel,
 no mask may be left without its image, and all images of a category must share one size.
 Everything is written into a temporary folder beside ``out_root``, verified by re-indexing
@@ -214,10 +214,10 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
         if values.shape != (height, width):
             raise DataError(f"mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} but its image "
                             f"{sample.image_path} is {width}x{height}")
-        binary = binarize_mask(values, index.mask_rule)
+        binary = binarize_mask(values, index.mask_encoding)
         n_defect = int(binary.sum())
         check_mask_has_defect(binary, sample.mask_path, sample.image_path, allow_empty=allow_empty_masks,
-                              detail=f" under the rule '{index.mask_rule.describe()}' (values found: "
+                              detail=f" under the rule '{index.mask_encoding.describe()}' (values found: "
                                      f"{np.unique(values).tolist()[:8]}); check mask_polarity / mask_threshold")
         dest = _write_image(sample.image_path, image_dir, image_format, compress_level)
         mask_dest = mask_dir / f"{dest.stem}_mask.png"
@@ -229,7 +229,7 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
         fractions.append(n_defect / binary.size)
     if check_polarity and fractions and float(np.median(fractions)) > 0.5:
         raise DataError(f"category {plan.category!r}: the median mask marks {np.median(fractions):.0%} of its image "
-                        f"as defect under '{index.mask_rule.describe()}' (e.g. {plan.defects[0].mask_path}); the mask "
+                        f"as defect under '{index.mask_encoding.describe()}' (e.g. {plan.defects[0].mask_path}); the mask "
                         f"polarity is probably inverted (set mask_polarity), or pass check_polarity=False")
     return records
 
@@ -324,7 +324,7 @@ def _changes(plans: list[ConversionPlan], adapter: DatasetAdapter, image_format:
     if recoded:
         changes.append(f"image format: {', '.join(s.lstrip('.').upper() for s in recoded)} -> PNG "
                        f"(lossless; pixel values unchanged; modes other than RGB/L converted to RGB)")
-    rules = {plan.index.mask_rule for plan in plans}
+    rules = {plan.index.mask_encoding for plan in plans}
     for rule in sorted(rules, key=lambda r: (r.polarity, r.threshold)):
         text = (f"masks ({', '.join(s.lstrip('.').upper() for s in mask_suffixes)}) binarised by "
                 f"'{rule.describe()}' and written as 8-bit PNG with 255 = defect, 0 = normal")
@@ -403,7 +403,7 @@ def _manifest(adapter: DatasetAdapter, plans: list[ConversionPlan], skipped_cate
         "format": "MVTec AD layout",
         "created_by": "stfpm_lib.data.convert.convert_to_mvtec",
         "source": adapter.describe(),
-        "mask_rules": {p.category: p.index.mask_rule.to_dict() for p in plans},
+        "mask_rules": {p.category: p.index.mask_encoding.to_dict() for p in plans},
         "conversion": conversion,
         "counts": {p.category: p.counts() for p in plans},
         "skipped_categories": skipped_categories,

@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .adapters import AdapterIndex, DatasetAdapter, MaskRule
+from .adapters import AdapterIndex, DatasetAdapter, MaskEncoding
 from .mvtec import IMAGE_EXTENSIONS, DataError, Sample
 
 __all__ = ["FolderAdapter", "PIPED_PARAMS", "piped_adapter", "resolve_piped_root", "pair_key"]
@@ -80,7 +80,7 @@ class FolderAdapter(DatasetAdapter):
         stem_replace: ``[(old, new), ...]`` substring substitutions applied to the stem.
         ignore_leading_zeros: if the exact mask name is absent, compare names with numbers
             by value (:func:`pair_key`).
-        mask_polarity, mask_threshold: the :class:`MaskRule` of the masks.
+        mask_polarity, mask_threshold: the :class:`MaskEncoding` of the masks.
         categories: restrict to these categories (default: every sub-folder of ``root``).
         extensions: image file extensions (lower case, with the dot).
     """
@@ -121,7 +121,7 @@ class FolderAdapter(DatasetAdapter):
         self.mask_template = mask_template
         self.stem_replace = tuple((str(a), str(b)) for a, b in stem_replace)
         self.ignore_leading_zeros = bool(ignore_leading_zeros)
-        self.mask_rule = MaskRule(mask_polarity, int(mask_threshold))  # type: ignore[arg-type]
+        self.mask_encoding = MaskEncoding(mask_polarity, int(mask_threshold))  # type: ignore[arg-type]
         self._categories = None if categories is None else [str(c) for c in categories]
         self.extensions = tuple(e.lower() for e in extensions)
 
@@ -259,7 +259,7 @@ class FolderAdapter(DatasetAdapter):
                                 f"{mask_folder / extra[0]} (template {self.mask_template!r})")
         defects.sort(key=lambda s: str(s.image_path))
         return AdapterIndex(adapter=self.name, root=self.root, category=category, train=(), test=tuple(defects),
-                            pool=normals, mask_rule=self.mask_rule, notes=tuple(notes))
+                            pool=normals, mask_encoding=self.mask_encoding, notes=tuple(notes))
 
     def params(self) -> dict[str, Any]:
         """JSON-safe parameters."""
@@ -271,8 +271,8 @@ class FolderAdapter(DatasetAdapter):
             "mask_template": self.mask_template,
             "stem_replace": [list(p) for p in self.stem_replace],
             "ignore_leading_zeros": self.ignore_leading_zeros,
-            "mask_polarity": self.mask_rule.polarity,
-            "mask_threshold": self.mask_rule.threshold,
+            "mask_polarity": self.mask_encoding.polarity,
+            "mask_threshold": self.mask_encoding.threshold,
             "categories": self._categories,
             "extensions": list(self.extensions),
         }

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .adapters import AdapterIndex, DatasetAdapter, MaskRule
+from .adapters import AdapterIndex, DatasetAdapter, MaskEncoding
 from .mvtec import DataError, Sample
 
 __all__ = ["VisAAdapter", "VISA_COLUMNS"]
@@ -29,7 +29,7 @@ class VisAAdapter(DatasetAdapter):
         root: the VisA root (holds ``split_csv/`` and one folder per object), else ``$VISA_ROOT``.
         split_csv: the split file, relative to ``root`` or absolute.
         defect_type: the defect-type name given to every anomalous image.
-        mask_polarity, mask_threshold: :class:`MaskRule` of the masks (default: value > 0).
+        mask_polarity, mask_threshold: :class:`MaskEncoding` of the masks (default: value > 0).
     """
 
     name = "visa"
@@ -51,7 +51,7 @@ class VisAAdapter(DatasetAdapter):
         if not defect_type or defect_type == "good" or "/" in defect_type:
             raise ValueError(f"defect_type={defect_type!r} must be a plain name other than 'good'")
         self.defect_type = defect_type
-        self.mask_rule = MaskRule(mask_polarity, int(mask_threshold))  # type: ignore[arg-type]
+        self.mask_encoding = MaskEncoding(mask_polarity, int(mask_threshold))  # type: ignore[arg-type]
         self._rows: list[tuple[int, dict[str, str]]] | None = None
 
     def rows(self) -> list[tuple[int, dict[str, str]]]:
@@ -125,10 +125,10 @@ class VisAAdapter(DatasetAdapter):
         good.sort(key=lambda s: str(s.image_path))
         defects.sort(key=lambda s: str(s.image_path))
         return AdapterIndex(adapter=self.name, root=self.root, category=category, train=tuple(sorted(train)),
-                            test=tuple(good + defects), pool=(), mask_rule=self.mask_rule,
+                            test=tuple(good + defects), pool=(), mask_encoding=self.mask_encoding,
                             notes=(f"split from {self._split_csv_arg}",))
 
     def params(self) -> dict[str, Any]:
         """JSON-safe parameters."""
         return {"split_csv": self._split_csv_arg, "defect_type": self.defect_type,
-                "mask_polarity": self.mask_rule.polarity, "mask_threshold": self.mask_rule.threshold}
+                "mask_polarity": self.mask_encoding.polarity, "mask_threshold": self.mask_encoding.threshold}

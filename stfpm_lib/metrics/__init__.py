@@ -1,8 +1,9 @@
 """Anomaly-detection metrics: MVTec AU-PRO (exact), the official STFPM code's PRO, AUROC, F1.
 
 Shapes: ``maps`` float ``(N, H, W)``, ``masks`` ``(N, H, W)`` (or lists of 2-D arrays; NumPy
-arrays or torch tensors). Masks are binarised by ``mask_rule`` (``"gt0"``: > 0, default and
-official; ``"gt0.5"``: > 0.5). Image scores are the max of each map.
+arrays or torch tensors). Masks are binarised by ``mask_binarization`` (:data:`MaskBinarization`:
+``"gt0"``: > 0, default and official; ``"gt0.5"``: > 0.5). This is not the config's
+``mask_rule`` (how masks are resized) nor a dataset adapter's mask encoding. Image scores are the max of each map.
 
 * :func:`au_pro` — the MVTec AD AU-PRO (the standard; report this one).
 * :func:`official_pro` — the official STFPM ``evaluate.py`` PRO: min-max rescaled, **not** the
@@ -17,7 +18,7 @@ Undefined cases (no defect pixels, no normal pixels, one image class) raise
 """
 
 from ._resize import resize_bilinear
-from ._validation import UndefinedMetricError
+from ._validation import MaskBinarization, UndefinedMetricError
 from .pro import PROCurve, au_pro, official_pro, official_pro_curve, official_thresholds, pro_curve
 from .roc import (
     F1Result,
@@ -55,6 +56,7 @@ __all__ = [
     "per_defect_type",
     "resize_bilinear",
     "UndefinedMetricError",
+    "MaskBinarization",
     "F1Result",
     "ROCCurve",
     "PROCurve",

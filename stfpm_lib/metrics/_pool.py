@@ -23,11 +23,12 @@ from scipy import ndimage
 
 from ._resize import BilinearResizer
 from ._validation import (
+    MaskBinarization,
     UndefinedMetricError,
     as_image_list,
     binarize,
     check_finite_maps,
-    check_mask_rule,
+    check_mask_binarization,
     check_pairs,
     score_dtype,
 )
@@ -86,7 +87,7 @@ def build_pool(
     maps: Any,
     masks: Any,
     *,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
     components: bool = False,
     require_pos: bool = True,
@@ -97,20 +98,20 @@ def build_pool(
     :class:`UndefinedMetricError` when there are no normal pixels, or no defect pixels
     and ``require_pos``.
     """
-    check_mask_rule(mask_rule)
+    check_mask_binarization(mask_binarization)
     map_list = as_image_list(maps, "maps")
     mask_list = as_image_list(masks, "masks")
     check_pairs(map_list, mask_list, resize_maps)
     check_finite_maps(map_list)
     dtype = score_dtype(map_list)
 
-    n_pos_img = [int(np.count_nonzero(binarize(k, mask_rule))) for k in mask_list]
+    n_pos_img = [int(np.count_nonzero(binarize(k, mask_binarization))) for k in mask_list]
     n_neg_total = sum(k.size for k in mask_list) - sum(n_pos_img)
     if n_neg_total == 0:
         raise UndefinedMetricError("masks contain no normal pixels: the metric needs normal pixels (FPR undefined)")
     if require_pos and sum(n_pos_img) == 0:
         raise UndefinedMetricError(
-            "masks contain no defect pixels (after mask_rule): pixel AUROC / PRO are undefined for this set"
+            "masks contain no defect pixels (after mask_binarization): pixel AUROC / PRO are undefined for this set"
         )
 
     neg = np.empty(n_neg_total, dtype=dtype)
@@ -120,7 +121,7 @@ def build_pool(
     off = 0
     resize = BilinearResizer()  # reuses its buffers; its output is consumed before the next call
     for m, k, npos in zip(map_list, mask_list, n_pos_img):
-        k = binarize(k, mask_rule)
+        k = binarize(k, mask_binarization)
         if m.shape != k.shape:
             s = resize(m, k.shape)
         else:

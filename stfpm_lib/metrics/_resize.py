@@ -68,7 +68,28 @@ def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     Same sampling as ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``
     and ``cv2.resize(INTER_LINEAR)`` (half-pixel centres, edge clamping, no antialiasing).
-    Float16/float32 input gives float32 output; other dtypes give float64. Returns ``image``
-    itself when the size already matches.
+    Returns ``image`` itself when the size already matches.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w)
+        The map to resize.
+    size : tuple of int (H, W)
+        Output height and width in pixels.
+
+    Returns
+    -------
+    ndarray of shape (H, W)
+        float32 for float16/float32 input, float64 otherwise.
+
+    Examples
+    --------
+    Doubling [0, 1]: output pixel centres fall at input positions -0.25 (clamped to 0),
+    0.25, 0.75 and 1.25 (clamped to 1):
+
+    >>> import numpy as np
+    >>> from stfpm_lib.metrics import resize_bilinear
+    >>> resize_bilinear(np.array([[0.0, 1.0]]), (1, 4)).tolist()
+    [[0.0, 0.25, 0.75, 1.0]]
     """
     return BilinearResizer()(image, size)  # a fresh resizer: the buffer is not shared

@@ -5,7 +5,7 @@ Conventions used everywhere in :mod:`stfpm_lib.metrics`:
 * ``maps``: anomaly maps, float, shape ``(N, H, W)`` (``(N, 1, H, W)`` is squeezed), or a
   list of ``N`` 2-D arrays. Higher score = more anomalous.
 * ``masks``: ground truth, shape ``(N, H, W)`` or a list of ``N`` 2-D arrays (sizes may differ
-  per image when ``resize_maps=True``). Binarised by ``mask_rule``:
+  per image when ``resize_maps=True``). Binarised by ``mask_binarization``:
 
   - ``"gt0"`` (default, the official STFPM code): a pixel is anomalous iff ``mask > 0``;
   - ``"gt0.5"`` (DFR code): anomalous iff ``mask > 0.5``.
@@ -17,21 +17,21 @@ Conventions used everywhere in :mod:`stfpm_lib.metrics`:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 
-MaskRule = Literal["gt0", "gt0.5"]
-MASK_RULES: tuple[str, ...] = ("gt0", "gt0.5")
+MaskBinarization = Literal["gt0", "gt0.5"]
+MASK_BINARIZATIONS: tuple[str, ...] = get_args(MaskBinarization)
 
 __all__ = [
-    "MaskRule",
+    "MaskBinarization",
     "UndefinedMetricError",
     "to_numpy",
     "as_image_list",
     "score_dtype",
     "binarize",
-    "check_mask_rule",
+    "check_mask_binarization",
     "check_finite_maps",
     "check_pairs",
     "as_scores",
@@ -95,18 +95,18 @@ def score_dtype(arrays: Sequence[np.ndarray]) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def check_mask_rule(mask_rule: str) -> None:
-    if mask_rule not in MASK_RULES:
-        raise ValueError(f"mask_rule must be one of {MASK_RULES}; got {mask_rule!r}")
+def check_mask_binarization(mask_binarization: str) -> None:
+    if mask_binarization not in MASK_BINARIZATIONS:
+        raise ValueError(f"mask_binarization must be one of {MASK_BINARIZATIONS}; got {mask_binarization!r}")
 
 
-def binarize(mask: np.ndarray, mask_rule: str) -> np.ndarray:
+def binarize(mask: np.ndarray, mask_binarization: MaskBinarization) -> np.ndarray:
     """Boolean mask: ``mask > 0`` (``"gt0"``) or ``mask > 0.5`` (``"gt0.5"``); bool is kept."""
     if mask.dtype == np.bool_:
         return mask
     if mask.dtype.kind not in "biuf":
         raise ValueError(f"masks must be numeric or boolean; got dtype {mask.dtype}")
-    return mask > (0 if mask_rule == "gt0" else 0.5)
+    return mask > (0 if mask_binarization == "gt0" else 0.5)
 
 
 def check_finite_maps(maps: Sequence[np.ndarray], name: str = "maps") -> None:

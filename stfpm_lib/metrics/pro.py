@@ -25,8 +25,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._docs import shared_doc
 from ._pool import PixelPool, build_pool
-from ._validation import UndefinedMetricError
+from ._validation import MaskBinarization, UndefinedMetricError
 
 __all__ = ["PROCurve", "au_pro", "pro_curve", "official_pro", "official_pro_curve"]
 
@@ -35,7 +36,17 @@ OFFICIAL_MAX_STEPS = 4000
 
 class PROCurve(NamedTuple):
     """PRO curve: ``pro[i]`` and ``fpr[i]`` for ``score >= thresholds[i]`` (MVTec, :func:`pro_curve`)
-    or ``score > thresholds[i]`` (official grid, :func:`official_pro_curve`)."""
+    or ``score > thresholds[i]`` (official grid, :func:`official_pro_curve`).
+
+    Attributes
+    ----------
+    fpr : ndarray of shape (P,), float64
+        False-positive rate over all normal pixels, in [0, 1].
+    pro : ndarray of shape (P,), float64
+        Per-region overlap: mean over all regions of the fraction flagged, in [0, 1].
+    thresholds : ndarray of shape (P,), float64
+        Score thresholds, descending.
+    """
 
     fpr: np.ndarray
     pro: np.ndarray
@@ -108,43 +119,92 @@ def pro_curve_from_pool(pool: PixelPool, fpr_limit: float = 0.3) -> PROCurve:
     return PROCurve(fpr[:keep], pro[:keep], thr64[:keep])
 
 
+@shared_doc
 def au_pro(
     maps: Any,
     masks: Any,
     fpr_limit: float = 0.3,
     *,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> float:
     """MVTec AD AU-PRO (exact curve, trapezoid up to ``fpr_limit``, divided by ``fpr_limit``).
 
-    Args:
-        maps: float ``(N, H, W)`` anomaly maps (NumPy or torch), or a list of 2-D maps.
-        masks: ground truth ``(N, H, W)``, or a list of 2-D masks; binarised by ``mask_rule``
-            (``"gt0"``: > 0, default; ``"gt0.5"``: > 0.5).
-        fpr_limit: upper FPR integration limit in (0, 1].
-        resize_maps: evaluate at the masks' resolution: each map is bilinearly resized to its
-            own mask's size (e.g. 256² maps with original 1024² or 900² masks), one at a time.
+    Parameters
+    ----------
+    {pixel_inputs}
+    fpr_limit : float, default=0.3
+        Upper FPR integration limit, in (0, 1].
+    {mask_options}
 
-    Returns the normalised area in [0, 1] (1 = perfect). Raises ``ValueError`` on bad input and
-    :class:`UndefinedMetricError` if there are no defect pixels or no normal pixels.
+    Returns
+    -------
+    float
+        The normalised area in [0, 1]: 1.0 = perfect, ≈ 0.15 for a random detector at 0.3.
+
+    Raises
+    ------
+    ValueError
+        On bad input (shapes, counts, NaN/inf scores, ``fpr_limit``).
+    UndefinedMetricError
+        If there are no defect pixels or no normal pixels.
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import au_pro
+    >>> au_pro(masks.astype(float), masks)  # perfect detector
+    1.0
+    >>> round(au_pro(np.zeros((1, 2, 2)), masks), 6)  # constant map: diagonal, 0.3² / 2 / 0.3
+    0.15
+
+    With one region PRO equals the TPR, so the full-range AU-PRO is the pixel AUROC:
+
+    >>> au_pro(maps, masks, fpr_limit=1.0)
+    0.75
     """
-    pool = build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     return au_pro_from_pool(pool, fpr_limit)
 
 
+@shared_doc
 def pro_curve(
     maps: Any,
     masks: Any,
     fpr_limit: float = 0.3,
     *,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> PROCurve:
-    """Exact MVTec PRO curve for plotting: (0, 0), then one point per distinct score (descending
-    threshold) while FPR <= ``fpr_limit``, plus the interpolated point at ``fpr_limit`` (whose
-    threshold is that of the next curve point). ``trapz(pro, fpr) / fpr_limit == au_pro``."""
-    pool = build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    """Exact MVTec PRO curve for plotting, up to ``fpr_limit``.
+
+    The curve is (0, 0), then one point per distinct score (descending threshold) while
+    FPR <= ``fpr_limit``, plus the interpolated point at ``fpr_limit`` (whose threshold is that
+    of the next curve point), so ``trapz(pro, fpr) / fpr_limit == au_pro``.
+
+    Parameters
+    ----------
+    {pixel_inputs}
+    fpr_limit : float, default=0.3
+        Last FPR of the curve, in (0, 1].
+    {mask_options}
+
+    Returns
+    -------
+    PROCurve
+        ``fpr``, ``pro`` and ``thresholds`` (descending, starting at ``inf``).
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import pro_curve
+    >>> c = pro_curve(maps, masks, fpr_limit=1.0)
+    >>> c.fpr.tolist(), c.pro.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    >>> c.thresholds.tolist()
+    [inf, 0.9, 0.6, 0.4, 0.1]
+    """
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     return pro_curve_from_pool(pool, fpr_limit)
 
 
@@ -155,6 +215,27 @@ def official_thresholds(lo: Any, hi: Any, max_steps: int, dtype: np.dtype) -> np
     Exact arithmetic (as the official code ran under NumPy < 1.24, which it requires):
     ``range = max - min`` in the score dtype, ``delta = range / max_steps`` and ``t_s`` in
     float64, then ``t_s`` cast to the score dtype, in which ``score > t_s`` is evaluated.
+
+    Parameters
+    ----------
+    lo, hi : float
+        The global minimum and maximum score.
+    max_steps : int
+        Number of thresholds (4000 in the official code).
+    dtype : numpy.dtype
+        The score dtype (float32 or float64).
+
+    Returns
+    -------
+    ndarray of shape (max_steps,), dtype ``dtype``
+        Thresholds, descending from ``hi``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stfpm_lib.metrics import official_thresholds
+    >>> official_thresholds(0.0, 1.0, 4, np.dtype(np.float64)).tolist()
+    [1.0, 0.75, 0.5, 0.25]
     """
     hi_d, lo_d = dtype.type(hi), dtype.type(lo)
     delta = float(hi_d - lo_d) / max_steps
@@ -198,13 +279,14 @@ def official_pro_from_curve(curve: PROCurve, fpr_limit: float = 0.3) -> float:
     return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2)
 
 
+@shared_doc
 def official_pro(
     maps: Any,
     masks: Any,
     *,
     fpr_limit: float = 0.3,
     max_steps: int = OFFICIAL_MAX_STEPS,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> float:
     """The official STFPM code's PRO (``evaluate.py``, from DFR). **NOT the MVTec AU-PRO.**
@@ -217,23 +299,80 @@ def official_pro(
     included); keep points with FPR <= ``fpr_limit``; **min-max rescale both FPR and PRO** to
     [0, 1]; area by the trapezoid rule. Roughly equals ``au_pro / PRO(FPR=fpr_limit)``.
 
-    ``maps`` float ``(N, H, W)``; ``masks`` ``(N, H, W)`` (official: 256², ``mask_rule="gt0"``; the
-    DFR original used ``"gt0.5"`` and 20000 steps). Returns NaN (with a ``RuntimeWarning``) where
-    the official formula divides 0 by 0, e.g. if no normal pixel passes any kept threshold.
+    The official code evaluates 256² masks with ``mask_binarization="gt0"``; the DFR original
+    used ``"gt0.5"`` and 20000 steps.
+
+    Parameters
+    ----------
+    {pixel_inputs}
+    fpr_limit : float, default=0.3
+        Keep the grid points with FPR <= ``fpr_limit``.
+    max_steps : int, default=4000
+        Number of grid thresholds.
+    {mask_options}
+
+    Returns
+    -------
+    float
+        The rescaled area in [0, 1] (≈ 0.5 for a random detector), or NaN (with a
+        ``RuntimeWarning``) where the official formula divides 0 by 0, e.g. if no normal pixel
+        passes any kept threshold.
+
+    Raises
+    ------
+    UndefinedMetricError
+        If fewer than 2 grid points have FPR <= ``fpr_limit``, or there are no defect or no
+        normal pixels.
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import official_pro
+
+    With 4 steps the grid is 0.9, 0.7, 0.5, 0.3 (positive iff ``score > t``): FPR 0, 0, 0.5,
+    0.5 and PRO 0, 0.5, 0.5, 1; rescaled, FPR is 0, 0, 1, 1 and PRO 0, 0.5, 0.5, 1, so the
+    area is the one middle segment, 1 x 0.5:
+
+    >>> round(official_pro(maps, masks, fpr_limit=1.0, max_steps=4), 6)
+    0.5
     """
-    pool = build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     return official_pro_from_curve(official_curve_from_pool(pool, max_steps), fpr_limit)
 
 
+@shared_doc
 def official_pro_curve(
     maps: Any,
     masks: Any,
     *,
     max_steps: int = OFFICIAL_MAX_STEPS,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> PROCurve:
-    """The official code's raw grid curve (before selection and rescaling): ``max_steps`` points,
-    thresholds descending from the global max, positive iff ``score > threshold``."""
-    pool = build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    """The official code's raw grid curve, before selection and rescaling.
+
+    Parameters
+    ----------
+    {pixel_inputs}
+    max_steps : int, default=4000
+        Number of grid thresholds (see :func:`official_thresholds`).
+    {mask_options}
+
+    Returns
+    -------
+    PROCurve
+        ``max_steps`` points, thresholds descending from the global max score; a pixel is
+        positive iff ``score > threshold``.
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import official_pro_curve
+    >>> c = official_pro_curve(maps, masks, max_steps=4)
+    >>> c.fpr.tolist(), c.pro.tolist()
+    ([0.0, 0.0, 0.5, 0.5], [0.0, 0.5, 0.5, 1.0])
+    >>> np.round(c.thresholds, 6).tolist()
+    [0.9, 0.7, 0.5, 0.3]
+    """
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     return official_curve_from_pool(pool, max_steps)

@@ -21,8 +21,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._docs import shared_doc
 from ._pool import PixelPool, build_pool, floor_to_dtype
 from ._validation import (
+    MaskBinarization,
     UndefinedMetricError,
     as_image_list,
     as_labels,
@@ -52,6 +54,15 @@ class ROCCurve(NamedTuple):
     """Exact ROC curve, thresholds descending; point ``i`` = rates for ``score >= thresholds[i]``.
 
     The first point is (0, 0) with threshold ``+inf``.
+
+    Attributes
+    ----------
+    fpr : ndarray of shape (P,), float64
+        False-positive rate (fraction of normal items flagged), non-decreasing, in [0, 1].
+    tpr : ndarray of shape (P,), float64
+        True-positive rate (fraction of anomalous items flagged), non-decreasing, in [0, 1].
+    thresholds : ndarray of shape (P,), float64
+        Score thresholds, descending; ``thresholds[0] == inf``.
     """
 
     fpr: np.ndarray
@@ -60,7 +71,17 @@ class ROCCurve(NamedTuple):
 
 
 class F1Result(NamedTuple):
-    """F1 at ``threshold`` with its precision and recall (see module doc for the >=/> rule)."""
+    """F1 at ``threshold`` with its precision and recall (see module doc for the >=/> rule).
+
+    Attributes
+    ----------
+    f1 : float
+        F1 score in [0, 1].
+    threshold : float
+        The score threshold, in score units.
+    precision, recall : float
+        Precision and recall at that threshold, in [0, 1].
+    """
 
     f1: float
     threshold: float
@@ -128,7 +149,28 @@ def f1_gt_from_pool(pool: PixelPool, threshold: float) -> F1Result:
 
 
 def val_threshold(val_scores: Any, quantile: float = 1.0) -> float:
-    """``quantile`` of validation normal scores (any shape, all values pooled; 1.0 = max)."""
+    """Threshold from normal validation data: the ``quantile`` of all their scores.
+
+    Parameters
+    ----------
+    val_scores : array-like of any shape, or list of arrays
+        Scores (or maps) of **normal** validation images; all values are pooled.
+    quantile : float, default=1.0
+        In [0, 1], ``numpy.quantile`` with linear interpolation; 1.0 is the maximum.
+
+    Returns
+    -------
+    float
+        The threshold, in score units.
+
+    Examples
+    --------
+    >>> from stfpm_lib.metrics import val_threshold
+    >>> val_threshold([0.2, 0.5, 0.3])
+    0.5
+    >>> round(val_threshold([0.2, 0.5, 0.3], quantile=0.5), 6)
+    0.3
+    """
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1]; got {quantile}")
     items = val_scores if isinstance(val_scores, (list, tuple)) else [val_scores]
@@ -142,75 +184,280 @@ def val_threshold(val_scores: Any, quantile: float = 1.0) -> float:
 
 # ----------------------------------------------------------------------------------- image level
 def image_scores(maps: Any) -> np.ndarray:
-    """Image scores ``(N,)`` = max of each map ``(N, H, W)`` (list of 2-D maps accepted)."""
+    """Image scores: the maximum of each anomaly map.
+
+    Parameters
+    ----------
+    maps : array-like of shape (N, H, W), or list of N 2-D arrays
+        Anomaly maps (NumPy or torch); ``(N, 1, H, W)`` is squeezed.
+
+    Returns
+    -------
+    ndarray of shape (N,)
+        float32 for float16/float32 maps, else float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stfpm_lib.metrics import image_scores
+    >>> maps = np.array([[[0.1, 0.2], [0.3, 0.0]], [[0.9, 0.5], [0.4, 0.6]]])
+    >>> image_scores(maps).tolist()
+    [0.3, 0.9]
+    """
     maps_l = as_image_list(maps, "maps")
     check_finite_maps(maps_l)
     return np.array([m.max() for m in maps_l], dtype=score_dtype(maps_l))
 
 
 def image_auroc(scores: Any, labels: Any) -> float:
-    """Image AUROC. ``scores`` ``(N,)`` (or maps ``(N, H, W)``, reduced by max); ``labels`` ``(N,)`` 0/1."""
+    """Image-level AUROC (equal to ``sklearn.metrics.roc_auc_score``; ties count half).
+
+    Parameters
+    ----------
+    scores : array-like of shape (N,), or maps of shape (N, H, W)
+        Image anomaly scores (higher = more anomalous); maps are reduced by their max.
+    labels : array-like of shape (N,)
+        1 (or True) = anomalous, 0 = normal.
+
+    Returns
+    -------
+    float
+        Area under the ROC curve in [0, 1]; 1.0 = perfect ranking, 0.5 = chance.
+
+    Raises
+    ------
+    UndefinedMetricError
+        If only one class is present.
+
+    Examples
+    --------
+    Of the 2 x 2 (anomalous, normal) pairs, 3 are ranked correctly:
+
+    >>> from stfpm_lib.metrics import image_auroc
+    >>> image_auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    0.75
+    >>> image_auroc([0.1, 0.2, 0.7, 0.8], [0, 0, 1, 1])  # perfect detector
+    1.0
+    """
     return auroc_from_pool(_image_pool(scores, labels))
 
 
 def roc_curve(scores: Any, labels: Any) -> ROCCurve:
-    """Exact image ROC curve (:class:`ROCCurve`); ``scores`` ``(N,)`` or maps ``(N, H, W)``, ``labels`` ``(N,)``."""
+    """Exact image-level ROC curve, one point per distinct score.
+
+    Parameters
+    ----------
+    scores : array-like of shape (N,), or maps of shape (N, H, W)
+        Image anomaly scores; maps are reduced by their max.
+    labels : array-like of shape (N,)
+        1 = anomalous, 0 = normal.
+
+    Returns
+    -------
+    ROCCurve
+        ``fpr``, ``tpr``, ``thresholds`` of shape (P,), P = distinct scores + 1.
+
+    Examples
+    --------
+    >>> from stfpm_lib.metrics import roc_curve
+    >>> c = roc_curve([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    >>> c.fpr.tolist(), c.tpr.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    >>> c.thresholds.tolist()
+    [inf, 0.8, 0.4, 0.35, 0.1]
+    """
     return roc_from_pool(_image_pool(scores, labels))
 
 
 def image_f1_best(scores: Any, labels: Any) -> F1Result:
-    """Best image F1 (anomalous iff ``score >= threshold``).
+    """Best image F1 over all thresholds (oracle threshold; anomalous iff ``score >= threshold``).
 
-    ``scores`` ``(N,)`` or maps ``(N, H, W)`` (reduced by max); ``labels`` ``(N,)`` 0/1.
+    Parameters
+    ----------
+    scores : array-like of shape (N,), or maps of shape (N, H, W)
+        Image anomaly scores; maps are reduced by their max.
+    labels : array-like of shape (N,)
+        1 = anomalous, 0 = normal.
+
+    Returns
+    -------
+    F1Result
+        The best F1, its threshold (the largest among ties), precision and recall.
+
+    Examples
+    --------
+    At threshold 0.35 both anomalous images and one normal one are flagged:
+    F1 = 2 * 2 / (2 + 1 + 2) = 0.8.
+
+    >>> from stfpm_lib.metrics import image_f1_best
+    >>> r = image_f1_best([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    >>> round(r.f1, 4), r.threshold, round(r.precision, 4), r.recall
+    (0.8, 0.35, 0.6667, 1.0)
     """
     return f1_best_from_pool(_image_pool(scores, labels))
 
 
 def image_f1_val(scores: Any, labels: Any, val_scores: Any, quantile: float = 1.0) -> F1Result:
-    """Image F1 at a threshold from validation normal images only.
+    """Image F1 at a threshold chosen on normal validation images only.
 
-    ``val_scores``: ``(M,)`` image scores or ``(M, H, W)`` maps (reduced by max) of normal
-    validation images. Threshold = ``quantile`` of them; anomalous iff ``score > threshold``.
+    Parameters
+    ----------
+    scores : array-like of shape (N,), or maps of shape (N, H, W)
+        Test image scores; maps are reduced by their max.
+    labels : array-like of shape (N,)
+        1 = anomalous, 0 = normal.
+    val_scores : array-like of shape (M,), or maps of shape (M, H, W)
+        Scores (or maps, reduced by max) of **normal** validation images.
+    quantile : float, default=1.0
+        Threshold = this quantile of ``val_scores`` (1.0: their maximum).
+
+    Returns
+    -------
+    F1Result
+        F1, threshold, precision and recall; a test image is anomalous iff ``score > threshold``.
+
+    Examples
+    --------
+    The threshold is the validation maximum 0.3; 0.35, 0.4 and 0.8 exceed it (tp 2, fp 1):
+
+    >>> from stfpm_lib.metrics import image_f1_val
+    >>> r = image_f1_val([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], val_scores=[0.2, 0.3])
+    >>> round(r.f1, 4), r.threshold
+    (0.8, 0.3)
     """
     return f1_gt_from_pool(_image_pool(scores, labels), val_threshold(as_scores(val_scores, "val_scores"), quantile))
 
 
 # ----------------------------------------------------------------------------------- pixel level
-def pixel_auroc(maps: Any, masks: Any, *, mask_rule: str = "gt0", resize_maps: bool = False) -> float:
-    """Pixel AUROC over all pixels of all images; ``maps`` ``(N, H, W)`` float, ``masks`` ``(N, H, W)``.
+@shared_doc
+def pixel_auroc(
+    maps: Any, masks: Any, *, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False
+) -> float:
+    """Pixel-level AUROC over all pixels of all images pooled.
 
-    ``resize_maps=True`` bilinearly resizes each map to its mask's size (masks may then be a
-    list of differently sized 2-D arrays).
+    Parameters
+    ----------
+    {pixel_inputs}
+    {mask_options}
+
+    Returns
+    -------
+    float
+        Area under the pixel ROC curve in [0, 1].
+
+    Raises
+    ------
+    UndefinedMetricError
+        If there are no defect pixels or no normal pixels.
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import pixel_auroc
+    >>> pixel_auroc(maps, masks)  # 3 of the 4 (defect, normal) pixel pairs are ordered right
+    0.75
+    >>> pixel_auroc(masks.astype(float), masks)  # perfect detector
+    1.0
     """
-    return auroc_from_pool(build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps))
+    return auroc_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps))
 
 
+@shared_doc
 def pixel_roc_curve(
-    maps: Any, masks: Any, *, max_points: int | None = 10_000, mask_rule: str = "gt0", resize_maps: bool = False
+    maps: Any,
+    masks: Any,
+    *,
+    max_points: int | None = 10_000,
+    mask_binarization: MaskBinarization = "gt0",
+    resize_maps: bool = False,
 ) -> ROCCurve:
-    """Exact pixel ROC curve of ``maps`` ``(N, H, W)`` vs ``masks`` ``(N, H, W)``, thinned to at most
-    ``max_points`` evenly spaced curve points (``None``: all distinct scores)."""
-    return roc_from_pool(build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps), max_points)
+    """Exact pixel-level ROC curve, thinned for plotting.
+
+    Parameters
+    ----------
+    {pixel_inputs}
+    max_points : int or None, default=10_000
+        Keep at most this many evenly spaced curve points (``None``: one per distinct score).
+    {mask_options}
+
+    Returns
+    -------
+    ROCCurve
+        ``fpr``, ``tpr``, ``thresholds`` (descending, starting at ``inf``).
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import pixel_roc_curve
+    >>> c = pixel_roc_curve(maps, masks)
+    >>> c.fpr.tolist(), c.tpr.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    pool = build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps)
+    return roc_from_pool(pool, max_points)
 
 
-def pixel_f1_best(maps: Any, masks: Any, *, mask_rule: str = "gt0", resize_maps: bool = False) -> F1Result:
-    """Best pixel F1 (anomalous iff ``score >= threshold``); ``maps`` ``(N, H, W)`` float, ``masks`` ``(N, H, W)``."""
-    return f1_best_from_pool(build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps))
+@shared_doc
+def pixel_f1_best(
+    maps: Any, masks: Any, *, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False
+) -> F1Result:
+    """Best pixel F1 over all thresholds (oracle threshold; defect iff ``score >= threshold``).
+
+    Parameters
+    ----------
+    {pixel_inputs}
+    {mask_options}
+
+    Returns
+    -------
+    F1Result
+        The best F1, its threshold (the largest among ties), precision and recall.
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import pixel_f1_best
+    >>> r = pixel_f1_best(maps, masks)  # at 0.4: tp 2, fp 1, F1 = 4 / 5
+    >>> round(r.f1, 4), r.threshold, r.recall
+    (0.8, 0.4, 1.0)
+    """
+    return f1_best_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps))
 
 
+@shared_doc
 def pixel_f1_val(
     maps: Any,
     masks: Any,
     val_maps: Any,
     quantile: float = 1.0,
     *,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
 ) -> F1Result:
-    """Pixel F1 at the ``quantile`` of all pixels of normal validation maps ``(M, H', W')``.
+    """Pixel F1 at a threshold chosen on the pixels of normal validation maps only.
 
-    ``maps`` ``(N, H, W)`` float, ``masks`` ``(N, H, W)``. Anomalous iff ``score > threshold``.
-    The validation maps are used at their own resolution.
+    Parameters
+    ----------
+    {pixel_inputs}
+    val_maps : array-like of shape (M, H', W'), or list of 2-D arrays
+        Maps of **normal** validation images, used at their own resolution.
+    quantile : float, default=1.0
+        Threshold = this quantile of all validation pixels (1.0: their maximum).
+    {mask_options}
+
+    Returns
+    -------
+    F1Result
+        F1, threshold, precision and recall; a pixel is a defect iff ``score > threshold``.
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import pixel_f1_val
+    >>> val_maps = np.array([[[0.5, 0.2], [0.1, 0.3]]])
+    >>> r = pixel_f1_val(maps, masks, val_maps)  # threshold 0.5: tp 1 (0.9), fp 1 (0.6)
+    >>> round(r.f1, 4), r.threshold, r.precision, r.recall
+    (0.5, 0.5, 0.5, 0.5)
     """
     t = val_threshold(val_maps, quantile)
-    return f1_gt_from_pool(build_pool(maps, masks, mask_rule=mask_rule, resize_maps=resize_maps), t)
+    return f1_gt_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps), t)

@@ -7,7 +7,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._pool import build_pool
-from ._validation import UndefinedMetricError, as_image_list, as_labels, as_scores, binarize, check_mask_rule
+from ._validation import (
+    MaskBinarization,
+    UndefinedMetricError,
+    as_image_list,
+    as_labels,
+    as_scores,
+    binarize,
+    check_mask_binarization,
+)
 from .pro import au_pro_from_pool, official_curve_from_pool, official_pro_from_curve, OFFICIAL_MAX_STEPS
 from .roc import (
     auroc_from_pool,
@@ -23,8 +31,8 @@ from .roc import (
 __all__ = ["compute_all", "per_defect_type"]
 
 
-def _labels_from_masks(mask_list: list[np.ndarray], mask_rule: str) -> np.ndarray:
-    return np.array([bool(binarize(k, mask_rule).any()) for k in mask_list])
+def _labels_from_masks(mask_list: list[np.ndarray], mask_binarization: MaskBinarization) -> np.ndarray:
+    return np.array([bool(binarize(k, mask_binarization).any()) for k in mask_list])
 
 
 def compute_all(
@@ -35,7 +43,7 @@ def compute_all(
     val_maps: Any = None,
     *,
     fpr_limit: float = 0.3,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
     official: bool = True,
     official_max_steps: int = OFFICIAL_MAX_STEPS,
@@ -43,30 +51,73 @@ def compute_all(
     pixel_val_quantile: float = 1.0,
     orig_masks: Any = None,
 ) -> dict[str, float]:
-    """Every metric of one category in a flat ``dict[str, float]``.
+    """Every metric of one category in a flat ``dict[str, float]``, from one pixel pool.
 
-    Args:
-        maps: float ``(N, H, W)`` test anomaly maps; masks: ``(N, H, W)`` ground truth.
-        labels: ``(N,)`` image labels (1 = anomalous); default: mask has a defect pixel.
-        defect_types: ``N`` type names; adds ``"<metric>/<type>"`` keys (see :func:`per_defect_type`).
-        val_maps: ``(M, H, W)`` maps of **normal** validation images; adds the ``*_val`` F1 keys
-            (threshold = quantile of validation scores, anomalous iff ``score > threshold``).
-        official: also compute the official code's PRO (``official_pro``, NOT the MVTec AU-PRO).
-        orig_masks: masks at the original image resolution (list of 2-D arrays); adds
-            ``au_pro_orig_res`` and ``pixel_auroc_orig_res`` with each map bilinearly upsampled
-            to its mask's size.
+    Parameters
+    ----------
+    maps : array-like of shape (N, H, W), or list of N 2-D arrays
+        Test anomaly maps, float; image scores are their maxima.
+    masks : array-like of shape (N, H, W), or list of N 2-D arrays
+        Ground truth, binarised by ``mask_binarization``.
+    labels : array-like of shape (N,), optional
+        1 = anomalous; default: the mask has a defect pixel.
+    defect_types : sequence of N str, optional
+        Type names; adds ``"<metric>/<type>"`` keys (see :func:`per_defect_type`).
+    val_maps : array-like of shape (M, H, W), optional
+        Maps of **normal** validation images; adds the ``*_val`` F1 keys (threshold = quantile
+        of validation scores, anomalous iff ``score > threshold``).
+    fpr_limit : float, default=0.3
+        FPR limit of ``au_pro`` and ``official_pro``.
+    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
+        Defect iff ``mask > 0`` or ``mask > 0.5``.
+    resize_maps : bool, default=False
+        Bilinearly resize each map to its mask's size.
+    official : bool, default=True
+        Also compute the official code's PRO (``official_pro``, NOT the MVTec AU-PRO).
+    official_max_steps : int, default=4000
+        Grid size of ``official_pro``.
+    image_val_quantile, pixel_val_quantile : float, default=1.0
+        Quantiles of the validation scores used as ``*_val`` thresholds.
+    orig_masks : list of 2-D arrays, optional
+        Masks at the original image resolution; adds ``au_pro_orig_res`` and
+        ``pixel_auroc_orig_res`` with each map bilinearly upsampled to its mask's size.
 
-    Keys: ``n_images, n_anomalous, n_normal, n_defect_pixels, n_normal_pixels, n_regions,
-    image_auroc, pixel_auroc, au_pro, official_pro, image_f1_best, image_f1_best_threshold,
-    pixel_f1_best, pixel_f1_best_threshold`` (+ ``image_f1_val, image_f1_val_threshold,
-    pixel_f1_val, pixel_f1_val_threshold``, the ``*_orig_res`` and per-type keys when asked).
-    Raises :class:`UndefinedMetricError` if a metric is undefined (one image class only, no
-    defect pixels or no normal pixels).
+    Returns
+    -------
+    dict of str to float
+        Keys ``n_images, n_anomalous, n_normal, n_defect_pixels, n_normal_pixels, n_regions,
+        image_auroc, pixel_auroc, au_pro, official_pro, image_f1_best, image_f1_best_threshold,
+        pixel_f1_best, pixel_f1_best_threshold`` (+ ``image_f1_val, image_f1_val_threshold,
+        pixel_f1_val, pixel_f1_val_threshold``, the ``*_orig_res`` and per-type keys when
+        asked). Counts are floats too; thresholds are in score units.
+
+    Raises
+    ------
+    UndefinedMetricError
+        If a metric is undefined (one image class only, no defect pixels or no normal pixels).
+
+    Examples
+    --------
+    A normal image (max 0.3) and an anomalous one whose right column is a defect scoring 0.9
+    and 0.4; its normal pixels score 0.1 and 0.6. The 6 normal pixels are all below 0.9 and 5
+    are below 0.4, so the pixel AUROC is 11 / 12:
+
+    >>> import numpy as np
+    >>> from stfpm_lib.metrics import compute_all
+    >>> maps = np.array([[[0.1, 0.2], [0.3, 0.2]], [[0.1, 0.9], [0.6, 0.4]]])
+    >>> masks = np.array([[[0, 0], [0, 0]], [[0, 1], [0, 1]]])
+    >>> m = compute_all(maps, masks, official=False)
+    >>> m["n_images"], m["n_anomalous"], m["n_defect_pixels"], m["n_regions"]
+    (2.0, 1.0, 2.0, 1.0)
+    >>> m["image_auroc"], round(m["pixel_auroc"], 4), round(12 * m["pixel_auroc"], 6)
+    (1.0, 0.9167, 11.0)
+    >>> m["pixel_f1_best"], m["pixel_f1_best_threshold"]  # 0.4 flags 0.9, 0.4 and 0.6
+    (0.8, 0.4)
     """
-    check_mask_rule(mask_rule)
+    check_mask_binarization(mask_binarization)
     mask_list = as_image_list(masks, "masks")
-    y = _labels_from_masks(mask_list, mask_rule) if labels is None else as_labels(labels, len(mask_list))
-    pool = build_pool(maps, mask_list, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+    y = _labels_from_masks(mask_list, mask_binarization) if labels is None else as_labels(labels, len(mask_list))
+    pool = build_pool(maps, mask_list, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
     scores = image_scores(maps)
 
     out: dict[str, float] = {
@@ -93,12 +144,13 @@ def compute_all(
         out["pixel_f1_val"], out["pixel_f1_val_threshold"] = val.f1, val.threshold
     del pool
     if orig_masks is not None:
-        pool = build_pool(maps, orig_masks, mask_rule=mask_rule, resize_maps=True, components=True)
+        pool = build_pool(maps, orig_masks, mask_binarization=mask_binarization, resize_maps=True, components=True)
         out["au_pro_orig_res"] = au_pro_from_pool(pool, fpr_limit)
         out["pixel_auroc_orig_res"] = auroc_from_pool(pool)
         del pool
     if defect_types is not None:
-        table = per_defect_type(maps, mask_list, defect_types, y, fpr_limit=fpr_limit, mask_rule=mask_rule,
+        table = per_defect_type(maps, mask_list, defect_types, y, fpr_limit=fpr_limit,
+                                mask_binarization=mask_binarization,
                                 resize_maps=resize_maps, include_all=False)
         for dtype_name, row in table.iterrows():
             for col in ("image_auroc", "pixel_auroc", "au_pro"):
@@ -113,7 +165,7 @@ def per_defect_type(
     labels: Any = None,
     *,
     fpr_limit: float = 0.3,
-    mask_rule: str = "gt0",
+    mask_binarization: MaskBinarization = "gt0",
     resize_maps: bool = False,
     official: bool = False,
     include_all: bool = True,
@@ -121,28 +173,69 @@ def per_defect_type(
 ):
     """Per-defect-type breakdown: each type's anomalous images against **all** normal images.
 
-    Args:
-        maps: float ``(N, H, W)``; masks: ``(N, H, W)`` (or lists of 2-D arrays).
-        defect_types: ``N`` names (e.g. the MVTec folder names; normal images may say "good").
-        labels: ``(N,)`` 1 = anomalous; default: mask has a defect pixel. Normal images are the
-            ones with label 0, whatever their type name.
-        scores: ``(N,)`` image scores for the image AUROC; default: the max of each map. Pass the
-            scores the headline image AUROC used, so the ``(all)`` row equals it.
+    Parameters
+    ----------
+    maps : array-like of shape (N, H, W), or list of N 2-D arrays
+        Anomaly maps, float.
+    masks : array-like of shape (N, H, W), or list of N 2-D arrays
+        Ground truth, binarised by ``mask_binarization``.
+    defect_types : sequence of N str
+        Type names (e.g. the MVTec folder names; normal images may say "good").
+    labels : array-like of shape (N,), optional
+        1 = anomalous; default: the mask has a defect pixel. Normal images are the ones with
+        label 0, whatever their type name.
+    fpr_limit : float, default=0.3
+        FPR limit of ``au_pro`` (and ``official_pro``).
+    mask_binarization : {"gt0", "gt0.5"}, default="gt0"
+        Defect iff ``mask > 0`` or ``mask > 0.5``.
+    resize_maps : bool, default=False
+        Bilinearly resize each map to its mask's size.
+    official : bool, default=False
+        Add an ``official_pro`` column.
+    include_all : bool, default=True
+        Add a final ``"(all)"`` row with every anomalous image.
+    scores : array-like of shape (N,), optional
+        Image scores for the image AUROC; default: the max of each map. Pass the scores the
+        headline image AUROC used, so the ``(all)`` row equals it.
 
-    Returns a ``pandas.DataFrame`` indexed by ``defect_type`` (sorted; plus a final ``"(all)"``
-    row when ``include_all``) with columns ``n_anomalous, n_normal, image_auroc, pixel_auroc,
-    au_pro`` (+ ``official_pro``). A metric that is undefined for a type (e.g. its masks are
-    empty) is NaN there. Raises :class:`UndefinedMetricError` if there is no normal image.
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``defect_type`` (sorted, then ``"(all)"``), columns ``n_anomalous, n_normal,
+        image_auroc, pixel_auroc, au_pro`` (+ ``official_pro``). A metric that is undefined for
+        a type (e.g. its masks are empty) is NaN there.
+
+    Raises
+    ------
+    UndefinedMetricError
+        If there is no normal image.
+
+    Examples
+    --------
+    One normal image, a "crack" found perfectly and a "hole" whose defect pixel (0.4) scores
+    below a normal pixel of its own image (0.6): it beats 2 of its 3 normal pixels, and over
+    all images the two defect pixels beat 4 + 3 of the 4 normal ones (7 / 8):
+
+    >>> import numpy as np
+    >>> from stfpm_lib.metrics import per_defect_type
+    >>> maps = np.array([[[0.1, 0.2]], [[0.1, 0.9]], [[0.6, 0.4]]])
+    >>> masks = np.array([[[0, 0]], [[0, 1]], [[0, 1]]])
+    >>> table = per_defect_type(maps, masks, ["good", "crack", "hole"])
+    >>> for name, row in table.iterrows():
+    ...     print(name, int(row["n_anomalous"]), row["image_auroc"], round(row["pixel_auroc"], 4))
+    crack 1 1.0 1.0
+    hole 1 1.0 0.6667
+    (all) 2 1.0 0.875
     """
     import pandas as pd
 
-    check_mask_rule(mask_rule)
+    check_mask_binarization(mask_binarization)
     map_list = as_image_list(maps, "maps")
     mask_list = as_image_list(masks, "masks")
     types = np.asarray([str(t) for t in defect_types])
     if types.shape != (len(mask_list),):
         raise ValueError(f"defect_types must have {len(mask_list)} entries; got {types.shape[0]}")
-    y = _labels_from_masks(mask_list, mask_rule) if labels is None else as_labels(labels, len(mask_list))
+    y = _labels_from_masks(mask_list, mask_binarization) if labels is None else as_labels(labels, len(mask_list))
     if not (~y).any():
         raise UndefinedMetricError("per_defect_type needs normal images (label 0); there are none")
     normal = np.flatnonzero(~y)
@@ -161,7 +254,8 @@ def per_defect_type(
         row: dict[str, Any] = {"defect_type": name, "n_anomalous": anomalous.size, "n_normal": normal.size}
         row["image_auroc"] = image_auroc(image_level[idx], y[idx])
         try:
-            pool = build_pool(sub_maps, sub_masks, mask_rule=mask_rule, resize_maps=resize_maps, components=True)
+            pool = build_pool(sub_maps, sub_masks, mask_binarization=mask_binarization, resize_maps=resize_maps,
+                              components=True)
             row["pixel_auroc"] = auroc_from_pool(pool)
             row["au_pro"] = au_pro_from_pool(pool, fpr_limit)
             if official:
