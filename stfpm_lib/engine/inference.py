@@ -366,13 +366,18 @@ def recorded_split(dataset: dict[str, Any], index, split: str, cfg: STFPMConfig)
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise DataError(f"{len(missing)} of the {len(paths)} {split} images recorded in the checkpoint are gone: "
-                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+                        f"{_first_five(missing)}")
     hashes = dataset.get(f"{split}_sha256")
     changed = [str(p) for p, h in zip(paths, hashes or ()) if sha256_file(p) != h]
     if changed:
         raise DataError(f"{len(changed)} of the {len(paths)} {split} images recorded in the checkpoint have changed "
-                        f"since training (sha256 differs): {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
+                        f"since training (sha256 differs): {_first_five(changed)}")
     return paths
+
+
+def _first_five(names: list[str]) -> str:
+    """``a, b, c, d, e ...``: the first five of ``names``, with `` ...`` when there are more."""
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
 
 
 def load_predictions(path) -> Predictions:
