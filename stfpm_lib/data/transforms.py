@@ -102,7 +102,7 @@ def resize_linear_uint8(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarr
     ``row = Σ w·pixel`` (pixel·2048 scale), then the vertical pass (OpenCV's vector kernel;
     it held for every output width tested, odd tails included) computes
     ``((row0 >> 4)·v0 >> 16) + ((row1 >> 4)·v1 >> 16)`` and rounds with ``(· + 2) >> 2``. A 2× reduction (OpenCV switches to INTER_AREA) gives
-    the same numbers. Checked against OpenCV itself in ``tests/test_mask_resize.py``.
+    the same numbers. Checked against OpenCV itself in ``tests/unit/test_transforms.py``.
     Returns uint8 (h, w).
     """
     image = np.asarray(image)

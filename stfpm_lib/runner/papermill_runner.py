@@ -64,7 +64,7 @@ DEMO_OVERRIDES: dict[str, Any] = {"epochs": 20, "image_size": 128, "batch_size":
 
 #: Every file (relative to the category directory) a notebook writes, figures included: all must
 #: exist for its step to count as done, and all are deleted before the step is re-executed, so a
-#: killed or failing rerun cannot leave an old figure beside a new result (tests/test_batch.py
+#: killed or failing rerun cannot leave an old figure beside a new result (tests/integration/test_papermill_runner.py
 #: checks this list against the notebooks' code).
 NOTEBOOK_OUTPUTS: dict[str, tuple[str, ...]] = {
     "01_explore_dataset": ("dataset_counts.csv", "examples.png"),

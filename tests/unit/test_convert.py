@@ -14,7 +14,7 @@ from stfpm_lib.data.__main__ import main as data_cli
 from stfpm_lib.data.adapters import binarize_mask, get_adapter, read_mask_values
 from stfpm_lib.data.convert import MANIFEST_NAME, convert_to_mvtec, verify_mvtec_root
 from stfpm_lib.data.folder import piped_adapter
-from test_adapters import defect_region, make_piped_like, make_visa_like, rgb, save_1bit_inverted  # tests/ is on sys.path
+from test_adapters import defect_region, make_piped_like, make_visa_like, rgb, save_1bit_inverted  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 
 def _pixels(path: Path) -> np.ndarray:

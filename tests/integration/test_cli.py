@@ -16,7 +16,7 @@ from stfpm_lib.config import LAYERS, STFPMConfig
 from stfpm_lib.engine.inference import load_predictions
 from stfpm_lib.runner.cli import build_parser, main, parse_set
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = ["--set", "teacher_weights=random", "--set", "image_size=64", "--set", "batch_size=4",
         "--set", "epochs=1", "--no-progress"]
 

@@ -244,7 +244,7 @@ def test_console_entry_points_print_no_traceback(argv: list[str], tmp_path: Path
     import sys
 
     argv = [a.replace("OUT", str(tmp_path / "out")) for a in argv]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("MVTEC_ROOT", None)
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=300)
     field = "lr" if "lr=abc" in argv else "epochs"

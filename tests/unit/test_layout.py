@@ -63,3 +63,21 @@ def test_the_layer_rule_sees_function_level_imports():
     source = (PACKAGE / "method" / "model.py").read_text() + "\n\ndef _probe():\n    from ..runner.cli import main\n"
     assert "stfpm_lib.runner.cli" in _imported(source, "stfpm_lib.method")
     assert "stfpm_lib.runner.cli" not in _imported((PACKAGE / "method" / "model.py").read_text(), "stfpm_lib.method")
+
+
+TESTS = Path(__file__).resolve().parents[1]
+#: unit test files named after a package (tested through its public API) or a cross-cutting rule
+UNIT_FILES_NOT_NAMED_AFTER_A_MODULE = {"test_metrics.py", "test_metrics_docs.py", "test_layout.py"}
+
+
+def test_unit_test_files_are_named_after_the_module_they_test():
+    """``tests/unit/test_<name>.py`` tests ``stfpm_lib/**/<name>.py``: a reader finds a module's tests by its name."""
+    modules = {p.stem for p in _modules()}
+    orphans = [p.name for p in sorted((TESTS / "unit").glob("test_*.py"))
+               if p.name not in UNIT_FILES_NOT_NAMED_AFTER_A_MODULE and p.stem.removeprefix("test_") not in modules]
+    assert orphans == []
+
+
+def test_tests_live_in_unit_or_integration():
+    assert sorted(p.name for p in TESTS.glob("test_*.py")) == []
+    assert {p.parent.name for p in TESTS.rglob("test_*.py")} == {"unit", "integration"}

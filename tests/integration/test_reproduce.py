@@ -14,7 +14,7 @@ import pytest
 from stfpm_lib.data.demo import DEMO_CATEGORIES, RANDOM_TEACHER_LABEL, demo_root
 from stfpm_lib.runner import papermill_runner as batch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _reproduce(results: Path, *extra: str) -> subprocess.CompletedProcess:

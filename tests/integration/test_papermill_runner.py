@@ -21,7 +21,7 @@ from stfpm_lib.config import STFPMConfig
 from stfpm_lib.runner import papermill_runner as batch
 from stfpm_lib.runner.papermill_runner import BatchError, parse_overrides, parse_value
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 PARAMS = '''category = None
 data_root = None
@@ -323,7 +323,7 @@ def test_declared_outputs_cover_every_file_the_notebooks_write():
         written = _written_by_notebook(REPO / "notebooks" / f"{stem}.ipynb")
         assert written and written <= set(batch.NOTEBOOK_OUTPUTS[stem]), (stem, written)
     # what the library writes for them (fit: 02_train; evaluate_category: 03_evaluate) is checked on a real
-    # run in tests/test_reproduce.py::test_demo_category_folder_holds_only_declared_outputs
+    # run in tests/integration/test_reproduce.py::test_demo_category_folder_holds_only_declared_outputs
     figures = {o for outputs in batch.NOTEBOOK_OUTPUTS.values() for o in outputs if o.endswith(".png")}
     assert figures == {"examples.png", "training_curves.png", "per_defect_type.png", "curves.png", "best_worst.png"}
 

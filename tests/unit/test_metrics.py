@@ -12,7 +12,7 @@ from sklearn.metrics import precision_recall_curve, roc_auc_score
 from stfpm_lib import metrics as M
 from stfpm_lib.metrics import UndefinedMetricError
 
-from metrics_reference import (  # tests/ is on sys.path (pytest rootdir-relative import)
+from metrics_reference import (  # tests/unit/ is on sys.path (pytest rootdir-relative import)
     ref_au_pro,
     ref_auroc,
     ref_f1_best,

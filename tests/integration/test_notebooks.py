@@ -22,7 +22,7 @@ from stfpm_lib.runner import papermill_runner as batch
 from stfpm_lib.runner.notebook_steps import (CONFIG_FIELDS, check_checkpoint_config, config_from_namespace, counts_table,
                                 evaluate_category, resolve_category, teacher_label)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 REQUIRED = ("01_explore_dataset", "02_train", "03_evaluate", "04_report")
 RATE_METRICS = ("image_auroc", "pixel_auroc", "au_pro", "official_pro", "image_f1", "pixel_f1")

@@ -9,7 +9,7 @@ from pathlib import Path
 import stfpm_lib.metrics as M
 from stfpm_lib.metrics import _resize, pro, roc, summary
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_FUNCTIONS = sorted(n for n in M.__all__ if inspect.isfunction(getattr(M, n)))
 
 

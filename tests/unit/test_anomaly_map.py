@@ -1,4 +1,4 @@
-"""Loss and anomaly map on hand-built tensors, with the arithmetic written out."""
+"""stfpm_lib.method.anomaly_map on hand-built tensors, with the arithmetic written out."""
 
 from __future__ import annotations
 
@@ -8,120 +8,10 @@ import scipy.ndimage as ndi
 import torch
 
 from stfpm_lib.config import STFPMConfig
+from stfpm_lib.method.loss import stfpm_loss
 from stfpm_lib.method.anomaly_map import MapSettings, anomaly_map, fused_map, gaussian_blur, image_scores, layer_maps
-from stfpm_lib.method.loss import loss_from_config, normalized_sq_dist, per_image_loss, stfpm_loss
 
-
-def feats_a():
-    """Layer A, 1x2x1x2 (B, C, h, w).
-
-    position 0: t = (3, 4) -> t^ = (0.6, 0.8); s = (0, 2) -> s^ = (0, 1)
-                diff = (0.6, -0.2) -> squared norm 0.36 + 0.04 = 0.40
-    position 1: t = (1, 0) -> (1, 0);          s = (0, 5) -> (0, 1)
-                diff = (1, -1) -> 1 + 1 = 2.00
-    mean over positions = (0.40 + 2.00) / 2 = 1.20
-    """
-    t = torch.tensor([[[[3.0, 1.0]], [[4.0, 0.0]]]])
-    s = torch.tensor([[[[0.0, 0.0]], [[2.0, 5.0]]]])
-    return t, s
-
-
-def feats_b():
-    """Layer B, 1x2x1x1: t = (1, 1) -> (1/√2, 1/√2); s = (-1, -1) -> (-1/√2, -1/√2)
-
-    diff = (√2, √2) -> 2 + 2 = 4.00 (opposite unit vectors: the maximum, 2(1 - cos) = 4).
-    """
-    return torch.tensor([[[[1.0]], [[1.0]]]]), torch.tensor([[[[-1.0]], [[-1.0]]]])
-
-
-def test_normalized_sq_dist_by_hand():
-    t, s = feats_a()
-    d = normalized_sq_dist(t, s)
-    assert d.shape == (1, 1, 2)
-    torch.testing.assert_close(d, torch.tensor([[[0.40, 2.00]]]))
-    # A zero feature normalises to zero (eps 1e-12): t^ = 0, s^ = (1, 0) -> 1.
-    z = normalized_sq_dist(torch.zeros(1, 2, 1, 1), torch.tensor([[[[7.0]], [[0.0]]]]))
-    torch.testing.assert_close(z, torch.tensor([[[1.0]]]))
-
-
-def test_loss_official_and_variants_by_hand():
-    ta, sa = feats_a()
-    tb, sb = feats_b()
-    T, S = [ta, tb], [sa, sb]
-    # official: layer A 1.20 + layer B 4.00 = 5.20
-    torch.testing.assert_close(stfpm_loss(T, S), torch.tensor(5.20))
-    # half: 2.60; layer mean: 5.20 / 2 = 2.60; half and mean: 1.30
-    torch.testing.assert_close(stfpm_loss(T, S, half=True), torch.tensor(2.60))
-    torch.testing.assert_close(stfpm_loss(T, S, layer_reduction="mean"), torch.tensor(2.60))
-    torch.testing.assert_close(stfpm_loss(T, S, half=True, layer_reduction="mean"), torch.tensor(1.30))
-
-
-def test_loss_batch_reduction_by_hand():
-    ta, sa = feats_a()
-    # Second image: student equals teacher (up to scale, which normalisation removes) -> loss 0.
-    t = torch.cat([ta, 2 * ta])
-    s = torch.cat([sa, ta])
-    # per image: [1.20, 0]; batch_mean = 0.60; batch_sum = 1.20; half + batch_sum (anomalib) = 0.60
-    torch.testing.assert_close(per_image_loss([t], [s]), torch.tensor([1.20, 0.0]))
-    torch.testing.assert_close(stfpm_loss([t], [s]), torch.tensor(0.60))
-    torch.testing.assert_close(stfpm_loss([t], [s], reduction="batch_sum"), torch.tensor(1.20))
-    torch.testing.assert_close(stfpm_loss([t], [s], half=True, reduction="batch_sum"), torch.tensor(0.60))
-    cfg = STFPMConfig.from_preset("anomalib")
-    torch.testing.assert_close(loss_from_config([t], [s], cfg), torch.tensor(0.60))
-    cfg = STFPMConfig.from_preset("xia")  # half, batch_sum, mean over 1 layer
-    torch.testing.assert_close(loss_from_config([t], [s], cfg), torch.tensor(0.60))
-    loss, per_image = stfpm_loss([t], [s], reduction="batch_sum", return_per_image=True)
-    torch.testing.assert_close(loss, torch.tensor(1.20))
-    torch.testing.assert_close(per_image, torch.tensor([1.20, 0.0]))
-    loss, per_image = loss_from_config([t], [s], cfg, return_per_image=True)
-    torch.testing.assert_close(loss, torch.tensor(0.60))
-    torch.testing.assert_close(per_image, torch.tensor([0.60, 0.0]))
-
-
-def test_train_step_reduces_the_batch_with_stfpm_loss():
-    """Training uses the tested loss function: its loss is stfpm_loss of the same features, and an
-    unknown batch reduction (bypassing the config's own check) is refused by it, not summed."""
-    from stfpm_lib.engine.training import train_step
-    from stfpm_lib.method.model import build_stfpm
-
-    torch.manual_seed(0)
-    cfg = STFPMConfig(teacher_weights="random", backbone="resnet18", image_size=32, layers=("layer1",),
-                      loss_reduction="batch_sum", loss_half=True, device="cpu")
-    model = build_stfpm(cfg)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        expected = stfpm_loss(model.teacher_features(x), model.student(x), half=True, reduction="batch_sum")
-        expected_per_image = per_image_loss(model.teacher_features(x), model.student(x), half=True)
-    optimizer = torch.optim.SGD(model.student.parameters(), lr=0.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    loss, per_img = train_step(model, optimizer, scaler, x, cfg, torch.device("cpu"))  # lr 0: student unchanged
-    torch.testing.assert_close(per_img, expected_per_image, rtol=0, atol=0)
-    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
-    bad = STFPMConfig.__new__(STFPMConfig)
-    bad.__dict__.update({**cfg.__dict__, "loss_reduction": "mean"})
-    with pytest.raises(ValueError, match="reduction='mean' is not one of"):
-        train_step(model, optimizer, scaler, x, bad, torch.device("cpu"))
-
-
-def test_loss_rejects_bad_arguments():
-    ta, sa = feats_a()
-    with pytest.raises(ValueError, match="reduction"):
-        stfpm_loss([ta], [sa], reduction="mean")
-    with pytest.raises(ValueError, match="layer_reduction"):
-        stfpm_loss([ta], [sa], layer_reduction="max")
-    with pytest.raises(ValueError, match="shape"):
-        stfpm_loss([ta], [sa[..., :1]])
-
-
-def test_loss_gradient_reaches_the_student():
-    ta, sa = feats_a()
-    sa = sa.clone().requires_grad_(True)
-    loss = stfpm_loss([ta], [sa])
-    loss.backward()
-    assert sa.grad is not None and sa.grad.abs().sum() > 0
-    # a small step against the gradient lowers the loss
-    with torch.no_grad():
-        assert stfpm_loss([ta], [sa - 1e-3 * sa.grad]) < loss
+from hand_features import feats_a, feats_b  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 
 def test_layer_map_scales_by_hand():

@@ -208,7 +208,7 @@ def test_errors_and_cli(tmp_path, run_dir, capsys):
     assert main([str(run_dir), "--out-dir", str(out_dir)]) == 0
     assert str(out_dir / "results.md") in capsys.readouterr().out
     proc = subprocess.run([sys.executable, "-m", "stfpm_lib.reporting.tables", str(empty)], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 2 and "error:" in proc.stderr and "metrics.json" in proc.stderr
 
 
