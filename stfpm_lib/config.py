@@ -36,11 +36,13 @@ import numpy as np
 
 from .records.io import atomic_write_text
 
-__all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError",
+__all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "RANDOM_INITS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError",
            "config_differences", "FIELD_SPECS", "FieldSpec", "MIN_INPUT_SIZE", "parse_field", "parse_fields"]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
+#: initialisations of randomly initialised networks (``STFPMConfig.random_init``)
+RANDOM_INITS = ("torchvision", "zero_last_bn")
 
 #: Smallest network input side (``image_size``, and ``crop_size`` when set), pixels. The ResNet's
 #: deepest stage has stride 32: below 32 px its map is a single clamped pixel and the coarse layers
@@ -104,6 +106,7 @@ FIELD_SPECS: dict[str, FieldSpec] = {
     "backbone": _choice(*BACKBONES),
     "layers": FieldSpec(tuple, choices=LAYERS),
     "teacher_weights": FieldSpec(str),
+    "random_init": _choice(*RANDOM_INITS),
     "loss_half": FieldSpec(bool),
     "loss_reduction": _choice("batch_mean", "batch_sum"),
     "loss_layer_reduction": _choice("sum", "mean"),
@@ -153,6 +156,12 @@ class STFPMConfig:
         layers: pyramid levels, any non-empty subset of ``layer1..layer4``.
         teacher_weights: ``imagenet`` (torchvision weights API), ``random`` or a path
             to a ``.pth`` state dict.
+        random_init: initialisation of every randomly initialised network (the student, and
+            the teacher when ``teacher_weights="random"``): ``torchvision`` (its default: Kaiming
+            convs, every BatchNorm γ=1, the official code) or ``zero_last_bn`` (the last BatchNorm
+            γ of each residual block set to 0, torchvision's ``zero_init_residual=True``; timm's
+            default ``zero_init_last``, which anomalib 2.x's timm student always has and its
+            teacher has when pre-trained weights are off). Same RNG draws either way.
     Loss
         loss_half: multiply the per-position loss by ½ (paper, anomalib).
         loss_reduction: ``batch_mean`` (official) or ``batch_sum`` (anomalib, HCW, XIA).
@@ -199,6 +208,7 @@ class STFPMConfig:
     backbone: str = "resnet18"
     layers: tuple[str, ...] = ("layer1", "layer2", "layer3")
     teacher_weights: str = "imagenet"
+    random_init: str = "torchvision"
     # loss
     loss_half: bool = False
     loss_reduction: str = "batch_mean"

@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..config import BACKBONES, LAYERS, STFPMConfig
+from ..config import BACKBONES, LAYERS, RANDOM_INITS, STFPMConfig
 from .weights import TeacherWeights, resolve_teacher_weights, state_dict_sha256
 
 __all__ = ["FeaturePyramid", "STFPM", "build_stfpm", "feature_shapes", "fold_batchnorm", "inference_copy"]
@@ -41,13 +41,16 @@ class FeaturePyramid(nn.Module):
         weights: teacher weights to load; ``None`` or a ``random`` record keeps the
             torchvision default init drawn from the current global RNG.
         frozen: no gradients and always in eval mode (the teacher).
+        random_init: ``torchvision`` (default init) or ``zero_last_bn`` (also the last BatchNorm γ
+            of every residual block set to 0, torchvision's ``zero_init_residual``); weights loaded
+            from ``weights`` replace either.
 
     ``forward(x: (B,3,H,W)) -> list[Tensor]``, one ``(B, C_l, H/2^(l+1), W/2^(l+1))`` map per
     requested layer, in network order (layer1 first).
     """
 
     def __init__(self, backbone: str, layers: Sequence[str], weights: TeacherWeights | None = None,
-                 *, frozen: bool = False) -> None:
+                 *, frozen: bool = False, random_init: str = "torchvision") -> None:
         super().__init__()
         import torchvision
 
@@ -61,7 +64,10 @@ class FeaturePyramid(nn.Module):
         deepest = LAYERS.index(self.layers[-1])
         self.stages = _STEM + LAYERS[: deepest + 1]
 
-        full = torchvision.models.get_model(backbone, weights=None)  # default init, consumes the RNG
+        if random_init not in RANDOM_INITS:
+            raise ValueError(f"random_init={random_init!r} is not one of {list(RANDOM_INITS)}")
+        # default init, consumes the RNG; zero_init_residual zeroes each block's last BN γ afterwards
+        full = torchvision.models.get_model(backbone, weights=None, zero_init_residual=random_init == "zero_last_bn")
         if weights is not None and weights.state_dict is not None:
             if weights.backbone != backbone:
                 raise ValueError(f"teacher weights are for {weights.backbone}, model is {backbone}")
@@ -191,8 +197,8 @@ def build_stfpm(cfg: STFPMConfig, weights: TeacherWeights | None = None, *,
         weights.seed = int(cfg.seed)
     with contextlib.nullcontext() if advance_global_rng else torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg.seed))
-        teacher = FeaturePyramid(cfg.backbone, cfg.layers, weights, frozen=True)
-        student = FeaturePyramid(cfg.backbone, cfg.layers)
+        teacher = FeaturePyramid(cfg.backbone, cfg.layers, weights, frozen=True, random_init=cfg.random_init)
+        student = FeaturePyramid(cfg.backbone, cfg.layers, random_init=cfg.random_init)
     return STFPM(teacher, student, weights)
 
 

@@ -163,3 +163,46 @@ def test_teacher_loads_given_weights():
                              state_dict={k: v for k, v in src.items() if not k.startswith("layer3.")})
     with pytest.raises(ValueError, match=r"partial.pth.*missing \['layer3"):
         build_stfpm(STFPMConfig(), weights=partial)
+
+
+@pytest.mark.parametrize("backbone, last_bn", [("resnet18", "bn2"), ("resnet50", "bn3")])
+def test_zero_last_bn_init_zeroes_each_blocks_last_batchnorm_and_nothing_else(backbone, last_bn):
+    """``random_init="zero_last_bn"``: the same RNG draws as torchvision's init, then γ=0 in the last
+    BatchNorm of every residual block, in the student and in a random teacher (written out here
+    from the block structure, not from torchvision's flag)."""
+    base = STFPMConfig(teacher_weights="random", backbone=backbone, layers=("layer1", "layer2"))
+    plain, zero = build_stfpm(base), build_stfpm(base.replace(random_init="zero_last_bn"))
+    for net_plain, net_zero in ((plain.student, zero.student), (plain.teacher, zero.teacher)):
+        zeroed = set()
+        for layer in ("layer1", "layer2"):
+            for i, block in enumerate(getattr(net_zero, layer)):
+                assert torch.equal(getattr(block, last_bn).weight, torch.zeros_like(getattr(block, last_bn).weight))
+                zeroed.add(f"{layer}.{i}.{last_bn}.weight")
+        state_plain = net_plain.state_dict()
+        for name, value in net_zero.state_dict().items():
+            if name in zeroed:
+                assert torch.equal(state_plain[name], torch.ones_like(value)), name
+            else:  # every other tensor (convs, other BNs, downsample) is the torchvision draw
+                assert torch.equal(value, state_plain[name]), name
+        assert len(zeroed) == BLOCKS[backbone][0] + BLOCKS[backbone][1]
+    # with γ=0 the residual branch adds β=0 in eval mode: each block of a random teacher is relu(x + shortcut)
+    block = zero.teacher.layer1[0]
+    x = torch.rand(1, block.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        shortcut = x if block.downsample is None else block.downsample(x)
+        torch.testing.assert_close(block(x), torch.relu(shortcut))
+
+
+def test_zero_last_bn_does_not_touch_loaded_teacher_weights():
+    import torchvision
+
+    src = torchvision.models.resnet18().state_dict()
+    weights = TeacherWeights(source="file", name="x.pth", backbone="resnet18", state_dict=src)
+    model = build_stfpm(STFPMConfig(layers=("layer1",), random_init="zero_last_bn"), weights=weights)
+    assert torch.equal(model.teacher.layer1[0].bn2.weight, src["layer1.0.bn2.weight"])
+    assert torch.equal(model.student.layer1[0].bn2.weight, torch.zeros(64))
+
+
+def test_random_init_is_validated():
+    with pytest.raises(ValueError, match="random_init='zero' is not one of"):
+        FeaturePyramid("resnet18", ("layer1",), random_init="zero")
