@@ -119,7 +119,8 @@ FIELD_SPECS: dict[str, FieldSpec] = {
     "lr": FieldSpec(float, low=0.0, closed="right"),
     "momentum": FieldSpec(float, low=0.0, high=1.0, closed="left"),
     "weight_decay": FieldSpec(float, low=0.0),
-    "selection": _choice("val_map", "val_loss", "last"),
+    "selection": _choice("val_map", "val_loss", "last", "test_pixel_auroc"),
+    "patience": FieldSpec(int, low=1),
     "seed": FieldSpec(int, low=0, high=_SEED_MAX),
     "device": _choice("auto", "cpu", "cuda"),
     "precision": _choice("fp32", "bf16", "fp16", "auto"),
@@ -176,7 +177,11 @@ class STFPMConfig:
     Training
         epochs, batch_size, lr, momentum, weight_decay: SGD recipe.
         selection: checkpoint kept: ``val_map`` (lowest mean anomaly map on the
-            held-out normals, official), ``val_loss`` or ``last``.
+            held-out normals, official), ``val_loss``, ``last``, or ``test_pixel_auroc``: the
+            highest pixel AUROC on the *test* images with early stopping after ``patience``
+            epochs without a gain (anomalib's callback). That reads the test labels, so it is
+            test-set leakage, recorded as such in every output; it exists only to measure its effect.
+        patience: epochs without improvement before ``test_pixel_auroc`` stops training.
         seed: seeds Python, NumPy and torch.
     Runtime
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
@@ -225,6 +230,7 @@ class STFPMConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     selection: str = "val_map"
+    patience: int = 5
     seed: int = 0
     # runtime
     device: str = "auto"

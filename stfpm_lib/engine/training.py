@@ -13,7 +13,12 @@ both validation criteria are computed on the held-out normal images and recorded
   it does not depend on ``loss_reduction`` or the batch size).
 
 ``cfg.selection`` keeps the epoch with the lowest ``val_map`` or ``val_loss`` (strictly
-lower wins, so ties keep the earlier epoch), or the ``last`` one.
+lower wins, so ties keep the earlier epoch), or the ``last`` one. ``test_pixel_auroc`` is
+test-set leakage, for measuring its effect only: after every epoch the pixel AUROC over the
+*test* images (maps at the input size, masks by ``cfg.mask_rule``) is recorded, the highest
+is kept, and training stops after ``cfg.patience`` epochs without a gain (anomalib's early
+stopping); the checkpoint says ``test_set_leakage: true``. Those test images are batched
+without a DataLoader, so the global RNG (the batch order) is the same as without them.
 
 Batch order (every preset): the official code's RNG stream. ``fit`` seeds Python, NumPy and
 torch with ``cfg.seed``, builds teacher then student in the global torch RNG
@@ -78,6 +83,7 @@ from ..method.anomaly_map import anomaly_map, fused_map
 from ..method.loss import loss_from_config, per_image_loss
 from ..method.model import STFPM, build_stfpm, feature_shapes
 from ..method.weights import TeacherWeights, resolve_teacher_weights
+from ..metrics import pixel_auroc
 from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, sha256_file
 from ..records.provenance import environment_info
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, FORMAT_VERSION, LAST_FORMAT, LAST_NAME,
@@ -94,6 +100,16 @@ _SHUFFLE = "global_rng"  # last.pt marker: batches drawn from the global torch R
 # Runtime settings that may differ between an interrupted run and its resumption (they do
 # not change the result: the cache is exact, the loader only moves data).
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_map", "epoch_time_s"]
+#: selections that read the test set (labelled test-set leakage wherever a result is shown)
+LEAKAGE_SELECTIONS = ("test_pixel_auroc",)
+#: selection -> (history column, +1: the lowest value is kept / -1: the highest)
+_SELECTION = {"val_map": ("val_map", 1), "val_loss": ("val_loss", 1), "last": (None, 1),
+              "test_pixel_auroc": ("test_pixel_auroc", -1)}
+
+
+def history_columns(selection: str) -> list[str]:
+    """Columns of ``history.csv`` for a run with ``cfg.selection == selection``."""
+    return HISTORY_COLUMNS + (["test_pixel_auroc"] if selection in LEAKAGE_SELECTIONS else [])
 
 
 class TrainError(RuntimeError):
@@ -124,7 +140,19 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------- helpers
 def _selection_key(cfg: STFPMConfig) -> str | None:
-    return {"val_map": "val_map", "val_loss": "val_loss", "last": None}[cfg.selection]
+    return _SELECTION[cfg.selection][0]
+
+
+def _improves(row: Mapping[str, Any], best: Mapping[str, Any], cfg: STFPMConfig) -> bool:
+    """Whether epoch ``row`` replaces ``best`` as the kept epoch (strictly better; ``last``: always)."""
+    key, sign = _SELECTION[cfg.selection]
+    return key is None or best["student"] is None or sign * row[key] < sign * best["value"]
+
+
+def _early_stopped(state: "TrainingState", cfg: STFPMConfig) -> bool:
+    """``test_pixel_auroc``: ``cfg.patience`` epochs have passed since the kept one."""
+    return cfg.selection in LEAKAGE_SELECTIONS and state.best["epoch"] > 0 and \
+        state.epoch - state.best["epoch"] >= cfg.patience
 
 
 def _config_diff(saved: Mapping[str, Any], cfg: STFPMConfig) -> list[str]:
@@ -291,6 +319,27 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
     return loss_sum / n, map_sum / n
 
 
+@torch.no_grad()
+def test_pixel_auroc(model: STFPM, dataset: ImageDataset, cfg: STFPMConfig, device: torch.device) -> float:
+    """Pixel AUROC of ``model`` on the test images of ``dataset``: the ``test_pixel_auroc`` criterion.
+
+    Maps ``(N, S, S)`` at the input size ``S``, masks from ``dataset`` (``cfg.mask_rule``). Batches of
+    ``cfg.eval_batch_size`` are stacked by hand, not by a DataLoader, whose iterator would draw from the
+    global RNG and so change the training batch order.
+    """
+    model.eval()
+    maps, masks = [], []
+    with torch.inference_mode():
+        for start in range(0, len(dataset), cfg.eval_batch_size):
+            items = [dataset[i] for i in range(start, min(start + cfg.eval_batch_size, len(dataset)))]
+            x = prepare_input(torch.stack([item["image"] for item in items]), device, cfg.channels_last)
+            with autocast(cfg.precision, device):
+                t_feats, s_feats = model(x)
+            maps.append(anomaly_map(t_feats, s_feats, cfg, cfg.input_size).float().cpu().numpy())
+            masks += [np.asarray(item["mask"]) for item in items]
+    return float(pixel_auroc(np.concatenate(maps), np.stack(masks)))
+
+
 # ---------------------------------------------------------------------------- training state (last.pt)
 @dataclass
 class TrainingState:
@@ -350,6 +399,7 @@ class _Session:
     val_loader: torch.utils.data.DataLoader
     caches: dict[str, TeacherFeatureCache] | None
     device: torch.device
+    test_data: ImageDataset | None = None  # only for a leakage selection (test_pixel_auroc)
 
 
 # ---------------------------------------------------------------------------- fit steps
@@ -411,6 +461,16 @@ def _decoded_datasets(cfg: STFPMConfig, train_paths, val_paths) -> tuple[ImageDa
     return train_ds, val_ds
 
 
+def _leakage_test_data(cfg: STFPMConfig, data_root, category: str) -> ImageDataset | None:
+    """The decoded test images and masks a leakage selection reads (``None`` for the others)."""
+    if cfg.selection not in LEAKAGE_SELECTIONS:
+        return None
+    test_ds = ImageDataset(index_category(data_root, category).test, cfg, cache=True)
+    for i in range(len(test_ds)):
+        test_ds.arrays(i)
+    return test_ds
+
+
 def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
     """Probe ``out_dir`` for writing, remove temporary files of killed writes, and without ``resume``
     the files of an earlier run."""
@@ -469,12 +529,14 @@ def _run_epoch(session: _Session, state: TrainingState, cfg: STFPMConfig, epoch:
     val_loss, val_map = validate(session.model, session.val_loader, cfg, device, cache=caches and caches["val"])
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_map": val_map,
-           "epoch_time_s": time.perf_counter() - t0}
+    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_map": val_map}
+    if session.test_data is not None:
+        row["test_pixel_auroc"] = test_pixel_auroc(session.model, session.test_data, cfg, device)
+    row["epoch_time_s"] = time.perf_counter() - t0
     state.history.append(row)
     state.elapsed_s += row["epoch_time_s"]
     key = _selection_key(cfg)
-    if key is None or row[key] < state.best["value"] or state.best["student"] is None:
+    if _improves(row, state.best, cfg):
         state.best = {"epoch": epoch, "value": row[key] if key else math.nan,
                       "student": _cpu_state(session.model.student)}
     state.epoch, state.rng = epoch, rng_state()
@@ -493,6 +555,9 @@ def _train_epochs(session: _Session, state: TrainingState, cfg: STFPMConfig, las
                unit="batch", leave=False)
     try:
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            if _early_stopped(state, cfg):
+                break
+
             def on_batch(loss: torch.Tensor, epoch: int = epoch) -> None:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
@@ -515,13 +580,14 @@ def _write_result(session: _Session, state: TrainingState, cfg: STFPMConfig, out
     cache_record = None if caches is None else {name: c.describe() for name, c in caches.items()}
     checkpoint = {
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(),
-        "student": state.best["student"], "epoch": state.best["epoch"], "epochs_trained": cfg.epochs,
-        "selection": cfg.selection, "selection_value": value, "teacher_weights": state.teacher_weights,
+        "student": state.best["student"], "epoch": state.best["epoch"], "epochs_trained": state.epoch,
+        "selection": cfg.selection, "selection_value": value,
+        "test_set_leakage": cfg.selection in LEAKAGE_SELECTIONS, "teacher_weights": state.teacher_weights,
         "dataset": state.dataset, "history": state.history, "train_time_s": state.elapsed_s,
         "device": str(session.device), "resumed_from_epoch": resumed_from, "environment": environment_info(),
         "teacher_cache": cache_record,
     }
-    frame = pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
+    frame = pd.DataFrame(state.history, columns=history_columns(cfg.selection))
     atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
     cfg.to_json(out_dir / "config.json")
     ckpt_path = out_dir / CHECKPOINT_NAME
@@ -558,10 +624,12 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
     saved = _read_resume_file(cfg, last_path, dataset_record) if resume and last_path.is_file() else None
     weights, device = _check_settings(cfg, weights, len(train_paths), progress)
     train_ds, val_ds = _decoded_datasets(cfg, train_paths, val_paths)
+    test_ds = _leakage_test_data(cfg, data_root, category)
     _prepare_out_dir(out_dir, resume)
 
     with kernel_policy(device, cfg.precision):
         session = _build_session(cfg, weights, device, train_ds, val_ds)
+        session.test_data = test_ds
         teacher_record = _teacher_record(session.model)
         if saved is not None:
             _restore(session, saved, teacher_record, last_path)
@@ -573,7 +641,8 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
 
 
 def _result_from_checkpoint(path: Path, ckpt: Mapping[str, Any]) -> TrainResult:
-    return TrainResult(checkpoint_path=path, history=pd.DataFrame(ckpt["history"], columns=HISTORY_COLUMNS),
+    columns = history_columns(ckpt["config"].get("selection", "val_map"))
+    return TrainResult(checkpoint_path=path, history=pd.DataFrame(ckpt["history"], columns=columns),
                        best_epoch=int(ckpt["epoch"]), train_time_s=float(ckpt["train_time_s"]),
                        teacher_weights=dict(ckpt["teacher_weights"]), selection_value=ckpt["selection_value"],
                        resumed_from_epoch=int(ckpt.get("resumed_from_epoch", 0)),

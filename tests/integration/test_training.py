@@ -386,3 +386,30 @@ def test_relative_data_root_is_recorded_absolute(tiny_mvtec, tmp_path, monkeypat
     assert pred.dataset["root"] == str(here / "data") and torch.load(ckpt, weights_only=True)["dataset"]["root"] \
         == str(here / "data")
     assert all(Path(p).parent == here / "data" / "brick" / "train" / "good" for p in pred.image_paths)
+
+
+# ----------------------------------------------------------------------------- test-set leakage selection
+def test_test_pixel_auroc_selection_reads_the_test_set_and_stops_early(run, tiny_mvtec, tmp_path):
+    """``selection="test_pixel_auroc"`` (anomalib's early stopping, test-set leakage): the kept epoch has
+    the highest test pixel AUROC, that value is the pixel AUROC of the kept student's test maps
+    (recomputed here from its predictions), training stops ``patience`` epochs after it, the batch
+    order is the one without leakage, and the checkpoint is labelled."""
+    from stfpm_lib import metrics as M
+
+    cfg = CFG.replace(selection="test_pixel_auroc", epochs=6, patience=1)
+    result = fit(cfg, tiny_mvtec, "brick", tmp_path / "leak", progress=False)
+    h = result.history
+    assert "test_pixel_auroc" in h.columns and h["test_pixel_auroc"].between(0, 1).all()
+    best = int(h["epoch"][h["test_pixel_auroc"].idxmax()])  # idxmax: the first of equal maxima, as kept
+    assert result.best_epoch == best and result.selection_value == pytest.approx(h["test_pixel_auroc"].max())
+    assert len(h) == min(cfg.epochs, best + cfg.patience)  # stopped after `patience` epochs without a gain
+    ckpt = read_checkpoint(result.checkpoint_path, "checkpoint")
+    assert ckpt["test_set_leakage"] is True and ckpt["epochs_trained"] == len(h)
+    assert read_checkpoint(run.checkpoint_path, "checkpoint")["test_set_leakage"] is False
+    pred = load_predictions(predict(result.checkpoint_path, tiny_mvtec, "brick", tmp_path / "leak.npz"))
+    assert M.pixel_auroc(pred.maps, pred.masks(cfg.mask_rule)) == pytest.approx(result.selection_value, abs=1e-6)
+    # the test images are batched without a DataLoader: the batches (hence the losses) are those of CFG
+    same = fit(CFG.replace(epochs=len(h)), tiny_mvtec, "brick", tmp_path / "plain", progress=False).history
+    np.testing.assert_array_equal(h["train_loss"].to_numpy(), same["train_loss"].to_numpy())
+    # a finished run read back keeps the column
+    assert "test_pixel_auroc" in fit(cfg, tiny_mvtec, "brick", tmp_path / "leak", progress=False).history.columns
