@@ -56,7 +56,9 @@ class Evaluation:
 
     metrics: flat ``dict[str, float]``: ``image_auroc``, ``pixel_auroc``, ``au_pro`` (MVTec, FPR <= 0.3,
         at map resolution), ``official_pro`` (the official code's min-max-rescaled PRO, **not** AU-PRO),
-        ``image_f1`` / ``pixel_f1`` (best threshold, ``*_threshold``), with validation predictions
+        ``image_f1`` / ``pixel_f1`` (best threshold, "F1-max", ``*_threshold``), ``image_ap`` / ``pixel_ap``
+        (average precision, sklearn's step-wise sum), ``pixel_iou`` (best pooled-pixel IoU, "IoU-max",
+        ``pixel_iou_threshold``), with validation predictions
         ``image_f1_val`` / ``pixel_f1_val`` (threshold = max of the normal validation scores,
         ``*_threshold``), with ``original_resolution`` ``au_pro_orig_res`` / ``pixel_auroc_orig_res``,
         and counts (``n_images``, ``n_anomalous``, ``n_normal``, ``n_defect_pixels``,
@@ -200,6 +202,10 @@ def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray,
         "image_f1_threshold": best.threshold,
         "pixel_f1": m["pixel_f1_best"],
         "pixel_f1_threshold": m["pixel_f1_best_threshold"],
+        "image_ap": M.image_ap(scores, labels),
+        "pixel_ap": m["pixel_ap"],
+        "pixel_iou": m["pixel_iou_best"],
+        "pixel_iou_threshold": m["pixel_iou_best_threshold"],
     }
     if val is not None:
         vres = M.image_f1_val(scores, labels, np.asarray(val.scores, dtype=np.float32))

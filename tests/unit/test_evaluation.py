@@ -60,6 +60,8 @@ def test_golden_image_metrics(gold):
     # val threshold = max normal val score 0.36, anomalous iff score > 0.36: TP 2, FP 1 -> 0.8
     assert m["image_f1_val"] == pytest.approx(0.8)
     assert m["image_f1_val_threshold"] == pytest.approx(0.36, abs=1e-3)
+    # AP: 0.9 (+) precision 1 at recall 1/2, then 0.4 (-), 0.38 (+) precision 2/3 at recall 1 -> 1/2 + 1/3
+    assert m["image_ap"] == pytest.approx(5 / 6)
 
 
 def test_golden_pixel_metrics(gold):
@@ -68,6 +70,10 @@ def test_golden_pixel_metrics(gold):
     assert m["pixel_auroc"] == pytest.approx(25 / 27)
     # best pixel F1 at t=0.35: TP 3, FP 1 (0.4), FN 0 -> 6/7
     assert m["pixel_f1"] == pytest.approx(6 / 7)
+    # pixel AP: 0.9 (+) P 1; 0.4 (-); 0.38 (+) P 2/3; 0.35 (+) P 3/4; each recall step 1/3 -> 29/36
+    assert m["pixel_ap"] == pytest.approx(29 / 36)
+    # IoU-max at t=0.35: TP 3, FP 1, FN 0 -> 3/4 (= F1 / (2 - F1) = (6/7) / (8/7))
+    assert m["pixel_iou"] == pytest.approx(3 / 4) and m["pixel_iou_threshold"] == pytest.approx(0.35)
     # val pixel threshold 0.36 (> strictly): TP 0.9, 0.38; FP 0.4; FN 0.35 -> 4/6
     assert m["pixel_f1_val"] == pytest.approx(2 / 3)
     # MVTec AU-PRO: 2 regions. Curve (0,0)->(0,.5) [0.9] ->(1/9,.5) [0.4] ->(1/9,1) [0.38, 0.35] ->(3/9,1)
@@ -129,11 +135,12 @@ def test_perfect_detector_scores_one_everywhere():
     val_maps[:, 0, 0] = 0.5  # val threshold 0.5: above every test normal pixel, below every defect pixel
     val = _predictions(val_maps, np.zeros((2, side, side)), [0, 0], ["good"] * 2, split="val")
     ev = evaluate_predictions(_predictions(maps, masks, [0, 0, 0, 1, 1, 1], types), val_predictions=val)
-    for key in ("image_auroc", "pixel_auroc", "au_pro", "image_f1", "pixel_f1", "image_f1_val", "pixel_f1_val"):
+    for key in ("image_auroc", "pixel_auroc", "au_pro", "image_f1", "pixel_f1", "image_f1_val", "pixel_f1_val",
+                "image_ap", "pixel_ap", "pixel_iou"):
         assert ev.metrics[key] == pytest.approx(1.0, abs=1e-12), key
     assert ev.metrics["official_pro"] == pytest.approx(1.0, abs=1e-9)
     assert ev.metrics["n_regions"] == 4
-    np.testing.assert_allclose(ev.per_defect_type[["image_auroc", "pixel_auroc", "au_pro"]].to_numpy(), 1.0,
+    np.testing.assert_allclose(ev.per_defect_type[["image_auroc", "pixel_auroc", "au_pro", "image_ap", "pixel_ap"]].to_numpy(), 1.0,
                                rtol=0, atol=1e-12)
 
 
