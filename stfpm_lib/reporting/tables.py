@@ -341,7 +341,7 @@ def format_markdown(title: str, headers: Sequence[str], cells: Sequence[Sequence
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "Δ": r"$\Delta$", "–": "--", "<=": r"$\le$", ">=": r"$\ge$", "<": r"$<$", ">": r"$>$",
-                  "≤": r"$\le$", "≥": r"$\ge$"}
+                  "≤": r"$\le$", "≥": r"$\ge$", "±": r"$\pm$", "†": r"$^\dagger$", "×": r"$\times$"}
 
 
 def _latex_escape(text: str) -> str:
