@@ -171,8 +171,7 @@ def test_missing_jobs_provenance_and_random_teacher(study):
     missing = _csv(study, "missing")
     assert missing.to_dict("records") == [
         {"variant": "same", "seed": 2, "category": "catB", "status": "failed (03_evaluate.failed.ipynb)"},
-        {"variant": "better", "seed": 2, "category": "catB", "status": "not run"}] or \
-        sorted(missing["status"]) == ["failed (03_evaluate.failed.ipynb)", "not run"]
+        {"variant": "better", "seed": 2, "category": "catB", "status": "not run"}]
     prov = json.loads((study / "tables" / "provenance.json").read_text())
     assert prov["baseline"] == "base" and prov["bootstrap"]["n_resamples"] == R and len(prov["jobs"]) == 16
     job = prov["jobs"][0]
