@@ -63,7 +63,7 @@ from ..records.io import atomic_write_text, sha256_file
 from ..records.provenance import environment_info
 from .tables import METRIC_LABELS, _label, _random_label, _Table, format_latex, format_markdown
 
-__all__ = ["StudyError", "STUDY_METRICS", "load_study", "write_study_tables", "main"]
+__all__ = ["StudyError", "STUDY_METRICS", "Job", "Study", "load_study", "write_study_tables", "main"]
 
 log = logging.getLogger(__name__)
 

@@ -218,3 +218,16 @@ def test_bad_input(data):
         seed_comparison([1.0, 2.0], [1.0])
     with pytest.raises(M.UndefinedMetricError, match="no defect pixels"):
         per_image_stats(maps, np.zeros_like(masks))
+
+
+# ------------------------------------------------------------------------- benchmark
+def test_benchmark_smoke_last_line(capsys):
+    import re
+
+    from stfpm_lib.bench.__main__ import main
+
+    assert main(["bootstrap", "--n", "12", "--size", "32", "--resamples", "20", "--bins", "512"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    m = re.fullmatch(r"per_image_s=[0-9.]+ resamples_per_s=[0-9]+ max_binning_error=([0-9.e+-]+)", last)
+    assert m, last
+    assert float(m.group(1)) < 1e-2  # 512 bins on 12 tiny maps: coarse, yet close
