@@ -10,8 +10,9 @@ Architecture at a glance (sub-packages name the layers)::
         weights.py         teacher weights: imagenet (torchvision API) / random / local .pth, with sha256
     data/                  MVTec-layout index, preprocessing, Dataset, adapters (VisA, folders, PIPED),
                            converter, synthetic defects, the embedded demo dataset
-    metrics/               AUROC, exact MVTec AU-PRO, the official code's PRO, F1, curves;
-                           summary.py: compute_all / per_defect_type for one category
+    metrics/               AUROC, exact MVTec AU-PRO, the official code's PRO, F1, AP, IoU, curves;
+                           summary.py: compute_all / per_defect_type for one category;
+                           bootstrap.py: intervals over test images, paired comparisons (NumPy only)
     engine/                running the method
         training.py        fit(): SGD loop, model selection, resume
         checkpoint.py      the checkpoint.pt / last.pt format (hashes, verification), load_checkpoint
@@ -19,11 +20,14 @@ Architecture at a glance (sub-packages name the layers)::
         device.py          device, precision, CPU kernels, RNG state
         feature_cache.py   the frozen teacher's features kept in memory
     records/               what a run leaves on disk
-        evaluation.py      predictions -> metrics (+ per defect type), the metrics.json format
+        evaluation.py      predictions -> metrics (+ per defect type), the metrics.json and
+                           per_image.npz formats
         provenance.py      package versions and machine of a result
         io.py              atomic writes, sha256 of files
     reporting/             runs -> tables and figures
         tables.py          run -> tables (CSV / Markdown / LaTeX) beside published numbers
+        study_tables.py    study (variants x seeds x categories) -> tables with seed noise,
+                           bootstrap intervals and paired tests
         published.py       the published numbers (data in reporting/published/, with sources)
         figures.py         matplotlib figures for notebooks and theses
     runner/                entry points

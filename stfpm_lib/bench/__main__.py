@@ -1,10 +1,10 @@
-"""``python -m stfpm_lib.bench {metrics,speed} [options]``: benchmarks that print their figures."""
+"""``python -m stfpm_lib.bench {metrics,speed,bootstrap} [options]``: benchmarks that print their figures."""
 
 from __future__ import annotations
 
 import sys
 
-USAGE = "usage: python -m stfpm_lib.bench {metrics,speed} [options]  (--help after the name for its options)"
+USAGE = "usage: python -m stfpm_lib.bench {metrics,speed,bootstrap} [options]  (--help after the name for its options)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
         from .metrics_bench import main as run
     elif name == "speed":
         from .speed_bench import main as run
+    elif name == "bootstrap":
+        from .bootstrap_bench import main as run
     else:
         print(f"unknown benchmark {name!r}. {USAGE}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ from ._validation import (
     score_dtype,
 )
 
-__all__ = ["PixelPool", "build_pool", "floor_to_dtype"]
+__all__ = ["PixelPool", "build_pool", "floor_to_dtype", "region_weights"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -81,6 +81,16 @@ def floor_to_dtype(t: float, dtype: np.dtype) -> np.generic:
     if float(r) > t:
         r = np.nextafter(r, dtype.type(-np.inf))
     return r
+
+
+def region_weights(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(w, n)``: for each defect pixel of the bool ``mask`` (in ``mask[mask]`` order) ``1 / |region|``
+    of its 8-connected ground-truth region, and the number ``n`` of regions."""
+    lab, n_lab = ndimage.label(mask, structure=_EIGHT)
+    comp = lab[mask]
+    sizes = np.bincount(comp, minlength=n_lab + 1).astype(np.float64)
+    sizes[0] = 1.0  # unused (label 0 is background)
+    return (1.0 / sizes)[comp], int(n_lab)
 
 
 def build_pool(
@@ -135,11 +145,8 @@ def build_pool(
         off += s.size - npos
         pos_parts.append(s[k])
         if components:
-            lab, n_lab = ndimage.label(k, structure=_EIGHT)
-            comp = lab[k]
-            sizes = np.bincount(comp, minlength=n_lab + 1).astype(np.float64)
-            sizes[0] = 1.0  # unused (label 0 is background)
-            w_parts.append((1.0 / sizes)[comp])
+            w, n_lab = region_weights(k)
+            w_parts.append(w)
             n_components += n_lab
     neg.sort()
     pos = np.concatenate(pos_parts) if pos_parts else np.empty(0, dtype=dtype)

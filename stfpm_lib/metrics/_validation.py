@@ -17,7 +17,11 @@ Conventions used everywhere in :mod:`stfpm_lib.metrics`:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence, get_args
+import functools
+import inspect
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar, get_args
 
 import numpy as np
 
@@ -36,7 +40,12 @@ __all__ = [
     "check_pairs",
     "as_scores",
     "as_labels",
+    "Interval",
+    "Options",
+    "validate_params",
 ]
+
+F = TypeVar("F", bound=Callable)
 
 
 class UndefinedMetricError(ValueError):
@@ -168,3 +177,70 @@ def as_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
             raise ValueError(f"{name} must be binary (0/1 or bool); got values {np.unique(y)[:5]}")
         y = y.astype(bool)
     return y
+
+
+# ------------------------------------------------------------------ declarative parameter checks
+@dataclass(frozen=True)
+class Interval:
+    """A number of ``kind`` (``numbers.Integral`` or ``numbers.Real``) in ``[low, high]``.
+
+    ``closed`` says which ends belong to the interval (``"both"``, ``"left"``, ``"right"``,
+    ``"neither"``); ``None`` ends are unbounded. Booleans are never numbers here.
+    """
+
+    kind: type
+    low: float | None
+    high: float | None
+    closed: str = "both"
+
+    def check(self, name: str, value: Any) -> None:
+        ok = isinstance(value, self.kind) and not isinstance(value, (bool, np.bool_))
+        if ok and self.low is not None:
+            ok = value >= self.low if self.closed in ("both", "left") else value > self.low
+        if ok and self.high is not None:
+            ok = value <= self.high if self.closed in ("both", "right") else value < self.high
+        if not ok:
+            lo = "-inf" if self.low is None else self.low
+            hi = "inf" if self.high is None else self.high
+            left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+            right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
+            what = "an integer" if self.kind is numbers.Integral else "a number"
+            raise ValueError(f"{name} must be {what} in {left}{lo}, {hi}{right}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values."""
+
+    values: tuple
+
+    def check(self, name: str, value: Any) -> None:
+        if value not in self.values:
+            raise ValueError(f"{name} must be one of {self.values}; got {value!r}")
+
+
+def validate_params(constraints: Mapping[str, Interval | Options]) -> Callable[[F], F]:
+    """Check the named arguments of every call against ``constraints`` before the body runs.
+
+    The declarative pattern of ``sklearn.utils._param_validation.validate_params``: the allowed
+    values sit beside the signature, and a bad value raises ``ValueError`` naming the parameter,
+    the allowed range and the value.
+    """
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn)
+        unknown = set(constraints) - set(sig.parameters)
+        if unknown:
+            raise TypeError(f"{fn.__name__}: constraints for unknown parameters {sorted(unknown)}")
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            for name, rule in constraints.items():
+                rule.check(name, bound.arguments[name])
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -24,7 +24,9 @@ import numpy as np
 from ._docs import shared_doc
 from ._pool import PixelPool, build_pool, floor_to_dtype
 from ._validation import (
+    MASK_BINARIZATIONS,
     MaskBinarization,
+    Options,
     UndefinedMetricError,
     as_image_list,
     as_labels,
@@ -32,11 +34,18 @@ from ._validation import (
     check_finite_maps,
     score_dtype,
     to_numpy,
+    validate_params,
 )
 
 __all__ = [
     "ROCCurve",
     "F1Result",
+    "IoUResult",
+    "BinaryCounts",
+    "binary_counts",
+    "image_ap",
+    "pixel_ap",
+    "pixel_iou_best",
     "image_scores",
     "image_auroc",
     "pixel_auroc",
@@ -68,6 +77,21 @@ class ROCCurve(NamedTuple):
     fpr: np.ndarray
     tpr: np.ndarray
     thresholds: np.ndarray
+
+
+class IoUResult(NamedTuple):
+    """Best IoU ``TP / (TP + FP + FN)`` and its threshold (anomalous iff ``score >= threshold``).
+
+    Attributes
+    ----------
+    iou : float
+        IoU in [0, 1].
+    threshold : float
+        The score threshold, in score units.
+    """
+
+    iou: float
+    threshold: float
 
 
 class F1Result(NamedTuple):
@@ -110,13 +134,37 @@ def auroc_from_pool(pool: PixelPool) -> float:
     return float((below + below_or_tie) / 2 / pool.n_pos / pool.n_neg)
 
 
+class BinaryCounts(NamedTuple):
+    """Counts at every distinct threshold, descending (``sklearn.metrics._ranking._binary_clf_curve``).
+
+    ``tp[i]`` / ``fp[i]``: anomalous / normal items with ``score >= thresholds[i]``; ``n_pos``,
+    ``n_neg``: all anomalous / normal items. The one helper behind every curve and threshold
+    metric of this module (ROC, F1, IoU, average precision).
+    """
+
+    thresholds: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    n_pos: int
+    n_neg: int
+
+
+def binary_counts(pool: PixelPool, *, anomalous_only: bool = False) -> BinaryCounts:
+    """:class:`BinaryCounts` of ``pool`` at every distinct score (descending).
+
+    ``anomalous_only``: only the distinct scores of anomalous items, where recall changes; enough
+    for F1, IoU and average precision, which never peak or step at a threshold that adds only
+    normal items (``tp`` stays, ``fp`` grows).
+    """
+    thr = np.unique(pool.pos if anomalous_only else np.concatenate([pool.neg, pool.pos]))[::-1]
+    tp = pool.n_pos - np.searchsorted(pool.pos, thr, side="left")
+    return BinaryCounts(thr, tp, pool.count_neg_ge(thr), pool.n_pos, pool.n_neg)
+
+
 def roc_from_pool(pool: PixelPool, max_points: int | None = None) -> ROCCurve:
-    thr = np.unique(np.concatenate([pool.neg, pool.pos]))[::-1]
-    fpr = pool.count_neg_ge(thr) / pool.n_neg
-    tpr = (pool.n_pos - np.searchsorted(pool.pos, thr, side="left")) / pool.n_pos
-    curve = ROCCurve(
-        np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr]), np.concatenate([[np.inf], thr.astype(np.float64)])
-    )
+    c = binary_counts(pool)
+    curve = ROCCurve(np.concatenate([[0.0], c.fp / c.n_neg]), np.concatenate([[0.0], c.tp / c.n_pos]),
+                     np.concatenate([[np.inf], c.thresholds.astype(np.float64)]))
     return _thin(curve, max_points)
 
 
@@ -131,12 +179,26 @@ def _thin(curve: Any, max_points: int | None) -> Any:
 
 
 def f1_best_from_pool(pool: PixelPool) -> F1Result:
-    thr = np.unique(pool.pos)
-    tp = pool.n_pos - np.searchsorted(pool.pos, thr, side="left")
-    fp = pool.count_neg_ge(thr)
-    f1 = 2.0 * tp / (tp + fp + pool.n_pos)
-    i = f1.size - 1 - int(np.argmax(f1[::-1]))  # largest threshold among ties
-    return F1Result(float(f1[i]), float(thr[i]), float(tp[i] / (tp[i] + fp[i])), float(tp[i] / pool.n_pos))
+    c = binary_counts(pool, anomalous_only=True)
+    f1 = 2.0 * c.tp / (c.tp + c.fp + c.n_pos)
+    i = int(np.argmax(f1))  # thresholds descend: the first maximum is the largest threshold
+    return F1Result(float(f1[i]), float(c.thresholds[i]), float(c.tp[i] / (c.tp[i] + c.fp[i])),
+                    float(c.tp[i] / c.n_pos))
+
+
+def iou_best_from_pool(pool: PixelPool) -> IoUResult:
+    """IoU = TP / (TP + FP + FN) = tp / (fp + n_pos), maximised over thresholds."""
+    c = binary_counts(pool, anomalous_only=True)
+    iou = c.tp / (c.fp + c.n_pos)
+    i = int(np.argmax(iou))
+    return IoUResult(float(iou[i]), float(c.thresholds[i]))
+
+
+def ap_from_pool(pool: PixelPool) -> float:
+    """Step-wise average precision ``sum_i (R_i - R_{i-1}) P_i`` (``sklearn.metrics.average_precision_score``)."""
+    c = binary_counts(pool, anomalous_only=True)
+    new_tp = np.diff(c.tp, prepend=0)  # recall step = new_tp / n_pos (summed first: a perfect ranking gives 1.0)
+    return float(new_tp @ (c.tp / (c.tp + c.fp)) / c.n_pos)
 
 
 def f1_gt_from_pool(pool: PixelPool, threshold: float) -> F1Result:
@@ -328,6 +390,43 @@ def image_f1_val(scores: Any, labels: Any, val_scores: Any, quantile: float = 1.
     return f1_gt_from_pool(_image_pool(scores, labels), val_threshold(as_scores(val_scores, "val_scores"), quantile))
 
 
+def image_ap(scores: Any, labels: Any) -> float:
+    """Image-level average precision (AUPR), equal to ``sklearn.metrics.average_precision_score``.
+
+    The step-wise sum ``AP = sum_i (R_i - R_{i-1}) P_i`` over the distinct thresholds in
+    descending order (anomalous iff ``score >= threshold``; tied items enter together), not the
+    trapezoid under the PR curve.
+
+    Parameters
+    ----------
+    scores : array-like of shape (N,), or maps of shape (N, H, W)
+        Image anomaly scores; maps are reduced by their max.
+    labels : array-like of shape (N,)
+        1 = anomalous, 0 = normal.
+
+    Returns
+    -------
+    float
+        AP in [0, 1]; 1.0 = perfect ranking, about the anomalous fraction for chance.
+
+    Raises
+    ------
+    UndefinedMetricError
+        If only one class is present.
+
+    Examples
+    --------
+    Recall 1/2 at precision 1 (0.8), then recall 1 at precision 2/3 (0.35, after 0.4):
+
+    >>> from stfpm_lib.metrics import image_ap
+    >>> round(image_ap([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]), 6)  # 0.5 * 1 + 0.5 * 2/3
+    0.833333
+    >>> image_ap([0.1, 0.2, 0.7, 0.8], [0, 0, 1, 1])  # perfect detector
+    1.0
+    """
+    return ap_from_pool(_image_pool(scores, labels))
+
+
 # ----------------------------------------------------------------------------------- pixel level
 @shared_doc
 def pixel_auroc(
@@ -461,3 +560,75 @@ def pixel_f1_val(
     """
     t = val_threshold(val_maps, quantile)
     return f1_gt_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps), t)
+
+
+_PIXEL_OPTIONS = {"mask_binarization": Options(MASK_BINARIZATIONS), "resize_maps": Options((False, True))}
+
+
+@validate_params(_PIXEL_OPTIONS)
+@shared_doc
+def pixel_ap(
+    maps: Any, masks: Any, *, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False
+) -> float:
+    """Pixel-level average precision (AUPR) over all pixels pooled (``average_precision_score``).
+
+    The step-wise sum ``AP = sum_i (R_i - R_{i-1}) P_i`` over the distinct pixel scores in
+    descending order (see :func:`image_ap`).
+
+    Parameters
+    ----------
+    {pixel_inputs}
+    {mask_options}
+
+    Returns
+    -------
+    float
+        AP in [0, 1]; a random detector scores about the fraction of defect pixels.
+
+    Raises
+    ------
+    UndefinedMetricError
+        If there are no defect pixels or no normal pixels.
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import pixel_ap
+    >>> round(pixel_ap(maps, masks), 6)  # 0.9: P 1, R 1/2; 0.4 (after 0.6): P 2/3, R 1
+    0.833333
+    >>> pixel_ap(masks.astype(float), masks)  # perfect detector
+    1.0
+    """
+    return ap_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps))
+
+
+@validate_params(_PIXEL_OPTIONS)
+@shared_doc
+def pixel_iou_best(
+    maps: Any, masks: Any, *, mask_binarization: MaskBinarization = "gt0", resize_maps: bool = False
+) -> IoUResult:
+    """Best pixel IoU over all thresholds ("IoU-max"; oracle threshold, defect iff ``score >= threshold``).
+
+    IoU = TP / (TP + FP + FN) of all pixels pooled (one intersection over union of the whole
+    set, not a mean over images). Since F1 = 2 IoU / (1 + IoU) at every threshold, the best IoU
+    is ``F1 / (2 - F1)`` of :func:`pixel_f1_best` and sits at the same threshold.
+
+    Parameters
+    ----------
+    {pixel_inputs}
+    {mask_options}
+
+    Returns
+    -------
+    IoUResult
+        The best IoU and its threshold (the largest among ties).
+
+    Examples
+    --------
+    {pixel_example}
+    >>> from stfpm_lib.metrics import pixel_iou_best
+    >>> r = pixel_iou_best(maps, masks)  # at 0.4: tp 2, fp 1, fn 0 -> 2 / 3
+    >>> round(r.iou, 6), r.threshold
+    (0.666667, 0.4)
+    """
+    return iou_best_from_pool(build_pool(maps, masks, mask_binarization=mask_binarization, resize_maps=resize_maps))

@@ -18,17 +18,23 @@ from ._validation import (
 )
 from .pro import au_pro_from_pool, official_curve_from_pool, official_pro_from_curve, OFFICIAL_MAX_STEPS
 from .roc import (
+    ap_from_pool,
     auroc_from_pool,
     f1_best_from_pool,
     f1_gt_from_pool,
+    image_ap,
     image_auroc,
     image_f1_best,
     image_f1_val,
     image_scores,
+    iou_best_from_pool,
     val_threshold,
 )
 
 __all__ = ["compute_all", "per_defect_type"]
+
+#: per-defect-type metrics (each type's anomalous images against all normal images)
+_TYPE_METRICS = ("image_auroc", "pixel_auroc", "au_pro", "image_ap", "pixel_ap")
 
 
 def _labels_from_masks(mask_list: list[np.ndarray], mask_binarization: MaskBinarization) -> np.ndarray:
@@ -86,8 +92,9 @@ def compute_all(
     -------
     dict of str to float
         Keys ``n_images, n_anomalous, n_normal, n_defect_pixels, n_normal_pixels, n_regions,
-        image_auroc, pixel_auroc, au_pro, official_pro, image_f1_best, image_f1_best_threshold,
-        pixel_f1_best, pixel_f1_best_threshold`` (+ ``image_f1_val, image_f1_val_threshold,
+        image_auroc, pixel_auroc, au_pro, image_ap, pixel_ap, official_pro, image_f1_best,
+        image_f1_best_threshold, pixel_f1_best, pixel_f1_best_threshold, pixel_iou_best,
+        pixel_iou_best_threshold`` (+ ``image_f1_val, image_f1_val_threshold,
         pixel_f1_val, pixel_f1_val_threshold``, the ``*_orig_res`` and per-type keys when
         asked). Counts are floats too; thresholds are in score units.
 
@@ -130,6 +137,8 @@ def compute_all(
         "image_auroc": image_auroc(scores, y),
         "pixel_auroc": auroc_from_pool(pool),
         "au_pro": au_pro_from_pool(pool, fpr_limit),
+        "image_ap": image_ap(scores, y),
+        "pixel_ap": ap_from_pool(pool),
     }
     if official:
         out["official_pro"] = official_pro_from_curve(official_curve_from_pool(pool, official_max_steps), fpr_limit)
@@ -137,6 +146,8 @@ def compute_all(
     out["image_f1_best"], out["image_f1_best_threshold"] = best.f1, best.threshold
     best = f1_best_from_pool(pool)
     out["pixel_f1_best"], out["pixel_f1_best_threshold"] = best.f1, best.threshold
+    iou = iou_best_from_pool(pool)
+    out["pixel_iou_best"], out["pixel_iou_best_threshold"] = iou.iou, iou.threshold
     if val_maps is not None:
         val = image_f1_val(scores, y, image_scores(val_maps), image_val_quantile)
         out["image_f1_val"], out["image_f1_val_threshold"] = val.f1, val.threshold
@@ -153,7 +164,7 @@ def compute_all(
                                 mask_binarization=mask_binarization,
                                 resize_maps=resize_maps, include_all=False)
         for dtype_name, row in table.iterrows():
-            for col in ("image_auroc", "pixel_auroc", "au_pro"):
+            for col in _TYPE_METRICS:
                 out[f"{col}/{dtype_name}"] = float(row[col])
     return out
 
@@ -202,7 +213,8 @@ def per_defect_type(
     -------
     pandas.DataFrame
         Indexed by ``defect_type`` (sorted, then ``"(all)"``), columns ``n_anomalous, n_normal,
-        image_auroc, pixel_auroc, au_pro`` (+ ``official_pro``). A metric that is undefined for
+        image_auroc, pixel_auroc, au_pro, image_ap, pixel_ap`` (+ ``official_pro``). The AP of a
+        type depends on its share of the images (chance level = that share). A metric that is undefined for
         a type (e.g. its masks are empty) is NaN there.
 
     Raises
@@ -253,14 +265,17 @@ def per_defect_type(
         sub_masks = [mask_list[i] for i in idx]
         row: dict[str, Any] = {"defect_type": name, "n_anomalous": anomalous.size, "n_normal": normal.size}
         row["image_auroc"] = image_auroc(image_level[idx], y[idx])
+        pixel = dict.fromkeys(("pixel_auroc", "au_pro", "pixel_ap") + (("official_pro",) if official else ()), np.nan)
         try:
             pool = build_pool(sub_maps, sub_masks, mask_binarization=mask_binarization, resize_maps=resize_maps,
                               components=True)
-            row["pixel_auroc"] = auroc_from_pool(pool)
-            row["au_pro"] = au_pro_from_pool(pool, fpr_limit)
+            pixel.update(pixel_auroc=auroc_from_pool(pool), au_pro=au_pro_from_pool(pool, fpr_limit),
+                         pixel_ap=ap_from_pool(pool))
             if official:
-                row["official_pro"] = official_pro_from_curve(official_curve_from_pool(pool), fpr_limit)
+                pixel["official_pro"] = official_pro_from_curve(official_curve_from_pool(pool), fpr_limit)
         except UndefinedMetricError:
-            row.update(pixel_auroc=np.nan, au_pro=np.nan, **({"official_pro": np.nan} if official else {}))
+            pass
+        row.update(pixel_auroc=pixel["pixel_auroc"], au_pro=pixel["au_pro"], image_ap=image_ap(image_level[idx], y[idx]),
+                   pixel_ap=pixel["pixel_ap"], **({"official_pro": pixel["official_pro"]} if official else {}))
         rows.append(row)
     return pd.DataFrame(rows).set_index("defect_type")

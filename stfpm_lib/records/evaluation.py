@@ -24,16 +24,22 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics as M
+from ..metrics.bootstrap import PerImage, per_image_stats
 from ..data import image_size_of, index_category
 from ..data.imageio import read_mask_values
 from ..engine.inference import PredictionsError, load_predictions
-from .io import atomic_write_text, sha256_file
+from .io import atomic_save, atomic_write_text, sha256_file
 from .provenance import environment_info
 
 __all__ = [
     "METRICS_SCHEMA", "TEACHER_SOURCES", "MetricsFileError", "EvaluationError", "Evaluation", "evaluate_predictions",
-    "write_metrics_json", "read_metrics_json",
+    "write_metrics_json", "read_metrics_json", "PER_IMAGE_NAME", "PER_IMAGE_SCHEMA", "PerImageFileError",
+    "image_keys", "write_per_image", "read_per_image",
 ]
+
+#: the per-image file written beside ``metrics.json`` (what studies bootstrap and pair, without the maps)
+PER_IMAGE_NAME = "per_image.npz"
+PER_IMAGE_SCHEMA = "stfpm-per-image/1"
 
 METRICS_SCHEMA = "stfpm-metrics/1"
 TEACHER_SOURCES = ("imagenet", "random", "file")
@@ -42,6 +48,10 @@ _REQUIRED_KEYS = ("schema", "metrics", "config", "teacher_weights", "dataset", "
 
 class MetricsFileError(ValueError):
     """A ``metrics.json`` that is missing, unreadable or malformed; the message names the file."""
+
+
+class PerImageFileError(ValueError):
+    """A ``per_image.npz`` that is missing, unreadable or malformed; the message names the file."""
 
 
 class EvaluationError(ValueError):
@@ -56,7 +66,9 @@ class Evaluation:
 
     metrics: flat ``dict[str, float]``: ``image_auroc``, ``pixel_auroc``, ``au_pro`` (MVTec, FPR <= 0.3,
         at map resolution), ``official_pro`` (the official code's min-max-rescaled PRO, **not** AU-PRO),
-        ``image_f1`` / ``pixel_f1`` (best threshold, ``*_threshold``), with validation predictions
+        ``image_f1`` / ``pixel_f1`` (best threshold, "F1-max", ``*_threshold``), ``image_ap`` / ``pixel_ap``
+        (average precision, sklearn's step-wise sum), ``pixel_iou`` (best pooled-pixel IoU, "IoU-max",
+        ``pixel_iou_threshold``), with validation predictions
         ``image_f1_val`` / ``pixel_f1_val`` (threshold = max of the normal validation scores,
         ``*_threshold``), with ``original_resolution`` ``au_pro_orig_res`` / ``pixel_auroc_orig_res``,
         and counts (``n_images``, ``n_anomalous``, ``n_normal``, ``n_defect_pixels``,
@@ -67,6 +79,9 @@ class Evaluation:
         curve up to the FPR limit: ``fpr``, ``pro``, ``thresholds``, ``auc``) and ``official_pro``
         (the official 4000-step grid curve before rescaling, ``auc`` = ``official_pro``).
     scores, labels, defect_types, image_paths: per test image, ``(N,)``.
+    per_image_stats: the bootstrap summary of the test images
+        (:class:`~stfpm_lib.metrics.bootstrap.PerImage`: names from :func:`image_keys`, scores, labels,
+        per-image pixel-score histograms), written by :func:`write_per_image`.
     """
 
     metrics: dict[str, float]
@@ -78,6 +93,7 @@ class Evaluation:
     image_paths: np.ndarray
     source: str | None = None
     mask_rule: str | None = None
+    per_image_stats: PerImage | None = None
 
     def best_worst(self, k: int = 3) -> dict[str, np.ndarray]:
         """Indices of test images for figures, ``k`` per group (fewer if the group is smaller).
@@ -200,6 +216,10 @@ def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray,
         "image_f1_threshold": best.threshold,
         "pixel_f1": m["pixel_f1_best"],
         "pixel_f1_threshold": m["pixel_f1_best_threshold"],
+        "image_ap": M.image_ap(scores, labels),
+        "pixel_ap": m["pixel_ap"],
+        "pixel_iou": m["pixel_iou_best"],
+        "pixel_iou_threshold": m["pixel_iou_best_threshold"],
     }
     if val is not None:
         vres = M.image_f1_val(scores, labels, np.asarray(val.scores, dtype=np.float32))
@@ -271,9 +291,19 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
         warnings.simplefilter("ignore", RuntimeWarning)
         table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True, scores=scores)
     curves = _curves(maps, masks, scores, labels, metrics, fpr_limit)
+    paths = np.asarray([str(p) for p in pred.image_paths])
+    stats = per_image_stats(maps, masks, scores, labels, names=image_keys(paths, types), defect_types=types,
+                            fpr_limit=fpr_limit)
     return Evaluation(metrics=metrics, per_defect_type=table, curves=curves, scores=scores, labels=labels,
-                      defect_types=types, image_paths=np.asarray([str(p) for p in pred.image_paths]), source=source,
-                      mask_rule=used_rule)
+                      defect_types=types, image_paths=paths, source=source, mask_rule=used_rule,
+                      per_image_stats=stats)
+
+
+def image_keys(image_paths: Any, defect_types: Any) -> list[str]:
+    """Names that pair the same test image across runs: ``<defect_type>/<file name>``
+    (the full paths when those are not unique)."""
+    keys = [f"{t}/{Path(str(p)).name}" for p, t in zip(image_paths, defect_types)]
+    return keys if len(set(keys)) == len(keys) else [str(p) for p in image_paths]
 
 
 # ====================================================================== metrics.json
@@ -426,3 +456,50 @@ def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
     record.setdefault("extra", {})
     record["path"] = str(path)
     return record
+
+
+# ====================================================================== per_image.npz
+def write_per_image(path: str | os.PathLike, stats: PerImage, *, config: Any, teacher_weights: Any,
+                    dataset: Any) -> Path:
+    """Write ``per_image.npz`` (compressed, atomically) and return its path.
+
+    Arrays: those of :meth:`PerImage.to_arrays` (``names``, ``labels``, ``defect_types``, ``scores``
+    ``(N,)``; ``bin_edges`` ``(K,)``; ``hist_normal``, ``hist_defect`` ``(N, K)`` int32 pixel counts;
+    ``hist_defect_weight`` ``(N, K)`` float64; ``n_regions`` ``(N,)``; ``fpr_limit``) and ``meta``, a
+    JSON string with ``schema`` (:data:`PER_IMAGE_SCHEMA`), config, teacher weights, dataset and
+    environment, checked as in :func:`write_metrics_json`.
+    """
+    if not isinstance(stats, PerImage):
+        raise ValueError(f"stats must be a PerImage (Evaluation.per_image_stats); got {type(stats).__name__}")
+    meta = {"schema": PER_IMAGE_SCHEMA, "config": _config_dict(config), "teacher_weights": _teacher_dict(teacher_weights),
+            "dataset": _dataset_dict(dataset), "environment": _json_safe(environment_info(), "environment")}
+    arrays = stats.to_arrays()
+    arrays["hist_normal"] = arrays["hist_normal"].astype(np.int32)
+    arrays["hist_defect"] = arrays["hist_defect"].astype(np.int32)
+    arrays["meta"] = np.asarray(json.dumps(meta, allow_nan=False))
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+    return atomic_save(path, save)
+
+
+def read_per_image(path: str | os.PathLike) -> tuple[PerImage, dict[str, Any]]:
+    """Read a ``per_image.npz``: ``(PerImage, meta)``; :class:`PerImageFileError` names the file at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise PerImageFileError(f"per-image file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays.pop("meta")))
+    except (OSError, ValueError, KeyError) as exc:
+        raise PerImageFileError(f"{path}: not a readable per-image file: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("schema") != PER_IMAGE_SCHEMA:
+        raise PerImageFileError(f"{path}: schema={meta.get('schema') if isinstance(meta, dict) else None!r}, "
+                                f"expected {PER_IMAGE_SCHEMA!r}")
+    try:
+        return PerImage.from_arrays(arrays), meta
+    except (KeyError, ValueError) as exc:
+        raise PerImageFileError(f"{path}: {exc}") from exc

@@ -5,8 +5,8 @@ A run directory holds one ``<category>/metrics.json`` per category (see
 ``<run_dir>/tables/``, one CSV, Markdown and LaTeX file per table:
 
 * ``results``: image AUROC, pixel AUROC, AU-PRO (MVTec, FPR ≤ 0.3), the official code's
-  rescaled PRO, image/pixel F1 and training time per category, with means over all
-  categories, textures and objects;
+  rescaled PRO, image/pixel F1, image/pixel AP and pixel IoU-max (when the files have them)
+  and training time per category, with means over all categories, textures and objects;
 * ``f1``: image/pixel F1 at the best threshold and at the validation-normal threshold;
 * ``compare_<metric>``: this run side by side with every published source that reports
   ``<metric>`` (MVTec categories only), with the difference ours − published.
@@ -39,7 +39,7 @@ from ..records.io import atomic_write_text
 from .published import load_published, source_labels
 
 __all__ = [
-    "ReportError", "MAIN_METRICS", "METRIC_LABELS", "category_group", "collect_run", "results_table", "f1_table",
+    "ReportError", "MAIN_METRICS", "EXTRA_METRICS", "METRIC_LABELS", "category_group", "collect_run", "results_table", "f1_table",
     "comparison_table", "write_tables", "format_markdown", "format_latex", "main",
 ]
 
@@ -59,7 +59,12 @@ METRIC_LABELS = {
     "pixel_f1_val": "Pixel F1 (val threshold)",
     "au_pro_orig_res": "AU-PRO (original resolution)",
     "pixel_auroc_orig_res": "Pixel AUROC (original resolution)",
+    "image_ap": "Image AP",
+    "pixel_ap": "Pixel AP",
+    "pixel_iou": "Pixel IoU (best)",
 }
+#: metrics of newer metrics.json files, shown when the run has them (older runs keep their columns)
+EXTRA_METRICS = ("image_ap", "pixel_ap", "pixel_iou")
 _COMPARABLE = ("image_auroc", "pixel_auroc", "official_pro", "image_f1")
 _MEAN_ROWS = ("mean", "mean (textures)", "mean (objects)")
 
@@ -224,13 +229,17 @@ def _present(df: pd.DataFrame, column: str) -> bool:
 def results_table(df: pd.DataFrame, run_name: str = "run") -> _Table:
     """Per-category metrics and training time with means over all categories, textures and objects.
 
-    Columns: :data:`MAIN_METRICS`, the original-resolution AU-PRO and pixel AUROC when the run
-    computed them, and ``train_time_s``.
+    Columns: :data:`MAIN_METRICS`, the :data:`EXTRA_METRICS` (AP, IoU-max) and the original-resolution
+    AU-PRO and pixel AUROC when the run computed them, and ``train_time_s``.
     """
-    columns = list(MAIN_METRICS) + [c for c in ("au_pro_orig_res", "pixel_auroc_orig_res") if _present(df, c)]
+    optional = (*EXTRA_METRICS, "au_pro_orig_res", "pixel_auroc_orig_res")
+    columns = list(MAIN_METRICS) + [c for c in optional if _present(df, c)]
     notes = ["AU-PRO is the MVTec definition (exact curve, FPR <= 0.3, normalised by 0.3) at the map resolution. "
              "PRO (official code) is the min-max-rescaled variant of gdwang08/STFPM; the two are not comparable. "
              "F1 at the best threshold (an oracle choice on the test set)."]
+    if any(c in columns for c in EXTRA_METRICS):
+        notes.append("AP = average precision (step-wise sum, as sklearn); IoU = TP / (TP + FP + FN) of all pixels "
+                     "pooled, at its best threshold (IoU-max = F1-max / (2 - F1-max)). No published STFPM numbers.")
     return _metric_table(df, "results", f"STFPM results, run {run_name}", columns + ["train_time_s"], notes)
 
 
@@ -332,7 +341,7 @@ def format_markdown(title: str, headers: Sequence[str], cells: Sequence[Sequence
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "Δ": r"$\Delta$", "–": "--", "<=": r"$\le$", ">=": r"$\ge$", "<": r"$<$", ">": r"$>$",
-                  "≤": r"$\le$", "≥": r"$\ge$"}
+                  "≤": r"$\le$", "≥": r"$\ge$", "±": r"$\pm$", "†": r"$^\dagger$", "×": r"$\times$"}
 
 
 def _latex_escape(text: str) -> str:

@@ -167,12 +167,13 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     """Predict test and validation images with ``out_dir/checkpoint.pt``, evaluate, write ``metrics.json``.
 
     Files written in ``out_dir``: ``predictions_test.npz`` (the cached anomaly maps, (N, S, S)
-    float32: every metric comes from them), ``predictions_val.npz`` (held-out normals, for the validation-threshold F1) and
+    float32: every metric comes from them), ``predictions_val.npz`` (held-out normals, for the validation-threshold F1),
+    ``per_image.npz`` (image scores, labels and pixel-score histograms for bootstrap statistics) and
     ``metrics.json`` (metrics, config, teacher weights with sha256, dataset root and file counts,
     package versions, ``wall_time_s`` = training + evaluation seconds; ``extra`` has both parts).
     ``cfg`` (optional) must match the checkpoint's config (runtime fields aside).
     """
-    from ..records.evaluation import evaluate_predictions, write_metrics_json
+    from ..records.evaluation import PER_IMAGE_NAME, evaluate_predictions, write_metrics_json, write_per_image
     from ..engine.inference import load_predictions, predict
     from ..records.io import sha256_file
     from ..engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -191,6 +192,8 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     predictions = load_predictions(test_path)
     eval_time = time.perf_counter() - start
     train_time = float(meta.get("train_time_s", 0.0))
+    write_per_image(out / PER_IMAGE_NAME, evaluation.per_image_stats, config=predictions.config,
+                    teacher_weights=predictions.teacher_weights, dataset=predictions.dataset)
     metrics_path = write_metrics_json(
         out / METRICS_NAME, metrics=evaluation.metrics, config=predictions.config,
         teacher_weights=predictions.teacher_weights, dataset=predictions.dataset,

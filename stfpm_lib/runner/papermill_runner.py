@@ -69,8 +69,8 @@ DEMO_OVERRIDES: dict[str, Any] = {"epochs": 20, "image_size": 128, "batch_size":
 NOTEBOOK_OUTPUTS: dict[str, tuple[str, ...]] = {
     "01_explore_dataset": ("dataset_counts.csv", "examples.png"),
     "02_train": ("checkpoint.pt", "history.csv", "config.json", "training_curves.png"),
-    "03_evaluate": ("predictions_test.npz", "predictions_val.npz", "metrics.json", "per_defect_type.png",
-                    "curves.png", "best_worst.png"),
+    "03_evaluate": ("predictions_test.npz", "predictions_val.npz", "per_image.npz", "metrics.json",
+                    "per_defect_type.png", "curves.png", "best_worst.png"),
     "04_report": ("tables",),
 }
 

@@ -186,6 +186,16 @@ def test_evaluate_writes_metrics_json(executed):
         roc_auc_score(masks.ravel(), pred.maps.astype(np.float64).ravel()), abs=1e-6)
     for name in ("per_defect_type", "curves", "best_worst"):
         assert (cat_dir / f"{name}.png").is_file()
+    from sklearn.metrics import average_precision_score
+
+    from stfpm_lib.records.evaluation import read_per_image
+
+    assert metrics["pixel_ap"] == pytest.approx(
+        average_precision_score(masks.ravel(), pred.maps.astype(np.float64).ravel()), abs=1e-6)
+    stats, meta = read_per_image(cat_dir / "per_image.npz")  # the study statistics' input, beside metrics.json
+    np.testing.assert_array_equal(stats.scores, pred.scores.astype(np.float64))
+    assert stats.labels.tolist() == [False] * 4 + [True] * 6 and meta["teacher_weights"]["source"] == "random"
+    assert int(stats.hist_normal.sum() + stats.hist_defect.sum()) == pred.maps.size
 
 
 def test_report_tables(executed):

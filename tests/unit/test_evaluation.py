@@ -60,6 +60,8 @@ def test_golden_image_metrics(gold):
     # val threshold = max normal val score 0.36, anomalous iff score > 0.36: TP 2, FP 1 -> 0.8
     assert m["image_f1_val"] == pytest.approx(0.8)
     assert m["image_f1_val_threshold"] == pytest.approx(0.36, abs=1e-3)
+    # AP: 0.9 (+) precision 1 at recall 1/2, then 0.4 (-), 0.38 (+) precision 2/3 at recall 1 -> 1/2 + 1/3
+    assert m["image_ap"] == pytest.approx(5 / 6)
 
 
 def test_golden_pixel_metrics(gold):
@@ -68,6 +70,10 @@ def test_golden_pixel_metrics(gold):
     assert m["pixel_auroc"] == pytest.approx(25 / 27)
     # best pixel F1 at t=0.35: TP 3, FP 1 (0.4), FN 0 -> 6/7
     assert m["pixel_f1"] == pytest.approx(6 / 7)
+    # pixel AP: 0.9 (+) P 1; 0.4 (-); 0.38 (+) P 2/3; 0.35 (+) P 3/4; each recall step 1/3 -> 29/36
+    assert m["pixel_ap"] == pytest.approx(29 / 36)
+    # IoU-max at t=0.35: TP 3, FP 1, FN 0 -> 3/4 (= F1 / (2 - F1) = (6/7) / (8/7))
+    assert m["pixel_iou"] == pytest.approx(3 / 4) and m["pixel_iou_threshold"] == pytest.approx(0.35)
     # val pixel threshold 0.36 (> strictly): TP 0.9, 0.38; FP 0.4; FN 0.35 -> 4/6
     assert m["pixel_f1_val"] == pytest.approx(2 / 3)
     # MVTec AU-PRO: 2 regions. Curve (0,0)->(0,.5) [0.9] ->(1/9,.5) [0.4] ->(1/9,1) [0.38, 0.35] ->(3/9,1)
@@ -129,11 +135,12 @@ def test_perfect_detector_scores_one_everywhere():
     val_maps[:, 0, 0] = 0.5  # val threshold 0.5: above every test normal pixel, below every defect pixel
     val = _predictions(val_maps, np.zeros((2, side, side)), [0, 0], ["good"] * 2, split="val")
     ev = evaluate_predictions(_predictions(maps, masks, [0, 0, 0, 1, 1, 1], types), val_predictions=val)
-    for key in ("image_auroc", "pixel_auroc", "au_pro", "image_f1", "pixel_f1", "image_f1_val", "pixel_f1_val"):
+    for key in ("image_auroc", "pixel_auroc", "au_pro", "image_f1", "pixel_f1", "image_f1_val", "pixel_f1_val",
+                "image_ap", "pixel_ap", "pixel_iou"):
         assert ev.metrics[key] == pytest.approx(1.0, abs=1e-12), key
     assert ev.metrics["official_pro"] == pytest.approx(1.0, abs=1e-9)
     assert ev.metrics["n_regions"] == 4
-    np.testing.assert_allclose(ev.per_defect_type[["image_auroc", "pixel_auroc", "au_pro"]].to_numpy(), 1.0,
+    np.testing.assert_allclose(ev.per_defect_type[["image_auroc", "pixel_auroc", "au_pro", "image_ap", "pixel_ap"]].to_numpy(), 1.0,
                                rtol=0, atol=1e-12)
 
 
@@ -280,3 +287,61 @@ def test_per_defect_type_all_row_uses_the_headline_scores():
     assert table.loc["b", "image_auroc"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="scores must have 6 entries"):
         per_defect_type(maps, masks, ["good"] * 3 + ["a", "a", "b"], labels, scores=scores[:5])
+
+
+# ---------------------------------------------------------------------------------------------- per_image.npz
+def test_per_image_file_round_trip_and_bootstrap_values(tmp_path, gold):
+    from stfpm_lib.metrics.bootstrap import bootstrap_ci
+    from stfpm_lib.records.evaluation import PER_IMAGE_SCHEMA, read_per_image, write_per_image
+
+    stats = gold.per_image_stats
+    assert stats.names.tolist() == ["good/0.png", "a/1.png", "b/2.png"]
+    assert stats.labels.tolist() == [False, True, True] and stats.n_regions.tolist() == [0, 1, 1]
+    assert stats.hist_defect.sum() == 3 and stats.hist_normal.sum() == 9  # every pixel counted once
+    path = write_per_image(tmp_path / "cat" / "per_image.npz", stats, config=CFG, teacher_weights=RANDOM_TW,
+                           dataset={"root": "/x", "category": "toy", "counts": {"test_good": 1}})
+    assert path.name == "per_image.npz" and sorted(p.name for p in path.parent.iterdir()) == ["per_image.npz"]
+    back, meta = read_per_image(path)
+    assert meta["schema"] == PER_IMAGE_SCHEMA and meta["teacher_weights"]["source"] == "random"
+    assert meta["config"]["preset"] == "official" and "packages" in meta["environment"]
+    for field in ("names", "labels", "defect_types", "scores", "bin_edges", "hist_normal", "hist_defect",
+                  "hist_defect_weight", "n_regions"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(stats, field))
+    ci = bootstrap_ci(back, ["image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_iou", "au_pro"],
+                      n_resamples=20)
+    # every pixel score is its own bin here, so even the pixel metrics equal metrics.json's exact values
+    for key, metric in (("image_auroc", "image_auroc"), ("image_ap", "image_ap"), ("pixel_auroc", "pixel_auroc"),
+                        ("pixel_ap", "pixel_ap"), ("pixel_iou", "pixel_iou"), ("au_pro", "au_pro")):
+        assert ci[key].estimate == pytest.approx(gold.metrics[metric], abs=1e-6), key
+
+
+def test_per_image_file_errors(tmp_path, gold):
+    from stfpm_lib.records.evaluation import PerImageFileError, read_per_image, write_per_image
+
+    with pytest.raises(PerImageFileError, match="not found"):
+        read_per_image(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(PerImageFileError, match="bad.npz: not a readable per-image file"):
+        read_per_image(bad)
+    np.savez(bad, meta=np.asarray(json.dumps({"schema": "other/1"})))
+    with pytest.raises(PerImageFileError, match="schema='other/1'"):
+        read_per_image(bad)
+    np.savez(bad, meta=np.asarray(json.dumps({"schema": "stfpm-per-image/1"})), names=np.array(["a"]))
+    with pytest.raises(PerImageFileError, match="missing array"):
+        read_per_image(bad)
+    with pytest.raises(ValueError, match="stats must be a PerImage"):
+        write_per_image(tmp_path / "x.npz", {"names": []}, config=CFG, teacher_weights=RANDOM_TW,
+                        dataset={"root": "/x"})
+    with pytest.raises(ValueError, match="sha256"):  # the same provenance checks as metrics.json
+        write_per_image(tmp_path / "x.npz", gold.per_image_stats, config=CFG, teacher_weights={"source": "file"},
+                        dataset={"root": "/x"})
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_image_keys_pair_runs_by_type_and_file_name():
+    from stfpm_lib.records.evaluation import image_keys
+
+    assert image_keys(["/r1/cat/test/good/000.png", "/r1/cat/test/hole/000.png"], ["good", "hole"]) == \
+        ["good/000.png", "hole/000.png"]
+    assert image_keys(["/a/x/1.png", "/a/y/1.png"], ["t", "t"]) == ["/a/x/1.png", "/a/y/1.png"]  # not unique

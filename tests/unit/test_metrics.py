@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 from scipy import ndimage
-from sklearn.metrics import precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from stfpm_lib import metrics as M
 from stfpm_lib.metrics import UndefinedMetricError
@@ -234,6 +234,99 @@ def test_f1_at_validation_threshold():
     assert pix.precision == pytest.approx(tp / pred.sum())
 
 
+# ------------------------------------------------------------- average precision, F1-max, IoU-max
+def brute_threshold_max(scores, labels):
+    """(best F1, best IoU), each with its largest maximising threshold, trying every distinct score
+    as ``score >= t`` and counting TP / FP / FN pixel by pixel (ties enter together)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel().astype(bool)
+    best = {"f1": (-1.0, None), "iou": (-1.0, None)}
+    for t in np.unique(s):  # ascending: ">=" keeps the largest threshold among equal values
+        pred = s >= t
+        tp, fp, fn = np.sum(pred & y), np.sum(pred & ~y), np.sum(~pred & y)
+        for name, value in (("f1", 2 * tp / (2 * tp + fp + fn)), ("iou", tp / (tp + fp + fn))):
+            if value >= best[name][0]:
+                best[name] = (value, t)
+    return best["f1"], best["iou"]
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_average_precision_matches_sklearn(name):
+    maps, masks = make_set(**DATASETS[name])
+    assert M.pixel_ap(maps, masks) == pytest.approx(average_precision_score(masks.ravel(), maps.ravel()), abs=1e-12)
+    labels = masks.any(axis=(1, 2))
+    scores = maps.max(axis=(1, 2))
+    assert M.image_ap(scores, labels) == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    assert M.image_ap(maps, labels) == M.image_ap(scores, labels)
+
+
+def test_average_precision_with_ties_by_hand():
+    # descending: 0.9 (+), then the tie 0.5 = {+, -, -}, then 0.2 (+), 0.1 (-): recall steps 1/3 each at
+    # precision 1, 2/4 and 3/5 -> AP = (1 + 1/2 + 3/5) / 3 = 0.7
+    scores, labels = [0.9, 0.5, 0.5, 0.5, 0.2, 0.1], [1, 1, 0, 0, 1, 0]
+    assert M.image_ap(scores, labels) == pytest.approx(0.7, abs=1e-12)
+    assert average_precision_score(labels, scores) == pytest.approx(0.7, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["smooth", "ties", "weak64"])
+def test_f1_max_and_iou_max_match_bruteforce_with_ties(name):
+    maps, masks = make_set(**DATASETS[name], n=8, size=20)
+    (f1, t_f1), (iou, t_iou) = brute_threshold_max(maps, masks)
+    res_f1, res_iou = M.pixel_f1_best(maps, masks), M.pixel_iou_best(maps, masks)
+    assert res_f1.f1 == pytest.approx(f1, abs=1e-12) and res_f1.threshold == pytest.approx(t_f1)
+    assert res_iou.iou == pytest.approx(iou, abs=1e-12) and res_iou.threshold == pytest.approx(t_iou)
+    assert res_iou.iou == pytest.approx(res_f1.f1 / (2 - res_f1.f1), abs=1e-12)  # F1 = 2 IoU / (1 + IoU)
+
+
+def test_iou_max_ties_between_thresholds_keep_the_largest():
+    # one image, defects {0.8, 0.3}, normals {0.9, 0.3, 0.1}: t=0.9 -> 0/3; t=0.8 -> 1/(1+1+1) = 1/3;
+    # t=0.3 (tie of a defect and a normal pixel) -> 2/(2+2+0) = 1/2; t=0.1 -> 2/(2+3) = 0.4
+    maps = np.array([[[0.8, 0.3, 0.9, 0.3, 0.1]]])
+    masks = np.array([[[1, 1, 0, 0, 0]]])
+    assert tuple(M.pixel_iou_best(maps, masks)) == pytest.approx((0.5, 0.3))
+    # equal IoU at two thresholds: 0.9 -> 1/2 (tp 1, fp 0, fn 1), 0.5 -> 2/4 (tp 2, fp 2): the larger, 0.9, wins
+    maps = np.array([[[0.9, 0.5, 0.7, 0.6]]])
+    masks = np.array([[[1, 1, 0, 0]]])
+    assert tuple(M.pixel_iou_best(maps, masks)) == pytest.approx((0.5, 0.9))
+    assert brute_threshold_max(maps, masks)[1] == pytest.approx((0.5, 0.9))
+
+
+def test_ap_and_iou_properties():
+    maps, masks = make_set(**DATASETS["strong"])
+    labels = masks.any(axis=(1, 2))
+    perfect = np.where(masks, 2.0 + maps, maps * 0.1)
+    assert M.pixel_ap(perfect, masks) == 1.0 and M.pixel_iou_best(perfect, masks).iou == 1.0
+    assert M.image_ap(np.where(labels, 2.0, 0.0) + labels * perfect.max(axis=(1, 2)), labels) == 1.0
+    # inverted: every normal pixel above every defect pixel. The best IoU/F1 flags everything
+    # (IoU = P / (P + N), the defect fraction); AP = mean over k = 1..P of k / (N + k)
+    inv = -perfect
+    p, n = int(masks.sum()), int((~masks).sum())
+    assert M.pixel_iou_best(inv, masks).iou == pytest.approx(p / (p + n), abs=1e-12)
+    assert M.pixel_f1_best(inv, masks).f1 == pytest.approx(2 * p / (2 * p + n), abs=1e-12)
+    expected_ap = np.mean([k / (n + k) for k in range(1, p + 1)])
+    assert M.pixel_ap(inv, masks) == pytest.approx(expected_ap, abs=1e-12)
+    perm = np.random.default_rng(3).permutation(len(maps))  # order invariance
+    assert M.pixel_ap(maps[perm], masks[perm]) == pytest.approx(M.pixel_ap(maps, masks), abs=1e-12)
+    assert M.pixel_iou_best(maps[perm], masks[perm]) == M.pixel_iou_best(maps, masks)
+    assert M.image_ap(maps[perm], labels[perm]) == M.image_ap(maps, labels)
+
+
+def test_ap_and_iou_bad_input():
+    maps, masks = make_set(**DATASETS["smooth"])
+    with pytest.raises(ValueError, match=r"mask_binarization must be one of \('gt0', 'gt0.5'\); got 'gt1'"):
+        M.pixel_ap(maps, masks, mask_binarization="gt1")
+    with pytest.raises(ValueError, match=r"resize_maps must be one of \(False, True\); got 'yes'"):
+        M.pixel_iou_best(maps, masks, resize_maps="yes")
+    with pytest.raises(UndefinedMetricError, match="no defect pixels"):
+        M.pixel_ap(maps, np.zeros_like(masks))
+    with pytest.raises(UndefinedMetricError, match="need both normal and anomalous"):
+        M.image_ap(maps, np.zeros(len(maps)))
+    bad = maps.copy()
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"first at maps\[1\]\[2, 3\]"):
+        M.pixel_iou_best(bad, masks)
+
+
 # ----------------------------------------------------------------------------------- properties
 def test_perfect_detector_scores_one():
     maps, masks = make_set(**DATASETS["smooth"])
@@ -363,14 +456,22 @@ def test_compute_all_and_per_defect_type():
     ]:
         assert isinstance(out[key], float), key
     assert out["au_pro"] == pytest.approx(M.au_pro(maps, masks))
+    assert out["image_ap"] == pytest.approx(M.image_ap(maps, labels))
+    assert out["pixel_ap"] == pytest.approx(M.pixel_ap(maps, masks))
+    assert (out["pixel_iou_best"], out["pixel_iou_best_threshold"]) == pytest.approx(tuple(M.pixel_iou_best(maps, masks)))
     assert out["official_pro"] == pytest.approx(M.official_pro(maps, masks))
     assert out["image_auroc"] == pytest.approx(M.image_auroc(maps, labels))
     assert out["pixel_f1_val"] == pytest.approx(M.pixel_f1_val(maps, masks, val).f1)
     assert out["image_f1_val"] == pytest.approx(M.image_f1_val(maps, labels, val).f1)
     table = M.per_defect_type(maps, masks, types)
     assert list(table.index) == ["blob", "scratch", "(all)"]
-    assert list(table.columns) == ["n_anomalous", "n_normal", "image_auroc", "pixel_auroc", "au_pro"]
     sub = [i for i, t in enumerate(types) if t in ("good", "blob")]
+    assert list(table.columns) == ["n_anomalous", "n_normal", "image_auroc", "pixel_auroc", "au_pro", "image_ap",
+                                   "pixel_ap"]
+    assert table.loc["blob", "image_ap"] == pytest.approx(M.image_ap(maps[sub], labels[sub]))
+    assert table.loc["blob", "pixel_ap"] == pytest.approx(M.pixel_ap(maps[sub], masks[sub]))
+    assert out["pixel_ap/scratch"] == pytest.approx(table.loc["scratch", "pixel_ap"])
+    assert out["pixel_ap"] == pytest.approx(table.loc["(all)", "pixel_ap"])
     assert table.loc["blob", "au_pro"] == pytest.approx(M.au_pro(maps[sub], masks[sub]))
     assert table.loc["blob", "pixel_auroc"] == pytest.approx(M.pixel_auroc(maps[sub], masks[sub]))
     assert table.loc["(all)", "au_pro"] == pytest.approx(out["au_pro"])

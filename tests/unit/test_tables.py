@@ -101,6 +101,19 @@ def test_f1_and_original_resolution_columns(tmp_path):
     assert "f1.md" in {p.name for p in write_tables(run)}
 
 
+def test_ap_and_iou_columns_only_when_the_files_have_them(tmp_path, run_dir):
+    assert "image_ap" not in results_table(collect_run(run_dir)).data.columns  # older files: same table as before
+    run = tmp_path / "r"
+    _write(run, "carpet", VALUES["carpet"], image_ap=0.9, pixel_ap=0.3, pixel_iou=0.25)
+    _write(run, "bottle", VALUES["bottle"], image_ap=0.7, pixel_ap=0.5, pixel_iou=0.4)
+    t = results_table(collect_run(run), "r")
+    assert t.headers[-4:] == ["Image AP", "Pixel AP", "Pixel IoU (best)", "Train time (s)"]
+    data = t.data.set_index("category")
+    assert data.loc["mean", "pixel_ap"] == pytest.approx(0.4) and data.loc["mean", "pixel_iou"] == pytest.approx(0.325)
+    assert "average precision" in " ".join(t.notes)
+    assert comparison_table(collect_run(run), "image_auroc") is not None  # the published comparison is unchanged
+
+
 def test_missing_metric_makes_the_mean_missing(tmp_path):
     run = tmp_path / "r"
     _write(run, "carpet", (0.9, 0.95, 0.8, math.nan, 0.7, 0.5, 1.0))
