@@ -168,7 +168,7 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
 
     Files written in ``out_dir``: ``predictions_test.npz`` (the cached anomaly maps, (N, S, S)
     float32: every metric comes from them), ``predictions_val.npz`` (held-out normals, for the validation-threshold F1) and
-    ``metrics.json`` (metrics, config, teacher weights with sha256, dataset root and file counts,
+    ``metrics.json`` (metrics, per-defect-type metrics, config, teacher weights with sha256, dataset root and file counts,
     package versions, ``wall_time_s`` = training + evaluation seconds; ``extra`` has both parts).
     ``cfg`` (optional) must match the checkpoint's config (runtime fields aside).
     """
@@ -194,7 +194,7 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     metrics_path = write_metrics_json(
         out / METRICS_NAME, metrics=evaluation.metrics, config=predictions.config,
         teacher_weights=predictions.teacher_weights, dataset=predictions.dataset,
-        wall_time_s=train_time + eval_time,
+        wall_time_s=train_time + eval_time, per_defect_type=evaluation.per_defect_type,
         extra={
             "train_time_s": train_time, "eval_time_s": eval_time, "best_epoch": int(meta["epoch"]),
             "epochs_trained": int(meta.get("epochs_trained", ckpt_cfg.epochs)),
