@@ -42,6 +42,9 @@ def test_surface_dataset_converts_trains_and_reports_per_defect_type(surface_def
                 "-p", "image_size", "32", "-p", "batch_size", "4", "--no-progress"], work)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     run_dir = work / "runs" / "magnetic"
+    assert "without encryption" not in run.stdout + run.stderr  # the kernels use IPC, not TCP
+    assert not list(run_dir.rglob("*.lock"))  # no lock file left by a finished run
+    assert "IProgress not found" not in (run_dir / "Magnetic-tile-defect" / "02_train.log").read_text()
     record = json.loads((run_dir / "Magnetic-tile-defect" / "metrics.json").read_text())
     per_type = record["per_defect_type"]
     assert list(per_type) == [*SURFACE_TYPES, "(all)"]
