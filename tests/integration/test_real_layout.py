@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from conftest import SURFACE_TYPES
+from conftest import SURFACE_COMMAND, SURFACE_TYPES  # tests/ is on sys.path (rootdir conftest)
 
 REPO = Path(__file__).resolve().parents[2]
-
-#: The README's command for this layout ("Your own folders: one category from several top-level folders").
-CONVERT = ["convert", "--adapter", "folder", "--root", "Magnetic-tile-defect", "--out", "magnetic_mvtec",
-           "--param", "normal_dir=MT_Free", "--param", "defect_dirs=MT_*", "--param", "mask_template={stem}.png",
-           "--param", "mask_threshold=127", "--allow-empty-masks"]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -33,7 +28,9 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_surface_dataset_converts_trains_and_reports_per_defect_type(surface_defects: Path) -> None:
     work = surface_defects.parent
-    converted = _run(["stfpm_lib.data", *CONVERT], work)
+    # the README's command, as written there (tests/unit/test_convert.py checks they are the same)
+    converted = _run(["stfpm_lib.data", *SURFACE_COMMAND, "--root", "Magnetic-tile-defect", "--out", "magnetic_mvtec"],
+                     work)
     assert converted.returncode == 0, converted.stderr[-3000:]
     assert "Magnetic-tile-defect: {'train_good': 8, 'test_good': 4" in converted.stdout
 

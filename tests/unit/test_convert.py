@@ -15,6 +15,7 @@ from stfpm_lib.data.adapters import binarize_mask, get_adapter, read_mask_values
 from stfpm_lib.data.convert import MANIFEST_NAME, convert_to_mvtec, verify_mvtec_root
 from stfpm_lib.data.folder import piped_adapter
 from stfpm_lib.data.imageio import EmptyMaskWarning
+from conftest import SURFACE_COMMAND  # tests/ is on sys.path (rootdir conftest)
 from test_adapters import defect_region, make_piped_like, make_visa_like, rgb, save_1bit_inverted  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 
@@ -212,9 +213,19 @@ def test_cli_convert_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "error: defect_dirs=3 must be a folder, a glob" in capsys.readouterr().err
 
 
-#: The one documented command (README, "Your own folders") for a dataset shaped like make_surface_defects.
-SURFACE_COMMAND = ["convert", "--adapter", "folder", "--param", "normal_dir=MT_Free", "--param", "defect_dirs=MT_*",
-                   "--param", "mask_template={stem}.png", "--param", "mask_threshold=127", "--allow-empty-masks"]
+def test_readme_documents_the_surface_command() -> None:
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("**Worked example: one category from several top-level folders"):]
+    command = shlex.split(block[block.index("python -m stfpm_lib.data convert"):block.index("python -m stfpm_lib.batch")]
+                          .replace("\\\n", " "))
+    assert command[:3] == ["python", "-m", "stfpm_lib.data"]
+    options = command[3:]
+    for flag in ("--root", "--out"):  # the test below gives its own paths
+        i = options.index(flag)
+        del options[i:i + 2]
+    assert options == SURFACE_COMMAND  # what the test below runs is what the README says
 
 
 def test_cli_converts_the_surface_layout_in_one_command(surface_defects: Path, tmp_path: Path,
