@@ -68,7 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--root", default=None, help="dataset root (piped: default ../shared/data/PIPED or $PIPED_ROOT)")
         p.add_argument("--param", action="append", type=_param, metavar="KEY=VALUE",
                        help="adapter parameter; VALUE is JSON if it parses, else a string (repeatable). folder: "
-                            "normal_dir, defect_dirs (mapping, folder, glob or list), mask_dir (may contain "
+                            "normal_dir, defect_dirs (mapping, folder, glob or list), mask_dir (folder, mapping; may contain "
                             "{defect_type}; null: masks beside their images), mask_template, stem_replace, "
                             "ignore_leading_zeros, mask_polarity, mask_threshold, categories, extensions")
 

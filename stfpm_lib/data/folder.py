@@ -127,8 +127,8 @@ class FolderAdapter(DatasetAdapter):
             last path component in which the listed folders differ (one folder: its name).
             ``None``: no anomalous images. A missing defect folder means no images of that type
             (noted in the index).
-        mask_dir: mask folder (or candidates) of a category; may contain ``{defect_type}``.
-            ``None``: masks lie beside their images (then files that are some image's mask
+        mask_dir: mask folder (or candidates) of a category; may contain ``{defect_type}``; or
+            ``{defect_type: folder or candidates}``. ``None``: masks lie beside their images (then files that are some image's mask
             are not images, in the normal folders too).
         mask_template: mask file name of an image; fields ``{stem}`` (after ``stem_replace``),
             ``{name}``, ``{ext}`` (with the dot), ``{defect_type}``; may be a glob.
@@ -149,7 +149,7 @@ class FolderAdapter(DatasetAdapter):
         *,
         normal_dir: str | Sequence[str] = "good",
         defect_dirs: Mapping[str, str | Sequence[str]] | str | None = None,
-        mask_dir: str | Sequence[str] | None = None,
+        mask_dir: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
         mask_template: str = "{stem}_mask.png",
         stem_replace: Sequence[Sequence[str]] = (),
         ignore_leading_zeros: bool = False,
@@ -163,7 +163,9 @@ class FolderAdapter(DatasetAdapter):
             raise DataError(f"folder dataset root {self.root} does not exist or is not a directory")
         self.normal_dir = _as_tuple(normal_dir)
         self.defect_dirs = _defect_dirs_param(defect_dirs)
-        self.mask_dir = None if mask_dir is None else _as_tuple(mask_dir)
+        self.mask_dir: tuple[str, ...] | dict[str, tuple[str, ...]] | None = (
+            None if mask_dir is None else {str(k): _as_tuple(v) for k, v in mask_dir.items()}
+            if isinstance(mask_dir, Mapping) else _as_tuple(mask_dir))
         try:
             mask_template.format(**_TEMPLATE_FIELDS)
         except (KeyError, IndexError, ValueError) as exc:
@@ -281,7 +283,13 @@ class FolderAdapter(DatasetAdapter):
     def _mask_folder(self, folder: Path, defect_type: str, defect_folder: Path) -> Path:
         if self.mask_dir is None:
             return defect_folder
-        candidates = tuple(c.format(defect_type=defect_type) for c in self.mask_dir)
+        if isinstance(self.mask_dir, dict):
+            if defect_type not in self.mask_dir:
+                raise DataError(f"{folder}: mask_dir has no folder for the defect type {defect_type!r} "
+                                f"(it has {sorted(self.mask_dir)})")
+            candidates = self.mask_dir[defect_type]
+        else:
+            candidates = tuple(c.format(defect_type=defect_type) for c in self.mask_dir)
         try:
             chosen = self._pick(folder, candidates, f"mask ({defect_type})", required=True)
         except DataError as exc:
@@ -387,7 +395,8 @@ class FolderAdapter(DatasetAdapter):
             "normal_dir": list(self.normal_dir),
             "defect_dirs": list(self.defect_dirs) if isinstance(self.defect_dirs, tuple)
             else {k: list(v) for k, v in self.defect_dirs.items()},
-            "mask_dir": None if self.mask_dir is None else list(self.mask_dir),
+            "mask_dir": None if self.mask_dir is None else {k: list(v) for k, v in self.mask_dir.items()}
+            if isinstance(self.mask_dir, dict) else list(self.mask_dir),
             "mask_template": self.mask_template,
             "stem_replace": [list(p) for p in self.stem_replace],
             "ignore_leading_zeros": self.ignore_leading_zeros,

@@ -151,3 +151,14 @@ def test_mask_dir_candidates_that_all_exist_name_their_paths(surface_defects: Pa
         adapter.index("Magnetic-tile-defect")
     shutil.rmtree(surface_defects / "MT_Fray")
     assert adapter.index("Magnetic-tile-defect").counts()["test_Crack"] == 2
+    (surface_defects / "masks_of_cracks").mkdir()  # one mask folder per type, named freely: a mapping
+    for mask in (surface_defects / "MT_Crack").glob("*.png"):
+        mask.rename(surface_defects / "masks_of_cracks" / mask.name)
+    mapped = get_adapter("folder", root=surface_defects, normal_dir="MT_Free", mask_template="{stem}.png",
+                         defect_dirs={"Crack": "MT_Crack", "Break": "MT_Break"}, mask_dir={"Crack": "masks_of_cracks"})
+    with pytest.raises(DataError, match=r"mask_dir has no folder for the defect type 'Break' \(it has \['Crack'\]\)"):
+        mapped.index("Magnetic-tile-defect")
+    mapped = get_adapter("folder", root=surface_defects, normal_dir="MT_Free", mask_template="{stem}.png",
+                         defect_dirs={"Crack": "MT_Crack"}, mask_dir={"Crack": ["masks_of_cracks"]})
+    assert {s.mask_path.parent.name for s in mapped.index("Magnetic-tile-defect").defects} == {"masks_of_cracks"}
+    assert mapped.params()["mask_dir"] == {"Crack": ["masks_of_cracks"]}
