@@ -76,7 +76,7 @@ def _glob_dirs(folder: Path, pattern: str) -> list[Path]:
 
 
 def _wildcards(pattern: str, name: str) -> str:
-    """The part of ``name`` that the wildcards of the glob component ``pattern`` matched (``MT_*``, ``MT_Crack`` → ``Crack``)."""
+    """What the wildcards of the glob component ``pattern`` matched in ``name`` (``MT_*``, ``MT_Crack`` → ``Crack``)."""
     regex = ""
     for token in re.findall(r"\[[^\]]*\]|\*|\?|[^*?\[]+", pattern):
         if token == "*":
@@ -128,8 +128,8 @@ class FolderAdapter(DatasetAdapter):
             ``None``: no anomalous images. A missing defect folder means no images of that type
             (noted in the index).
         mask_dir: mask folder (or candidates) of a category; may contain ``{defect_type}``; or
-            ``{defect_type: folder or candidates}``. ``None``: masks lie beside their images (then files that are some image's mask
-            are not images, in the normal folders too).
+            ``{defect_type: folder or candidates}``. ``None``: masks lie beside their images
+            (then files that are some image's mask are not images, in the normal folders too).
         mask_template: mask file name of an image; fields ``{stem}`` (after ``stem_replace``),
             ``{name}``, ``{ext}`` (with the dot), ``{defect_type}``; may be a glob.
         stem_replace: ``[(old, new), ...]`` substring substitutions applied to the stem.
@@ -148,7 +148,7 @@ class FolderAdapter(DatasetAdapter):
         root: str | os.PathLike,
         *,
         normal_dir: str | Sequence[str] = "good",
-        defect_dirs: Mapping[str, str | Sequence[str]] | str | None = None,
+        defect_dirs: Mapping[str, str | Sequence[str]] | str | Sequence[str] | None = None,
         mask_dir: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
         mask_template: str = "{stem}_mask.png",
         stem_replace: Sequence[Sequence[str]] = (),
