@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 from stfpm_lib.data import make_synthetic_category
 
@@ -17,6 +19,48 @@ def tiny_mvtec(tmp_path_factory) -> Path:
     make_synthetic_category(root, "brick", seed=1)
     make_synthetic_category(root, "grass", seed=2, defect_types=("blob", "patch"))
     return root
+
+
+#: (width, height) of the images of :func:`make_surface_defects`, used in turn.
+SURFACE_SIZES = ((40, 48), (56, 40), (64, 64))
+SURFACE_TYPES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
+#: The README's one command for that layout (worked example under "The data command line"), without --root/--out.
+SURFACE_COMMAND = ["convert", "--adapter", "folder", "--param", "normal_dir=MT_Free", "--param", "defect_dirs=MT_*",
+                   "--param", "mask_template={stem}.png", "--param", "mask_threshold=127", "--allow-empty-masks"]
+
+
+def make_surface_defects(root: Path, n_normal: int = 12, n_per_type: int = 2) -> Path:
+    """A public surface-defect dataset's shape (the Magnetic-tile layout): six top-level folders
+    ``MT_Free`` (normals) and ``MT_<type>`` for :data:`SURFACE_TYPES`, each holding grayscale
+    ``<name>.jpg`` images and ``<name>.png`` masks side by side (the normals' all black), images of
+    the three :data:`SURFACE_SIZES` in turn, masks anti-aliased (values between 0 and 255 on the
+    edges, drawn at 4x and downsampled); the mask of the first ``Uneven`` image is empty. Returns ``root``.
+    """
+    rng = np.random.default_rng(7)
+    k = 0
+    for folder, n in [("MT_Free", n_normal)] + [(f"MT_{t}", n_per_type) for t in SURFACE_TYPES]:
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            w, h = SURFACE_SIZES[k % len(SURFACE_SIZES)]
+            k += 1
+            image = rng.normal(128, 12, size=(h, w)).clip(0, 255)
+            big = Image.new("L", (4 * w, 4 * h), 0)
+            if folder != "MT_Free" and not (folder == "MT_Uneven" and i == 0):
+                x, y = int(rng.integers(4, w - 16)), int(rng.integers(4, h - 16))
+                ImageDraw.Draw(big).ellipse((4 * x, 4 * y, 4 * x + 37, 4 * y + 29), fill=255)
+            mask = big.resize((w, h), Image.BOX)
+            image[np.asarray(mask) > 0] -= 60
+            stem = f"exp{i % 3}_num_{1000 + k}"
+            Image.fromarray(image.clip(0, 255).astype(np.uint8), mode="L").save(root / folder / f"{stem}.jpg",
+                                                                                 quality=92)
+            mask.save(root / folder / f"{stem}.png")
+    return root
+
+
+@pytest.fixture
+def surface_defects(tmp_path: Path) -> Path:
+    """:func:`make_surface_defects` under ``tmp_path/Magnetic-tile-defect``."""
+    return make_surface_defects(tmp_path / "Magnetic-tile-defect")
 
 
 @pytest.fixture(scope="module")

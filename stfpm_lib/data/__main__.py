@@ -14,6 +14,13 @@ Examples::
     python -m stfpm_lib.data convert --adapter visa --root /data/VisA_20220922 --out /data/visa_mvtec --image-format keep
     python -m stfpm_lib.data convert --adapter folder --root my_data --out my_mvtec \\
         --param normal_dir=ok --param 'defect_dirs={"crack": "nok"}' --param mask_dir=masks --param 'mask_template={stem}.png'
+    # one category from several top-level folders, JPEG images with PNG masks beside them, mixed sizes:
+    python -m stfpm_lib.data convert --adapter folder --root Magnetic-tile-defect --out magnetic_mvtec \\
+        --param normal_dir=MT_Free/Imgs --param 'defect_dirs=MT_*/Imgs' --param 'mask_template={stem}.png' \\
+        --param mask_threshold=127 --allow-empty-masks
+
+The folder adapter's parameters (``--param KEY=VALUE``) are those of
+:class:`stfpm_lib.data.folder.FolderAdapter`; the README lists them all.
 """
 
 from __future__ import annotations
@@ -60,7 +67,10 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--adapter", required=True, help="mvtec | visa | folder | piped")
         p.add_argument("--root", default=None, help="dataset root (piped: default ../shared/data/PIPED or $PIPED_ROOT)")
         p.add_argument("--param", action="append", type=_param, metavar="KEY=VALUE",
-                       help="adapter parameter; VALUE is JSON if it parses, else a string (repeatable)")
+                       help="adapter parameter; VALUE is JSON if it parses, else a string (repeatable). folder: "
+                            "normal_dir, defect_dirs (mapping, folder, glob or list), mask_dir (folder, mapping; may contain "
+                            "{defect_type}; null: masks beside their images), mask_template, stem_replace, "
+                            "ignore_leading_zeros, mask_polarity, mask_threshold, categories, extensions")
 
     p_list = sub.add_parser("list", help="categories and counts an adapter finds")
     adapter_args(p_list)
@@ -69,15 +79,23 @@ def _build_parser() -> argparse.ArgumentParser:
     adapter_args(p_conv)
     p_conv.add_argument("--out", required=True, help="new dataset root (must not exist unless --overwrite)")
     p_conv.add_argument("--categories", default=None, help="comma-separated, or 'all' (default)")
-    p_conv.add_argument("--n-train", type=int, default=None)
-    p_conv.add_argument("--n-test-good", type=int, default=None)
+    p_conv.add_argument("--n-train", type=int, default=None,
+                        help="normal training images (unsplit normals: default all but a third)")
+    p_conv.add_argument("--n-test-good", type=int, default=None,
+                        help="normal test images (unsplit normals: default a third)")
     p_conv.add_argument("--max-defects", type=int, default=None, help="at most this many images per defect type")
-    p_conv.add_argument("--seed", type=int, default=0)
-    p_conv.add_argument("--image-format", choices=("png", "keep"), default="png")
-    p_conv.add_argument("--size-mismatch", choices=("error", "skip", "allow"), default="error")
-    p_conv.add_argument("--normal-only", choices=("skip", "error", "keep"), default="skip")
-    p_conv.add_argument("--allow-empty-masks", action="store_true")
-    p_conv.add_argument("--overwrite", action="store_true")
+    p_conv.add_argument("--seed", type=int, default=0, help="seed of the split and subsets (default 0)")
+    p_conv.add_argument("--image-format", choices=("png", "keep"), default="png",
+                        help="png: re-encode losslessly (default); keep: copy PNG/JPEG byte for byte")
+    p_conv.add_argument("--size-mismatch", choices=("allow", "skip", "error"), default="allow",
+                        help="images of different sizes in a category: allow (default; each is resized to "
+                             "image_size, its mask must match it), skip (keep the most common size; refused when "
+                             "it drops half a category or more), error")
+    p_conv.add_argument("--normal-only", choices=("skip", "error", "keep"), default="skip",
+                        help="categories without anomalous images: skip (default), error, keep")
+    p_conv.add_argument("--allow-empty-masks", action="store_true",
+                        help="accept defect images whose mask has no defect pixel (listed in manifest.json)")
+    p_conv.add_argument("--overwrite", action="store_true", help="replace an existing --out (once the new one is done)")
 
     p_ver = sub.add_parser("verify", help="check an MVTec-layout root")
     p_ver.add_argument("root")
@@ -96,17 +114,28 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _list(adapter) -> int:
+    """Print each category's counts and index notes; 2 if a category does not index (errors on stderr)."""
+    failed = 0
+    for category in adapter.categories():
+        try:
+            index = adapter.index(category)
+        except DataError as exc:
+            failed += 1
+            print(f"error: {category}: {exc}", file=sys.stderr)
+            continue
+        print(f"{category}: {index.counts()}")
+        for note in index.notes:
+            print(f"    {note}")
+    return 2 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the exit status (2 for a data error, with its message on stderr)."""
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "list":
-            adapter = _adapter(args)
-            for category in adapter.categories():
-                try:
-                    print(f"{category}: {adapter.index(category).counts()}")
-                except DataError as exc:
-                    print(f"{category}: ERROR {exc}")
+            return _list(_adapter(args))
         elif args.command == "convert":
             from .convert import convert_to_mvtec
 

@@ -11,8 +11,12 @@ Output (``out_root``)::
 Normals without an official split (folder datasets) are split into train/good and test/good
 by a seeded permutation; official splits (MVTec AD, VisA) are kept (optionally subsampled).
 Masks are read with the adapter's :class:`~stfpm_lib.data.adapters.MaskEncoding` and written as 0/255.
-Every defect must have exactly one mask of its image's size with at least one defect pixel,
-no mask may be left without its image, and all images of a category must share one size.
+Every defect must have exactly one mask of its image's size with at least one defect pixel
+(or, with ``allow_empty_masks``, none: recorded in the manifest's ``empty_masks``), and no mask
+may be left without its image. Images of a category may differ in size (``size_mismatch="allow"``,
+the default: every image is resized to ``image_size`` for the network, each mask is checked against
+its own image, AU-PRO at original resolution uses each image's size); ``"skip"`` keeps only the
+most common size but refuses to drop half of a category or more, ``"error"`` refuses mixed sizes.
 Everything is written into a temporary folder beside ``out_root``, verified by re-indexing
 (:func:`verify_mvtec_root`), and renamed into place: nothing half-written is ever visible.
 """
@@ -54,6 +58,8 @@ class ConversionPlan:
     size_wh: tuple[int, int] | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # "WxH" -> number of images
+    empty_masks: list[str] = field(default_factory=list)  # masks without a defect pixel (allow_empty_masks)
 
     def counts(self) -> dict[str, int]:
         """Planned counts in :meth:`CategoryIndex.counts` form."""
@@ -90,27 +96,37 @@ def _rel(path: Path, root: Path) -> str:
 
 def _size_filter(plan: ConversionPlan, index: AdapterIndex, category: str,
                  size_mismatch: str) -> Callable[[Path], bool]:
-    """Which images to keep: one image size per category (masks are checked against their own image
-    when written). Sets ``plan.size_wh``, records skipped images; ``size_mismatch`` as in :func:`plan_category`."""
+    """Which images to keep (masks are checked against their own image when written). Sets
+    ``plan.size_wh`` (one size, else None) and ``plan.sizes``, records skipped images; ``size_mismatch``
+    as in :func:`plan_category`."""
+    if size_mismatch not in ("error", "skip", "allow"):
+        raise ValueError(f"size_mismatch={size_mismatch!r} must be 'allow', 'skip' or 'error'")
     everything = list(index.train) + list(index.pool) + [s.image_path for s in index.test]
     sizes = {p: image_size_of(p) for p in everything}
     common = Counter(sizes.values()).most_common()
     size = common[0][0]
+    plan.sizes = {f"{w}x{h}": n for (w, h), n in common}
     odd = [p for p in everything if sizes[p] != size]
-    if odd:
+    if odd and size_mismatch == "skip" and 2 * len(odd) >= len(everything):
+        raise DataError(f"category {category!r}: size_mismatch='skip' would leave out {len(odd)} of "
+                        f"{len(everything)} images ({len(odd) / len(everything):.0%}): only {common[0][1]} are "
+                        f"{size[0]}x{size[1]}, the most common of {len(common)} sizes; use size_mismatch='allow' "
+                        f"(the default: every image is resized to image_size)")
+    if odd and size_mismatch != "allow":
         if size_mismatch == "error":
             listed = ", ".join(f"{p} ({sizes[p][0]}x{sizes[p][1]})" for p in odd[:5])
             raise DataError(f"category {category!r}: images of different sizes; most are {size[0]}x{size[1]} but "
-                            f"{len(odd)} differ: {listed} (use size_mismatch='skip' to leave them out)")
+                            f"{len(odd)} differ: {listed} (size_mismatch='allow', the default, accepts them; "
+                            f"'skip' leaves them out)")
         if size_mismatch == "skip":
             for p in odd:
                 plan.skipped.append({"source": _rel(p, index.root),
                                      "reason": f"size {sizes[p][0]}x{sizes[p][1]} differs from the category's "
                                                f"{size[0]}x{size[1]}"})
             plan.changes.append(f"{category}: {len(odd)} image(s) of another size than {size[0]}x{size[1]} left out")
-        elif size_mismatch != "allow":
-            raise ValueError(f"size_mismatch={size_mismatch!r} must be 'error', 'skip' or 'allow'")
-    plan.size_wh = None if size_mismatch == "allow" else size
+    elif odd:
+        plan.changes.append(f"{category}: images of {len(common)} sizes kept as they are ({plan.sizes})")
+    plan.size_wh = None if odd and size_mismatch == "allow" else size
     return (lambda p: True) if size_mismatch == "allow" else (lambda p: sizes[p] == size)
 
 
@@ -142,7 +158,7 @@ def _choose_normals(plan: ConversionPlan, index: AdapterIndex, category: str, ke
 
 def plan_category(
     adapter: DatasetAdapter, category: str, *, n_train: int | None = None, n_test_good: int | None = None,
-    max_defects_per_type: int | None = None, seed: int = 0, size_mismatch: str = "error",
+    max_defects_per_type: int | None = None, seed: int = 0, size_mismatch: str = "allow",
     index: AdapterIndex | None = None,
 ) -> ConversionPlan:
     """Index ``category`` (unless ``index`` is given), check image sizes and choose the files (seeded); writes nothing."""
@@ -216,6 +232,8 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
                             f"{sample.image_path} is {width}x{height}")
         binary = binarize_mask(values, index.mask_encoding)
         n_defect = int(binary.sum())
+        if not n_defect:
+            plan.empty_masks.append(_rel(sample.mask_path, index.root))
         check_mask_has_defect(binary, sample.mask_path, sample.image_path, allow_empty=allow_empty_masks,
                               detail=f" under the rule '{index.mask_encoding.describe()}' (values found: "
                                      f"{np.unique(values).tolist()[:8]}); check mask_polarity / mask_threshold")
@@ -238,20 +256,13 @@ def _verify_category_files(root: Path, category: str, allow_empty_masks: bool) -
     """One category of :func:`verify_mvtec_root` (without the manifest): returns its counts."""
     idx = index_category(root, category)
     folder = root / category
-    images = list(idx.train) + [s.image_path for s in idx.test]
-    sizes = {p: image_size_of(p) for p in images}
-    common = Counter(sizes.values()).most_common(1)[0][0]
-    odd = [p for p in images if sizes[p] != common]
-    if odd:
-        raise DataError(f"{folder}: images of different sizes, e.g. {odd[0]} is {sizes[odd[0]]} "
-                        f"but most are {common}")
     paired = set()
     for sample in idx.test:
         if sample.mask_path is None:
             continue
         paired.add(sample.mask_path.resolve())
         values = read_mask_values(sample.mask_path)
-        size = sizes[sample.image_path]
+        size = image_size_of(sample.image_path)
         if values.shape != (size[1], size[0]):
             raise DataError(f"mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} but its image "
                             f"{sample.image_path} is {size[0]}x{size[1]}")
@@ -293,7 +304,7 @@ def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
     """Check an MVTec-layout dataset; return ``{category: counts}`` or raise :class:`DataError`.
 
     Checks, per category: it indexes (:func:`index_category`: training images, one mask per
-    defect); one image size; each mask has its image's size, only values 0/255 and at least
+    defect); each mask has its image's size (images may differ in size), only values 0/255 and at least
     one 255 (unless ``allow_empty_masks``; default: the manifest's setting, else False); no
     file in ``ground_truth/`` without its image. With ``check_manifest`` (and a
     ``manifest.json``): the counts and the sha256 of every file match, and no file is unlisted.
@@ -367,7 +378,8 @@ def _write_categories(tmp: Path, plans: list[ConversionPlan], image_format: str,
                                 check_polarity)
         manifest_categories[plan.category] = {
             "counts": plan.counts(), "source_counts": plan.index.counts(), "image_size_wh": plan.size_wh,
-            "notes": list(plan.index.notes), "skipped_files": plan.skipped, "files": files,
+            "image_sizes_wh": plan.sizes, "notes": list(plan.index.notes), "skipped_files": plan.skipped,
+            "empty_masks": plan.empty_masks, "files": files,
         }
         if log:
             log(f"{plan.category}: {plan.counts()}")
@@ -395,14 +407,17 @@ def _plan_categories(adapter: DatasetAdapter, names: Sequence[str], normal_only:
 
 
 def _manifest(adapter: DatasetAdapter, plans: list[ConversionPlan], skipped_categories: dict[str, str],
-              conversion: dict[str, Any], manifest_categories: dict[str, Any], image_format: str) -> dict[str, Any]:
-    """The ``manifest.json`` of a converted dataset."""
+              conversion: dict[str, Any], manifest_categories: dict[str, Any], image_format: str,
+              out_root: Path) -> dict[str, Any]:
+    """The ``manifest.json`` of a converted dataset (``source.root_relative``: the source root relative to
+    the folder holding the manifest; no absolute path is written)."""
     changes = _changes(plans, adapter, image_format)
     changes += [f"category {c} skipped: {r}" for c, r in skipped_categories.items()]
     return {
         "format": "MVTec AD layout",
         "created_by": "stfpm_lib.data.convert.convert_to_mvtec",
-        "source": adapter.describe(),
+        "source": {**adapter.describe(),
+                   "root_relative": Path(os.path.relpath(adapter.root.resolve(), out_root.resolve())).as_posix()},
         "mask_rules": {p.category: p.index.mask_encoding.to_dict() for p in plans},
         "conversion": conversion,
         "counts": {p.category: p.counts() for p in plans},
@@ -433,7 +448,7 @@ def convert_to_mvtec(
     max_defects_per_type: int | None = None,
     seed: int = 0,
     image_format: Literal["png", "keep"] = "png",
-    size_mismatch: Literal["error", "skip", "allow"] = "error",
+    size_mismatch: Literal["allow", "skip", "error"] = "allow",
     normal_only: Literal["skip", "error", "keep"] = "skip",
     allow_empty_masks: bool = False,
     check_polarity: bool = True,
@@ -454,10 +469,13 @@ def convert_to_mvtec(
         seed: selection seed (per category, independent of the other categories).
         image_format: ``png`` re-encodes every image losslessly as PNG; ``keep`` copies
             PNG/JPEG files byte for byte (others become PNG).
-        size_mismatch: images of another size than the category's most common one:
-            ``error``, ``skip`` (left out and recorded) or ``allow``.
+        size_mismatch: images of another size than the category's most common one: ``allow``
+            (default; every image is resized to ``image_size`` for the network and each mask must
+            match its own image), ``skip`` (left out and recorded; refused when that would leave
+            out half of a category or more) or ``error``.
         normal_only: categories without anomalous images: ``skip`` (recorded), ``error`` or ``keep``.
-        allow_empty_masks: accept masks with no defect pixel (otherwise an error).
+        allow_empty_masks: accept masks with no defect pixel (otherwise an error); they are
+            listed in the manifest's ``categories.<category>.empty_masks``.
         check_polarity: refuse a category whose median mask marks more than half of its
             image as defect (the sign of an inverted mask polarity).
         compress_level: zlib level of the PNGs (0–9; does not change pixels).
@@ -484,7 +502,8 @@ def convert_to_mvtec(
                       "size_mismatch": size_mismatch, "normal_only": normal_only,
                       "allow_empty_masks": allow_empty_masks, "check_polarity": check_polarity,
                       "compress_level": compress_level}
-        manifest = _manifest(adapter, plans, skipped_categories, conversion, manifest_categories, image_format)
+        manifest = _manifest(adapter, plans, skipped_categories, conversion, manifest_categories, image_format,
+                             out_root)
         atomic_write_text(tmp / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=False) + "\n")
         verified = verify_mvtec_root(tmp, categories=[p.category for p in plans])
         for plan in plans:

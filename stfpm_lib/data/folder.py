@@ -1,13 +1,20 @@
 """Folder datasets: your own directories of normal images, anomalous images and masks.
 
 Layout (names are parameters; each folder parameter may list *candidates*, of which
-exactly one must exist in a category)::
+exactly one must exist in a category; folder names are paths relative to the category and
+may be globs)::
 
     <root>/<category>/<normal_dir>/*.png|jpg|bmp|...          normal images
     <root>/<category>/<defect_dir>/*                            anomalous images of one defect type
     <root>/<category>/<mask_dir>/<mask file>                    their masks
 
-If ``root`` itself contains a normal folder, ``root`` is a single category named after it.
+If ``root`` itself contains a normal folder, ``root`` is a single category named after it:
+one category may gather several top-level folders, e.g. normals in ``MT_Free/Imgs`` and
+each defect type in ``MT_<type>/Imgs`` (``normal_dir="MT_Free/Imgs"``, ``defect_dirs="MT_*/Imgs"``).
+
+Images are the files whose extension is in ``extensions``; masks are found by the template
+among all image files (any extension of :data:`IMAGE_EXTENSIONS`), and a file that is the
+mask of another image is never an image (masks beside their images, also beside the normals).
 
 Mask pairing, explicit and checked on the files: the mask of image ``<stem><ext>`` is the
 file named ``mask_template.format(stem=..., name=..., ext=..., defect_type=...)`` inside the
@@ -62,19 +69,67 @@ def _files(directory: Path, extensions: tuple[str, ...]) -> list[Path]:
                   and not p.name.startswith("."))
 
 
+def _glob_dirs(folder: Path, pattern: str) -> list[Path]:
+    """Sub-folders of ``folder`` matching the relative glob ``pattern`` (hidden ones left out), sorted."""
+    return sorted(p for p in folder.glob(pattern) if p.is_dir()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _wildcards(pattern: str, name: str) -> str:
+    """What the wildcards of the glob component ``pattern`` matched in ``name`` (``MT_*``, ``MT_Crack`` → ``Crack``)."""
+    regex = ""
+    for token in re.findall(r"\[[^\]]*\]|\*|\?|[^*?\[]+", pattern):
+        if token == "*":
+            regex += "(.*)"
+        elif token == "?" or token.startswith("["):  # the name matched the glob already: one character
+            regex += "(.)"
+        else:
+            regex += re.escape(token)
+    match = re.fullmatch(regex, name)
+    return "".join(match.groups()) if match else name
+
+
+def _glob_type(pattern: str, path: Path, folder: Path) -> str:
+    """Defect type of ``path`` found by ``pattern``: what its wildcards matched, components joined by ``_``."""
+    parts = path.relative_to(folder).parts
+    wild = [_wildcards(pat, part) for part, pat in zip(parts, Path(pattern).parts) if _is_glob(pat)]
+    return "_".join(w for w in wild if w) or path.name
+
+
+def _plain_types(paths: Sequence[str]) -> dict[str, str]:
+    """``{defect_type: folder}`` for plain folders: the last path component in which they differ."""
+    split = [Path(p).parts for p in paths]
+    depth = min(len(parts) for parts in split)
+    differ = [i for i in range(-1, -depth - 1, -1) if len({parts[i] for parts in split}) > 1]
+    pos = differ[0] if differ else -1
+    out: dict[str, str] = {}
+    for path, parts in zip(paths, split):
+        name = parts[pos] if len(split) > 1 else parts[-1]
+        if name in out:
+            raise ValueError(f"defect_dirs: {out[name]!r} and {path!r} both give the defect type {name!r}; "
+                             f"pass a mapping {{defect_type: folder}}")
+        out[name] = path
+    return out
+
+
 class FolderAdapter(DatasetAdapter):
     """Your own folders of normal and anomalous images with masks.
 
     Args:
         root: folder of category folders, or one category folder.
-        normal_dir: normal-image folder of a category, or candidates (exactly one must exist).
-        defect_dirs: ``{defect_type: folder or candidates}``; or ``"parent/*"``: every
-            sub-folder of ``parent`` is a defect type; or one folder name (its defect type
-            is its last path component). ``None``: no anomalous images. A missing defect
-            folder means no images of that type (noted in the index).
-        mask_dir: mask folder (or candidates) of a category; may contain ``{defect_type}``.
-            ``None``: masks lie beside their images (then files that are some image's mask
-            are not images).
+        normal_dir: normal-image folder of a category, or candidates (exactly one must exist);
+            a path relative to the category, may be a glob (then every folder it matches holds
+            normal images).
+        defect_dirs: ``{defect_type: folder or candidates}``; or a glob (``"nok/*"``,
+            ``"MT_*/Imgs"``) or a list of globs: every matching folder that is not a normal
+            folder is a defect type, named by the path components the wildcards matched
+            (joined by ``_``); or a folder or a list of folders: the defect type of each is its
+            last path component in which the listed folders differ (one folder: its name).
+            ``None``: no anomalous images. A missing defect folder means no images of that type
+            (noted in the index).
+        mask_dir: mask folder (or candidates) of a category; may contain ``{defect_type}``; or
+            ``{defect_type: folder or candidates}``. ``None``: masks lie beside their images
+            (then files that are some image's mask are not images, in the normal folders too).
         mask_template: mask file name of an image; fields ``{stem}`` (after ``stem_replace``),
             ``{name}``, ``{ext}`` (with the dot), ``{defect_type}``; may be a glob.
         stem_replace: ``[(old, new), ...]`` substring substitutions applied to the stem.
@@ -82,7 +137,8 @@ class FolderAdapter(DatasetAdapter):
             by value (:func:`pair_key`).
         mask_polarity, mask_threshold: the :class:`MaskEncoding` of the masks.
         categories: restrict to these categories (default: every sub-folder of ``root``).
-        extensions: image file extensions (lower case, with the dot).
+        extensions: image file extensions (lower case, with the dot); they select images
+            only: masks are looked up among files of any image extension.
     """
 
     name = "folder"
@@ -92,8 +148,8 @@ class FolderAdapter(DatasetAdapter):
         root: str | os.PathLike,
         *,
         normal_dir: str | Sequence[str] = "good",
-        defect_dirs: Mapping[str, str | Sequence[str]] | str | None = None,
-        mask_dir: str | Sequence[str] | None = None,
+        defect_dirs: Mapping[str, str | Sequence[str]] | str | Sequence[str] | None = None,
+        mask_dir: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
         mask_template: str = "{stem}_mask.png",
         stem_replace: Sequence[Sequence[str]] = (),
         ignore_leading_zeros: bool = False,
@@ -106,13 +162,10 @@ class FolderAdapter(DatasetAdapter):
         if not self.root.is_dir():
             raise DataError(f"folder dataset root {self.root} does not exist or is not a directory")
         self.normal_dir = _as_tuple(normal_dir)
-        if defect_dirs is None:
-            self.defect_dirs: dict[str, tuple[str, ...]] | str = {}
-        elif isinstance(defect_dirs, str):
-            self.defect_dirs = defect_dirs if defect_dirs.endswith("/*") else {Path(defect_dirs).name: (defect_dirs,)}
-        else:
-            self.defect_dirs = {str(k): _as_tuple(v) for k, v in defect_dirs.items()}
-        self.mask_dir = None if mask_dir is None else _as_tuple(mask_dir)
+        self.defect_dirs = _defect_dirs_param(defect_dirs)
+        self.mask_dir: tuple[str, ...] | dict[str, tuple[str, ...]] | None = (
+            None if mask_dir is None else {str(k): _as_tuple(v) for k, v in mask_dir.items()}
+            if isinstance(mask_dir, Mapping) else _as_tuple(mask_dir))
         try:
             mask_template.format(**_TEMPLATE_FIELDS)
         except (KeyError, IndexError, ValueError) as exc:
@@ -127,7 +180,14 @@ class FolderAdapter(DatasetAdapter):
 
     # -- discovery -----------------------------------------------------------------------------
     def _single(self) -> bool:
-        return any((self.root / d).is_dir() for d in self.normal_dir)
+        return bool(self._present(self.root, self.normal_dir))
+
+    @staticmethod
+    def _present(folder: Path, candidates: tuple[str, ...]) -> list[tuple[str, list[Path]]]:
+        """The candidates that exist under ``folder``, with their folders (a glob: all it matches)."""
+        found = [(c, _glob_dirs(folder, c) if _is_glob(c) else [folder / c] if (folder / c).is_dir() else [])
+                 for c in candidates]
+        return [(c, dirs) for c, dirs in found if dirs]
 
     def categories(self) -> list[str]:
         """Category names: ``categories`` if given, else the root's sub-folders (or the root itself)."""
@@ -146,26 +206,43 @@ class FolderAdapter(DatasetAdapter):
         """The folder of ``category``."""
         return self.root if self._single() and category == self.root.name else self.root / category
 
-    def _pick(self, folder: Path, candidates: tuple[str, ...], what: str, required: bool) -> Path | None:
-        present = [folder / c for c in candidates if (folder / c).is_dir()]
+    def _pick_all(self, folder: Path, candidates: tuple[str, ...], what: str) -> list[Path]:
+        """The folders of the one candidate that exists (a glob candidate: every folder it matches)."""
+        present = self._present(folder, candidates)
         if len(present) > 1:
-            raise DataError(f"{folder}: several {what} folders exist {[p.name for p in present]}; "
+            raise DataError(f"{folder}: several {what} folders exist {[c for c, _ in present]}; "
                             f"keep one or pass a single name")
+        if not present:
+            raise DataError(f"{folder}: no {what} folder; looked for {list(candidates)}")
+        return present[0][1]
+
+    def _pick(self, folder: Path, candidates: tuple[str, ...], what: str, required: bool) -> Path | None:
+        present = self._present(folder, candidates)
+        if len(present) > 1 or (present and len(present[0][1]) > 1):
+            names = [d.relative_to(folder).as_posix() for _, dirs in present for d in dirs]
+            raise DataError(f"{folder}: several {what} folders exist {names}; keep one or pass a single name")
         if not present:
             if required:
                 raise DataError(f"{folder}: no {what} folder; looked for {list(candidates)}")
             return None
-        return present[0]
+        return present[0][1][0]
 
-    def _defect_folders(self, folder: Path) -> tuple[dict[str, Path], list[str]]:
+    def _defect_folders(self, folder: Path, normal_folders: Sequence[Path]) -> tuple[dict[str, Path], list[str]]:
         notes: list[str] = []
-        if isinstance(self.defect_dirs, str):
-            parent = folder / self.defect_dirs[:-2]
-            if not parent.is_dir():
-                notes.append(f"no defect folder {parent.relative_to(self.root)}")
-                return {}, notes
-            return {p.name: p for p in sorted(parent.iterdir()) if p.is_dir() and not p.name.startswith(".")}, notes
-        out: dict[str, Path] = {}
+        if isinstance(self.defect_dirs, tuple):  # globs: every matching folder that is not a normal folder
+            out = {}
+            for pattern in self.defect_dirs:
+                matches = [p for p in _glob_dirs(folder, pattern) if p not in normal_folders]
+                if not matches:
+                    notes.append(f"{folder.name}: no defect folder matches {pattern!r}")
+                for path in matches:
+                    name = _glob_type(pattern, path, folder)
+                    if name in out:
+                        raise DataError(f"{folder}: {out[name]} and {path} both give the defect type {name!r} "
+                                        f"(defect_dirs {list(self.defect_dirs)}); pass a mapping {{type: folder}}")
+                    out[name] = path
+            return out, notes
+        out = {}
         for defect_type, candidates in self.defect_dirs.items():
             chosen = self._pick(folder, candidates, f"defect ({defect_type})", required=False)
             if chosen is None:
@@ -189,14 +266,15 @@ class FolderAdapter(DatasetAdapter):
 
     def _match(self, image: Path, defect_type: str, names: list[str], mask_folder: Path) -> str | None:
         wanted = self.mask_name(image, defect_type)
+        own = image.name if image.parent == mask_folder else None  # an image is never its own mask
         if _is_glob(self.mask_template):
-            hits = [n for n in names if fnmatch.fnmatchcase(n, wanted)]
+            hits = [n for n in names if fnmatch.fnmatchcase(n, wanted) and n != own]
             if not hits and self.ignore_leading_zeros:
-                hits = [n for n in names if fnmatch.fnmatchcase(pair_key(n), pair_key(wanted))]
+                hits = [n for n in names if fnmatch.fnmatchcase(pair_key(n), pair_key(wanted)) and n != own]
         else:
-            hits = [wanted] if wanted in names else []
+            hits = [wanted] if wanted in names and wanted != own else []
             if not hits and self.ignore_leading_zeros:
-                hits = [n for n in names if pair_key(n) == pair_key(wanted)]
+                hits = [n for n in names if pair_key(n) == pair_key(wanted) and n != own]
         if len(hits) > 1:
             raise DataError(f"image {image} pairs with several masks in {mask_folder}: {hits} "
                             f"(template {self.mask_template!r})")
@@ -205,10 +283,66 @@ class FolderAdapter(DatasetAdapter):
     def _mask_folder(self, folder: Path, defect_type: str, defect_folder: Path) -> Path:
         if self.mask_dir is None:
             return defect_folder
-        candidates = tuple(c.format(defect_type=defect_type) for c in self.mask_dir)
-        chosen = self._pick(folder, candidates, f"mask ({defect_type})", required=True)
+        if isinstance(self.mask_dir, dict):
+            if defect_type not in self.mask_dir:
+                raise DataError(f"{folder}: mask_dir has no folder for the defect type {defect_type!r} "
+                                f"(it has {sorted(self.mask_dir)})")
+            candidates = self.mask_dir[defect_type]
+        else:
+            candidates = tuple(c.format(defect_type=defect_type) for c in self.mask_dir)
+        try:
+            chosen = self._pick(folder, candidates, f"mask ({defect_type})", required=True)
+        except DataError as exc:
+            raise DataError(f"{exc} (mask_dir lists candidates of which one must exist; one mask folder per "
+                            f"defect type: put '{{defect_type}}' in mask_dir; masks beside their images: "
+                            f"mask_dir=None)") from exc
         assert chosen is not None
         return chosen
+
+    def _images(self, folder: Path, defect_type: str, masks_here: bool) -> tuple[list[Path], list[str], set[str]]:
+        """``(images, mask names, masks taken out)`` of ``folder``: images have an extension of
+        ``extensions``; mask names are the image files of any extension; with ``masks_here`` a file that
+        is another image's mask (by the template) is a mask, not an image."""
+        names = [p.name for p in _files(folder, IMAGE_EXTENSIONS + self.extensions)]
+        images = _files(folder, self.extensions)
+        if not masks_here:
+            return images, names, set()
+        as_masks = {self._match(img, defect_type, names, folder) for img in images} - {None}
+        return [img for img in images if img.name not in as_masks], names, as_masks  # type: ignore[misc]
+
+    def _no_mask(self, image: Path, defect_type: str, mask_folder: Path) -> DataError:
+        """The error for a defect image without mask; says why an expected file that exists was not taken."""
+        wanted = mask_folder / self.mask_name(image, defect_type)
+        why = ""
+        if not _is_glob(self.mask_template) and (wanted.exists() or wanted.is_symlink()):
+            if wanted == image:
+                why = ("; that is the image itself: the template maps the image onto its own name (masks beside "
+                       "images need another name or extension, e.g. '{stem}_mask.png')")
+            elif wanted.is_dir():
+                why = "; it exists but is a folder"
+            elif wanted.name.startswith("."):
+                why = "; it exists but is a hidden file (name starts with '.')"
+            elif wanted.suffix.lower() not in IMAGE_EXTENSIONS + self.extensions:
+                why = f"; it exists but {wanted.suffix!r} is not an image file extension {list(IMAGE_EXTENSIONS)}"
+            elif not wanted.is_file():
+                why = "; it is a broken link"
+        return DataError(f"defect image {image} has no mask: expected {wanted}{why} (template "
+                         f"{self.mask_template!r}, stem_replace {list(self.stem_replace)})")
+
+    def _normals(self, folder: Path, category: str) -> tuple[tuple[Path, ...], list[str]]:
+        """The normal images of ``category`` (every normal folder) and the index notes about them."""
+        normal_folders = self._pick_all(folder, self.normal_dir, "normal-image")
+        normals: list[Path] = []
+        notes = []
+        for normal_folder in normal_folders:
+            images, _, masks = self._images(normal_folder, "good", masks_here=self.mask_dir is None)
+            normals += images
+            notes.append(f"{category}: normal images from {normal_folder.relative_to(self.root)}"
+                         + (f" ({len(masks)} file(s) there are masks by the template, not images)" if masks else ""))
+        if not normals:
+            raise DataError(f"empty class {category!r}: no normal images in "
+                            f"{', '.join(str(f) for f in normal_folders)} (extensions {list(self.extensions)})")
+        return tuple(normals), notes
 
     # -- index ---------------------------------------------------------------------------------
     def index(self, category: str) -> AdapterIndex:
@@ -216,14 +350,8 @@ class FolderAdapter(DatasetAdapter):
         an empty class, a defect image without a mask, or a mask that pairs with no image."""
         self._check_category(category)
         folder = self.category_dir(category)
-        normal_folder = self._pick(folder, self.normal_dir, "normal-image", required=True)
-        assert normal_folder is not None
-        normals = tuple(_files(normal_folder, self.extensions))
-        if not normals:
-            raise DataError(f"empty class {category!r}: no normal images in {normal_folder} "
-                            f"(extensions {list(self.extensions)})")
-        notes = [f"{category}: normal images from {normal_folder.relative_to(self.root)}"]
-        defect_folders, more = self._defect_folders(folder)
+        normals, notes = self._normals(folder, category)
+        defect_folders, more = self._defect_folders(folder, sorted({p.parent for p in normals}))
         notes += more
         defects: list[Sample] = []
         claimed: dict[Path, set[str]] = {}
@@ -231,43 +359,44 @@ class FolderAdapter(DatasetAdapter):
             mask_folder = self._mask_folder(folder, defect_type, defect_folder)
             notes.append(f"{category}/{defect_type}: images from {defect_folder.relative_to(self.root)}, "
                          f"masks from {mask_folder.relative_to(self.root)}")
-            mask_names = [p.name for p in _files(mask_folder, self.extensions)]
-            images = _files(defect_folder, self.extensions)
-            if mask_folder == defect_folder:
-                as_masks = {self._match(img, defect_type, mask_names, mask_folder) for img in images}
-                images = [img for img in images if img.name not in as_masks]
+            images, _, _ = self._images(defect_folder, defect_type, masks_here=mask_folder == defect_folder)
+            mask_names = self._images(mask_folder, defect_type, masks_here=False)[1]
             if not images:
                 raise DataError(f"defect folder {defect_folder} has no images (extensions {list(self.extensions)})")
             used = claimed.setdefault(mask_folder, set())
             for image in images:
                 hit = self._match(image, defect_type, mask_names, mask_folder)
                 if hit is None:
-                    raise DataError(f"defect image {image} has no mask: expected "
-                                    f"{mask_folder / self.mask_name(image, defect_type)} (template "
-                                    f"{self.mask_template!r}, stem_replace {list(self.stem_replace)})")
+                    raise self._no_mask(image, defect_type, mask_folder)
                 if hit in used:
                     raise DataError(f"mask {mask_folder / hit} pairs with more than one image (second: {image})")
                 used.add(hit)
                 defects.append(Sample(image, 1, defect_type, mask_folder / hit))
+        self._check_unpaired(claimed, defects, normals)
+        defects.sort(key=lambda s: str(s.image_path))
+        return AdapterIndex(adapter=self.name, root=self.root, category=category, train=(), test=tuple(defects),
+                            pool=normals, mask_encoding=self.mask_encoding, notes=tuple(notes))
+
+    def _check_unpaired(self, claimed: Mapping[Path, set[str]], defects: Sequence[Sample],
+                        normals: Sequence[Path]) -> None:
+        """Every image file of a mask folder is a defect image, a normal image or the mask of one image."""
         normal_set = {p.resolve() for p in normals}
         for mask_folder, used in claimed.items():
             images_here = {s.image_path.name for s in defects if s.image_path.parent == mask_folder}
-            extra = [n for n in (p.name for p in _files(mask_folder, self.extensions))
+            extra = [n for n in self._images(mask_folder, "", masks_here=False)[1]
                      if n not in used and n not in images_here and (mask_folder / n).resolve() not in normal_set]
             if extra:
                 raise DataError(f"mask folder {mask_folder}: {len(extra)} mask(s) pair with no image, e.g. "
                                 f"{mask_folder / extra[0]} (template {self.mask_template!r})")
-        defects.sort(key=lambda s: str(s.image_path))
-        return AdapterIndex(adapter=self.name, root=self.root, category=category, train=(), test=tuple(defects),
-                            pool=normals, mask_encoding=self.mask_encoding, notes=tuple(notes))
 
     def params(self) -> dict[str, Any]:
         """JSON-safe parameters."""
         return {
             "normal_dir": list(self.normal_dir),
-            "defect_dirs": self.defect_dirs if isinstance(self.defect_dirs, str)
+            "defect_dirs": list(self.defect_dirs) if isinstance(self.defect_dirs, tuple)
             else {k: list(v) for k, v in self.defect_dirs.items()},
-            "mask_dir": None if self.mask_dir is None else list(self.mask_dir),
+            "mask_dir": None if self.mask_dir is None else {k: list(v) for k, v in self.mask_dir.items()}
+            if isinstance(self.mask_dir, dict) else list(self.mask_dir),
             "mask_template": self.mask_template,
             "stem_replace": [list(p) for p in self.stem_replace],
             "ignore_leading_zeros": self.ignore_leading_zeros,
@@ -276,6 +405,26 @@ class FolderAdapter(DatasetAdapter):
             "categories": self._categories,
             "extensions": list(self.extensions),
         }
+
+
+def _defect_dirs_param(defect_dirs: Any) -> dict[str, tuple[str, ...]] | tuple[str, ...]:
+    """``defect_dirs`` as ``{defect_type: candidates}``, or a tuple of globs (see :class:`FolderAdapter`)."""
+    if defect_dirs is None:
+        return {}
+    if isinstance(defect_dirs, (str, os.PathLike)):
+        text = os.fspath(defect_dirs)
+        return (text,) if _is_glob(text) else {Path(text).name: (text,)}
+    if isinstance(defect_dirs, Mapping):
+        return {str(k): _as_tuple(v) for k, v in defect_dirs.items()}
+    if isinstance(defect_dirs, (list, tuple)) and defect_dirs and all(isinstance(v, str) for v in defect_dirs):
+        globs = [v for v in defect_dirs if _is_glob(v)]
+        if len(globs) == len(defect_dirs):
+            return tuple(defect_dirs)
+        if not globs:
+            return {k: (v,) for k, v in _plain_types(list(defect_dirs)).items()}
+        raise ValueError(f"defect_dirs={list(defect_dirs)!r} mixes globs and plain folders; use one kind")
+    raise ValueError(f"defect_dirs={defect_dirs!r} must be a folder, a glob, a list of folders or of globs, or a "
+                     f"mapping {{defect_type: folder}}")
 
 
 # --- PIPED -------------------------------------------------------------------------------------

@@ -331,7 +331,9 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     subnormal = n_subnormal / maps.size
     if maps_dtype == "float16" and subnormal > 0.01:
         warnings.warn(f"{category} {split}: {subnormal:.1%} of the anomaly-map values are below 6.1e-5, where "
-                      f"float16 loses precision; consider predict(..., maps_dtype='float32')", stacklevel=2)
+                      f"float16 loses precision; store float32 maps instead: predict(..., maps_dtype='float32'), "
+                      f"'stfpm predict' without --float16 (the notebooks and the batch runner always store float32)",
+                      stacklevel=2)
 
     info = _predictions_meta(split, checkpoint_path, meta["epoch"], run_cfg, dev, maps_dtype, subnormal, batch_size,
                              {"n_images": len(samples), "network_and_map_s": t_net, "total_s": t_all,

@@ -161,7 +161,8 @@ def _resolve_imagenet(backbone: str, member: str, *, progress: bool) -> TeacherW
                 f"ImageNet weights for {backbone} ({type(weights).__name__}.{weights.name}) are not cached "
                 f"and could not be downloaded ({type(exc).__name__}: {exc}). Put the file {file_name} "
                 f"(from {weights.url}) into {directory} (torch.hub.get_dir()/checkpoints; set TORCH_HOME to move "
-                f"it), or pass teacher_weights=<path to a .pth state dict>."
+                f"it), or pass teacher_weights=<path to a .pth state dict>. To check the pipeline without them: "
+                f"teacher_weights=random (-p teacher_weights random; results are not comparable with the paper)."
             ) from exc
         except RuntimeError as exc:  # torch.hub's hash check of a fresh download
             raise WeightsFileError(f"downloaded {file_name} failed its integrity check: {exc}") from exc

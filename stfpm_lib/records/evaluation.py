@@ -390,8 +390,19 @@ def _dataset_dict(dataset: Any) -> dict[str, Any]:
     return _json_safe(ds, "dataset")
 
 
+def _per_defect_dict(table: Any) -> dict[str, dict[str, float | int | None]]:
+    """``{defect_type: {column: value}}`` of a per-defect-type DataFrame (index = type) or mapping."""
+    if isinstance(table, pd.DataFrame):
+        table = {str(name): row.to_dict() for name, row in table.iterrows()}
+    if not isinstance(table, Mapping):
+        raise ValueError(f"per_defect_type must be a DataFrame indexed by defect type or a mapping; "
+                         f"got {type(table).__name__}")
+    return {str(k): _metrics_dict(v) for k, v in table.items()}
+
+
 def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], config: Any, teacher_weights: Any,
-                       dataset: Any, wall_time_s: float, extra: Mapping[str, Any] | None = None) -> Path:
+                       dataset: Any, wall_time_s: float, extra: Mapping[str, Any] | None = None,
+                       per_defect_type: Any = None) -> Path:
     """Write ``metrics.json`` atomically and return its path.
 
     Records the metrics (non-finite values as ``null``), the config (``STFPMConfig`` or dict), the
@@ -399,7 +410,9 @@ def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], c
     ``path`` when missing and required unless the teacher is random), the dataset (root, category,
     per-split file counts; counted from disk when not given), the wall time in seconds, the
     environment (:func:`stfpm_lib.records.provenance.environment_info`) and ``extra`` (by convention
-    ``train_time_s``, ``best_epoch``, ``predictions`` ...).
+    ``train_time_s``, ``best_epoch``, ``predictions`` ...). ``per_defect_type`` (optional; the
+    :attr:`Evaluation.per_defect_type` DataFrame) is written under the key ``per_defect_type`` as
+    ``{defect_type: {"n_anomalous": n, "n_normal": n, "<metric>": value, ...}}``, last ``"(all)"``.
     """
 
     wall = float(wall_time_s)
@@ -415,6 +428,8 @@ def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], c
         "environment": _json_safe(environment_info(), "environment"),
         "extra": _json_safe(dict(extra or {}), "extra"),
     }
+    if per_defect_type is not None:
+        record["per_defect_type"] = _per_defect_dict(per_defect_type)
     text = json.dumps(record, indent=2, allow_nan=False) + "\n"
     return atomic_write_text(path, text)
 
@@ -423,7 +438,7 @@ def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a ``metrics.json``; metric ``null`` values come back as NaN.
 
     Raises :class:`MetricsFileError` naming the file for a missing file, invalid JSON, another
-    schema, missing keys or non-numeric metrics.
+    schema, missing keys or non-numeric metrics (``per_defect_type`` values included, when present).
     """
     path = Path(path)
     if not path.is_file():
@@ -442,11 +457,18 @@ def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
     metrics = record["metrics"]
     if not isinstance(metrics, dict):
         raise MetricsFileError(f"{path}: 'metrics' must be an object")
-    for key, value in metrics.items():
-        if value is None:
-            metrics[key] = float("nan")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise MetricsFileError(f"{path}: metrics[{key!r}]={value!r} is not a number")
+    tables = [("metrics", metrics)]
+    per_type = record.get("per_defect_type")
+    if per_type is not None:
+        if not isinstance(per_type, dict) or not all(isinstance(v, dict) for v in per_type.values()):
+            raise MetricsFileError(f"{path}: 'per_defect_type' must map each defect type to an object of metrics")
+        tables += [(f"per_defect_type[{name!r}]", values) for name, values in per_type.items()]
+    for where, values in tables:
+        for key, value in values.items():
+            if value is None:
+                values[key] = float("nan")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise MetricsFileError(f"{path}: {where}[{key!r}]={value!r} is not a number")
     tw = record["teacher_weights"]
     if not isinstance(tw, dict) or tw.get("source") not in TEACHER_SOURCES:
         raise MetricsFileError(f"{path}: teacher_weights.source must be one of {list(TEACHER_SOURCES)}; got {tw!r}")

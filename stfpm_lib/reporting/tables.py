@@ -8,6 +8,9 @@ A run directory holds one ``<category>/metrics.json`` per category (see
   rescaled PRO, image/pixel F1, image/pixel AP and pixel IoU-max (when the files have them)
   and training time per category, with means over all categories, textures and objects;
 * ``f1``: image/pixel F1 at the best threshold and at the validation-normal threshold;
+* ``per_defect_type``: per category and defect type (each type's anomalous images against all
+  normal test images; ``(all)``: every anomalous image), every metric the ``metrics.json`` files
+  hold under ``per_defect_type`` (also ``per_defect_type.csv`` machine-readable);
 * ``compare_<metric>``: this run side by side with every published source that reports
   ``<metric>`` (MVTec categories only), with the difference ours − published.
 
@@ -39,7 +42,8 @@ from ..records.io import atomic_write_text
 from .published import load_published, source_labels
 
 __all__ = [
-    "ReportError", "MAIN_METRICS", "EXTRA_METRICS", "METRIC_LABELS", "category_group", "collect_run", "results_table", "f1_table",
+    "ReportError", "MAIN_METRICS", "EXTRA_METRICS", "METRIC_LABELS", "category_group", "collect_run",
+    "collect_per_defect_type", "results_table", "f1_table", "per_defect_type_table",
     "comparison_table", "write_tables", "format_markdown", "format_latex", "main",
 ]
 
@@ -167,6 +171,22 @@ def collect_run(run_dir: str | Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def collect_per_defect_type(run_dir: str | Path) -> pd.DataFrame:
+    """One row per (category, defect type) of the ``per_defect_type`` entries of ``<run_dir>/<category>/metrics.json``.
+
+    Columns: category, defect_type, teacher_weights (source), then every column of the entries in
+    the order the files give them (``n_anomalous``, ``n_normal``, ``image_auroc``, ...; NaN where a
+    file lacks one). Categories in :func:`collect_run` order; empty when no file has the entry.
+    """
+    rows = []
+    for path in sorted(Path(run_dir).glob("*/metrics.json"), key=lambda p: _category_sort_key(p.parent.name)):
+        record = read_metrics_json(path)
+        for defect_type, values in (record.get("per_defect_type") or {}).items():
+            rows.append({"category": path.parent.name, "defect_type": defect_type,
+                         "teacher_weights": record["teacher_weights"].get("source"), **values})
+    return pd.DataFrame(rows)
+
+
 def _is_random(df: pd.DataFrame) -> bool:
     return bool((df["teacher_weights"] == "random").any())
 
@@ -211,7 +231,7 @@ def _metric_table(df: pd.DataFrame, name: str, title: str, columns: Sequence[str
     """Per-category values of ``columns`` plus the mean rows; times with 1 decimal, metrics with 4."""
     body = df[["category", "group", *columns]]
     data = pd.concat([body, _means(body, columns)], ignore_index=True)
-    if (df["group"] == "other").any():
+    if (df["group"] == "other").any() and len(df) > 1:
         notes = notes + [f"'mean' is over all {len(df)} categories of the run, including non-MVTec ones."]
     if _is_random(df):
         title += f": {_random_label()}"
@@ -372,6 +392,27 @@ def format_latex(title: str, headers: Sequence[str], cells: Sequence[Sequence[st
     return "\n".join(lines) + "\n"
 
 
+def per_defect_type_table(per_type: pd.DataFrame, run_name: str = "run") -> _Table | None:
+    """Per category and defect type: the counts and every metric column of :func:`collect_per_defect_type`
+    (``None`` when it is empty); metrics with 4 decimals."""
+    if per_type.empty:
+        return None
+    columns = [c for c in per_type.columns if c not in ("category", "defect_type", "teacher_weights")]
+    data = per_type.drop(columns="teacher_weights")
+    title = f"Per defect type, run {run_name}"
+    if _is_random(per_type):
+        title += f": {_random_label()}"
+        data.insert(0, "warning", _random_label())
+    headers = ["Category", "Defect type"] + [{"n_anomalous": "Anomalous", "n_normal": "Normal"}.get(c) or
+                                             METRIC_LABELS.get(c, c) for c in columns]
+    cells = [[str(r["category"]), str(r["defect_type"])]
+             + [str(int(r[c])) if c.startswith("n_") and math.isfinite(r[c]) else _fmt(r[c], 4) for c in columns]
+             for _, r in data.iterrows()]
+    notes = ["Each defect type's anomalous images against all normal test images of its category; "
+             "'(all)': every anomalous image (the results table's values)."]
+    return _Table("per_defect_type", title, data, headers, cells, ["l", "l"] + ["r"] * len(columns), len(data), notes)
+
+
 def _label(run_name: str, table: str) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-:._" else "-" for ch in f"{run_name}-{table}")
     return f"tab:{safe}"
@@ -391,6 +432,9 @@ def write_tables(run_dir: str | Path, out_dir: str | Path | None = None) -> list
     f1 = f1_table(df, run_name)
     if f1 is not None:
         tables.append(f1)
+    per_type = per_defect_type_table(collect_per_defect_type(run_dir), run_name)
+    if per_type is not None:
+        tables.append(per_type)
     for metric in _COMPARABLE:
         table = comparison_table(df, metric, run_name)
         if table is not None:

@@ -165,7 +165,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(ev.per_defect_type.to_string(float_format=lambda v: f"{v:.4f}"))
     if args.json:
         write_metrics_json(args.json, metrics=ev.metrics, config=pred.config, teacher_weights=pred.teacher_weights,
-                           dataset=pred.dataset, wall_time_s=elapsed,
+                           dataset=pred.dataset, wall_time_s=elapsed, per_defect_type=ev.per_defect_type,
                            extra={"predictions": str(args.predictions), "mask_rule": ev.mask_rule,
                                   "val_predictions": str(val_path) if use_val else None})
     return 0

@@ -19,7 +19,7 @@ from ..config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differen
 __all__ = [
     "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
     "config_from_namespace", "resolve_notebook_data_root", "resolve_category", "resolve_out_dir", "teacher_label",
-    "counts_table", "epoch_logger", "check_checkpoint_config", "evaluate_category", "run_category",
+    "counts_table", "epoch_logger", "check_checkpoint_config", "expected_config", "evaluate_category", "run_category",
     "CategoryEvaluation", "plot_dataset_examples",
 ]
 
@@ -144,8 +144,9 @@ def check_checkpoint_config(checkpoint_config: Mapping[str, Any], cfg: STFPMConf
     diff = [f"{k}: trained with {a!r}, notebook has {b!r}"
             for k, a, b in config_differences(checkpoint_config, cfg.to_dict())]
     if diff:
-        raise ValueError(f"{where} was trained with another config ({'; '.join(diff)}); "
-                         "rerun 02_train with these parameters or evaluate with the training parameters")
+        raise ValueError(f"{where} was trained with another config ({len(diff)} difference(s): {'; '.join(diff)}); "
+                         "rerun 02_train with these parameters, or evaluate with the training parameters "
+                         "(parameters left None, and preset None, take the checkpoint's)")
 
 
 @dataclass
@@ -161,17 +162,31 @@ class CategoryEvaluation:
     train_time_s: float
 
 
+def expected_config(checkpoint_config: Mapping[str, Any], preset: str | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> STFPMConfig | None:
+    """The config an evaluation asks for: ``None`` (the checkpoint's) when neither ``preset`` nor
+    ``overrides`` is given; else ``preset`` (default: the checkpoint's config) updated by ``overrides``."""
+    if not preset and not overrides:
+        return None
+    if preset:
+        return STFPMConfig.from_preset(preset, **dict(overrides or {}))
+    return STFPMConfig.from_dict({**checkpoint_config, **dict(overrides or {})})
+
+
 def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike | None = None,
                       category: str | None = None, *, cfg: STFPMConfig | None = None,
-                      original_resolution: bool = False) -> CategoryEvaluation:
+                      original_resolution: bool = False, preset: str | None = None,
+                      overrides: Mapping[str, Any] | None = None) -> CategoryEvaluation:
     """Predict test and validation images with ``out_dir/checkpoint.pt``, evaluate, write ``metrics.json``.
 
     Files written in ``out_dir``: ``predictions_test.npz`` (the cached anomaly maps, (N, S, S)
     float32: every metric comes from them), ``predictions_val.npz`` (held-out normals, for the validation-threshold F1),
     ``per_image.npz`` (image scores, labels and pixel-score histograms for bootstrap statistics) and
-    ``metrics.json`` (metrics, config, teacher weights with sha256, dataset root and file counts,
+    ``metrics.json`` (metrics, per-defect-type metrics, config, teacher weights with sha256, dataset root and file counts,
     package versions, ``wall_time_s`` = training + evaluation seconds; ``extra`` has both parts).
-    ``cfg`` (optional) must match the checkpoint's config (runtime fields aside).
+    ``cfg`` (optional) must match the checkpoint's config (runtime fields aside); without it,
+    ``preset`` and ``overrides`` (a notebook's parameters, see :func:`expected_config`) must, and
+    without those the checkpoint's config is used. Every mismatch is reported at once.
     """
     from ..records.evaluation import PER_IMAGE_NAME, evaluate_predictions, write_metrics_json, write_per_image
     from ..engine.inference import load_predictions, predict
@@ -183,7 +198,8 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     if not ckpt.is_file():
         raise FileNotFoundError(f"no trained model at {ckpt}: run 02_train.ipynb for this category first")
     start = time.perf_counter()
-    _, ckpt_cfg, meta = load_checkpoint(ckpt, expect=cfg)
+    _, ckpt_cfg, meta = load_checkpoint(ckpt)
+    cfg = cfg if cfg is not None else expected_config(meta["config"], preset, overrides)
     if cfg is not None:
         check_checkpoint_config(meta["config"], cfg, where=str(ckpt))
     test_path = predict(ckpt, data_root, category, out / PREDICTIONS_TEST, split="test", maps_dtype="float32")
@@ -197,7 +213,7 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     metrics_path = write_metrics_json(
         out / METRICS_NAME, metrics=evaluation.metrics, config=predictions.config,
         teacher_weights=predictions.teacher_weights, dataset=predictions.dataset,
-        wall_time_s=train_time + eval_time,
+        wall_time_s=train_time + eval_time, per_defect_type=evaluation.per_defect_type,
         extra={
             "train_time_s": train_time, "eval_time_s": eval_time, "best_epoch": int(meta["epoch"]),
             "epochs_trained": int(meta.get("epochs_trained", ckpt_cfg.epochs)),

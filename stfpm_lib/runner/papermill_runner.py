@@ -11,7 +11,7 @@ Command line (``python -m stfpm_lib.batch``)::
 Layout of a run (``<results-dir>/<run-name>``, default ``results/runs/<run-name>``)::
 
     run.json                    preset, overrides, data root, notebooks, categories (the run's config)
-    <category>/.lock            held (flock) while a runner writes this category
+    <category>/.lock            held (flock) while a runner writes this category (removed afterwards)
     <category>/<nb>.ipynb       the executed notebook (audit trail), renamed into place on success
     <category>/<nb>.failed.ipynb  the executed notebook of a failure (with the traceback)
     <category>/<nb>.log         the kernel's stdout/stderr, streamed while it runs
@@ -239,16 +239,31 @@ def _run_record(preset: str, overrides: Mapping[str, Any], data_root: Path, note
 _COMPARED = ("preset", "overrides", "data_root")
 
 
-@contextlib.contextmanager
-def _flock(path: Path, *, wait: bool) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+def _locked_handle(path: Path, wait: bool):
+    """``path`` opened and exclusively flocked; retried when the file was removed by its previous holder
+    between our open and our lock (the lock must be on the file the path names now)."""
+    while True:
+        handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError as exc:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            handle.close()
             raise BatchError(f"{path.parent} is being written by {holder} (lock {path})") from exc
+        try:
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()
+
+
+@contextlib.contextmanager
+def _flock(path: Path, *, wait: bool) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (``wait=False``: :class:`BatchError` if held); the file is removed on release."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked_handle(path, wait) as handle:
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
@@ -256,6 +271,7 @@ def _flock(path: Path, *, wait: bool) -> Iterator[None]:
         try:
             yield
         finally:
+            path.unlink(missing_ok=True)  # while still locked: a waiting process then retries on a new file
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -365,6 +381,14 @@ def _ensure_importable() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
 
 
+def _kernel_config():
+    """The kernels' traitlets config: IPC transport where the OS has Unix sockets (the setting ipykernel's
+    "Kernel is running over TCP without encryption" warning names; local kernels need no TCP port)."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
 def _execute(nb_path: Path, out_dir: Path, params: dict, job: _Job) -> StepResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -383,7 +407,7 @@ def _execute(nb_path: Path, out_dir: Path, params: dict, job: _Job) -> StepResul
             papermill.execute_notebook(
                 str(nb_path), str(tmp), parameters=params, kernel_name=job.kernel_name,
                 progress_bar=False, log_output=job.log_output, stdout_file=log, stderr_file=log,
-                cwd=str(out_dir), execution_timeout=job.execution_timeout,
+                cwd=str(out_dir), execution_timeout=job.execution_timeout, config=_kernel_config(),
             )
         except PapermillExecutionError as exc:
             error = f"{exc.ename}: {exc.evalue}".strip()

@@ -198,6 +198,21 @@ def test_evaluate_writes_metrics_json(executed):
     assert int(stats.hist_normal.sum() + stats.hist_defect.sum()) == pred.maps.size
 
 
+def test_evaluate_alone_takes_the_checkpoint_config_and_lists_every_mismatch(executed, tmp_path):
+    import shutil
+
+    shutil.copy(executed["cat_dir"] / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    res = evaluate_category(tmp_path, executed["root"], "brick")  # no parameters: the checkpoint's config
+    assert (res.predictions.config["epochs"], res.predictions.config["image_size"]) == (1, 64)
+    assert set(json.loads(res.metrics_path.read_text())["per_defect_type"]) == {"blob", "scratch", "(all)"}
+    given = {"epochs": 3, "image_size": 32, "teacher_weights": "imagenet"}
+    with pytest.raises(ValueError, match=r"3 difference\(s\): image_size: trained with 64, notebook has 32; "
+                                        r"teacher_weights: trained with 'random', notebook has 'imagenet'; epochs: "
+                                        r"trained with 1, notebook has 3\).*preset None, take the checkpoint's"):
+        evaluate_category(tmp_path, executed["root"], "brick", overrides=given)
+    evaluate_category(tmp_path, executed["root"], "brick", overrides={"epochs": 1, "device": "cpu"})  # agrees
+
+
 def test_report_tables(executed):
     tables = executed["run_dir"] / "tables"
     assert {"results.csv", "results.md", "results.tex", "tables.md"} <= {p.name for p in tables.iterdir()}

@@ -270,6 +270,9 @@ def test_category_lock_prevents_concurrent_writers(work, tmp_path):
     with batch._flock(out_dir / ".lock", wait=False):
         res = batch._run_job(job)
     assert res.status == "failed" and "is being written by pid" in res.steps[0].error
+    assert not (out_dir / ".lock").exists()  # removed by its holder on release
+    with batch._flock(out_dir / ".lock", wait=False):  # and taken again
+        assert (out_dir / ".lock").read_text() == f"pid {os.getpid()}\n"
 
 
 def test_force_reaches_notebooks_that_declare_it(tmp_path):
@@ -357,7 +360,7 @@ def test_forced_rerun_failing_mid_way_leaves_no_old_figure_or_temporary_file(tmp
     res = batch._run_job(batch._Job("cat", str(out), steps, True, None, False, 120, None))
     assert res.status == "failed" and "killed mid-way" in res.failed_step.error
     left = sorted(p.name for p in out.iterdir())
-    assert left == sorted([".lock", "02_train.failed.ipynb", "02_train.log", "history.csv", "last.pt"])
+    assert left == sorted(["02_train.failed.ipynb", "02_train.log", "history.csv", "last.pt"])  # no lock file left
     assert (out / "history.csv").read_text() == "new run, partial"  # the new run's, not the old one
     assert (out / "last.pt").read_text() == "resume point"
 

@@ -14,6 +14,8 @@ from stfpm_lib.data.__main__ import main as data_cli
 from stfpm_lib.data.adapters import binarize_mask, get_adapter, read_mask_values
 from stfpm_lib.data.convert import MANIFEST_NAME, convert_to_mvtec, verify_mvtec_root
 from stfpm_lib.data.folder import piped_adapter
+from stfpm_lib.data.imageio import EmptyMaskWarning
+from conftest import SURFACE_COMMAND  # tests/ is on sys.path (rootdir conftest)
 from test_adapters import defect_region, make_piped_like, make_visa_like, rgb, save_1bit_inverted  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 
@@ -113,13 +115,24 @@ def test_images_of_different_sizes(tmp_path: Path) -> None:
     odd = data / "PA_AAA01_TL/NoDefects/PA_AAA01_TL_S_ND_01_3.bmp"
     Image.fromarray(rgb(7, (15, 16))).save(odd)
     with pytest.raises(DataError, match=r"images of different sizes; most are 16x16 but 1 differ: "
-                                        r".*PA_AAA01_TL_S_ND_01_3\.bmp \(15x16\)"):
-        convert_to_mvtec(piped_adapter(data), tmp_path / "out", categories=["PA_AAA01_TL"])
+                                        r".*PA_AAA01_TL_S_ND_01_3\.bmp \(15x16\).*'allow', the default"):
+        convert_to_mvtec(piped_adapter(data), tmp_path / "out", categories=["PA_AAA01_TL"], size_mismatch="error")
     assert not (tmp_path / "out").exists()
     out = convert_to_mvtec(piped_adapter(data), tmp_path / "out", categories=["PA_AAA01_TL"], size_mismatch="skip")
     assert index_category(out, "PA_AAA01_TL").counts() == {"train_good": 4, "test_good": 1, "test_impurity": 3}
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["categories"]["PA_AAA01_TL"]["skipped_files"][0]["source"].endswith("PA_AAA01_TL_S_ND_01_3.bmp")
+    allowed = convert_to_mvtec(piped_adapter(data), tmp_path / "all", categories=["PA_AAA01_TL"])  # the default
+    assert index_category(allowed, "PA_AAA01_TL").counts() == {"train_good": 4, "test_good": 2, "test_impurity": 3}
+    entry = json.loads((allowed / MANIFEST_NAME).read_text())["categories"]["PA_AAA01_TL"]
+    assert entry["image_size_wh"] is None and entry["image_sizes_wh"] == {"16x16": 8, "15x16": 1}
+    assert verify_mvtec_root(allowed)["PA_AAA01_TL"]["test_good"] == 2
+    images = sorted((data / "PA_AAA01_TL").glob("*/*.bmp"))  # the 6 normals and the 3 defects
+    for i, path in enumerate(images):  # three sizes, three images each: 'skip' would keep a third
+        Image.fromarray(rgb(i, (14 + i % 3, 16))).save(path)
+    with pytest.raises(DataError, match=r"size_mismatch='skip' would leave out 6 of 9 images \(67%\): only 3 are "
+                                        r"1[456]x16, the most common of 3 sizes; use size_mismatch='allow'"):
+        convert_to_mvtec(piped_adapter(data), tmp_path / "skip", categories=["PA_AAA01_TL"], size_mismatch="skip")
 
 
 def test_mask_of_another_size_and_nothing_half_written(tmp_path: Path) -> None:
@@ -141,8 +154,6 @@ def test_empty_and_inverted_masks_are_refused(tmp_path: Path) -> None:
         convert_to_mvtec(piped_adapter(data), tmp_path / "out", categories=["PA_AAA01_TL"])
     with pytest.raises(DataError, match=r"median mask marks 9\d% of its image as defect.*polarity is probably inverted"):
         convert_to_mvtec(piped_adapter(data, mask_polarity="high"), tmp_path / "out", categories=["PA_BBB01_RL"])
-    from stfpm_lib.data.imageio import EmptyMaskWarning
-
     with pytest.warns(EmptyMaskWarning, match=r"PA_AAA01_TL_S_GT_01_2\.bmp has no defect pixel") as caught:
         out = convert_to_mvtec(piped_adapter(data), tmp_path / "out", categories=["PA_AAA01_TL"],
                                allow_empty_masks=True, n_train=4, n_test_good=2)
@@ -193,3 +204,52 @@ def test_cli_convert_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert data_cli(["verify", str(tmp_path / "out")]) == 0
     assert data_cli(args) == 2  # exists
     assert "already exists" in capsys.readouterr().err
+    (data / "PA_AAA01_TL/Defects/GroundThruth/PA_AAA01_TL_S_GT_01_1.bmp").unlink()
+    assert data_cli(["list", "--adapter", "piped", "--root", str(data)]) == 2  # a category that does not index
+    captured = capsys.readouterr()
+    assert "PA_BBB01_RL: {" in captured.out and "PA_AAA01_TL" not in captured.out
+    assert "error: PA_AAA01_TL: defect image" in captured.err and "PA_AAA01_TL_S_D_01_1.bmp has no mask" in captured.err
+    assert data_cli(["list", "--adapter", "folder", "--root", str(data), "--param", "defect_dirs=3"]) == 2
+    assert "error: defect_dirs=3 must be a folder, a glob" in capsys.readouterr().err
+
+
+def test_readme_documents_the_surface_command() -> None:
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("**Worked example: one category from several top-level folders"):]
+    command = shlex.split(block[block.index("python -m stfpm_lib.data convert"):block.index("python -m stfpm_lib.batch")]
+                          .replace("\\\n", " "))
+    assert command[:3] == ["python", "-m", "stfpm_lib.data"]
+    options = command[3:]
+    for flag in ("--root", "--out"):  # the test below gives its own paths
+        i = options.index(flag)
+        del options[i:i + 2]
+    assert options == SURFACE_COMMAND  # what the test below runs is what the README says
+
+
+def test_cli_converts_the_surface_layout_in_one_command(surface_defects: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import SURFACE_SIZES, SURFACE_TYPES
+
+    out = tmp_path / "surface_mvtec"
+    with pytest.warns(EmptyMaskWarning, match=r"MT_Uneven/exp0_num_1021\.png has no defect pixel"):
+        assert data_cli(SURFACE_COMMAND + ["--root", str(surface_defects), "--out", str(out)]) == 0
+    counts = {"train_good": 8, "test_good": 4, **{f"test_{t}": 2 for t in SURFACE_TYPES}}
+    assert verify_mvtec_root(out) == {"Magnetic-tile-defect": counts}
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    entry = manifest["categories"]["Magnetic-tile-defect"]
+    assert entry["empty_masks"] == ["MT_Uneven/exp0_num_1021.png"]
+    assert entry["image_size_wh"] is None
+    assert entry["image_sizes_wh"] == {f"{w}x{h}": n for (w, h), n in zip(SURFACE_SIZES, (8, 7, 7))}  # 22 in turn
+    assert manifest["source"]["root_relative"] == "../Magnetic-tile-defect"
+    assert (out / manifest["source"]["root_relative"]).resolve() == surface_defects.resolve()
+    assert str(tmp_path) not in (out / MANIFEST_NAME).read_text()  # no absolute paths
+    idx = index_category(out, "Magnetic-tile-defect")
+    for sample in idx.test:  # each mask the size of its image; anti-aliased edges binarised at > 127
+        if sample.mask_path is None:
+            continue
+        source = surface_defects / f"MT_{sample.defect_type}" / f"{sample.image_path.stem}.png"
+        expected = np.asarray(Image.open(source)) > 127
+        assert np.array_equal(read_mask_values(sample.mask_path) == 255, expected)
+        assert Image.open(sample.image_path).size == Image.open(source).size

@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from stfpm_lib.config import STFPMConfig
@@ -267,6 +268,26 @@ def test_metrics_json_validation(tmp_path):
         bad.write_text(json.dumps(broken))
         with pytest.raises(MetricsFileError, match=message):
             read_metrics_json(bad)
+
+
+def test_metrics_json_per_defect_type(tmp_path):
+    table = pd.DataFrame({"n_anomalous": [2, 3, 5], "n_normal": [4, 4, 4], "image_auroc": [1.0, 0.5, 0.7],
+                          "pixel_auroc": [0.9, np.nan, 0.8]},
+                         index=pd.Index(["crack", "hole", "(all)"], name="defect_type"))
+    path = write_metrics_json(tmp_path / "m.json", metrics={"a": 1.0}, config=CFG, teacher_weights=RANDOM_TW,
+                              dataset={"root": "/x", "counts": {}}, wall_time_s=1.0, per_defect_type=table)
+    raw = json.loads(path.read_text())
+    assert list(raw["per_defect_type"]) == ["crack", "hole", "(all)"]
+    assert raw["per_defect_type"]["hole"] == {"n_anomalous": 3, "n_normal": 4, "image_auroc": 0.5, "pixel_auroc": None}
+    rec = read_metrics_json(path)
+    assert rec["per_defect_type"]["crack"]["image_auroc"] == 1.0 and math.isnan(rec["per_defect_type"]["hole"]["pixel_auroc"])
+    raw["per_defect_type"]["crack"]["image_auroc"] = "high"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(MetricsFileError, match=r"per_defect_type\['crack'\]\['image_auroc'\]='high' is not a number"):
+        read_metrics_json(path)
+    with pytest.raises(ValueError, match="per_defect_type must be a DataFrame indexed by defect type"):
+        write_metrics_json(tmp_path / "n.json", metrics={"a": 1.0}, config=CFG, teacher_weights=RANDOM_TW,
+                           dataset={"root": "/x", "counts": {}}, wall_time_s=1.0, per_defect_type=[1, 2])
 
 
 def test_per_defect_type_all_row_uses_the_headline_scores():

@@ -15,8 +15,8 @@ from stfpm_lib.data.mvtec import MVTEC_CATEGORIES
 from stfpm_lib.records.evaluation import write_metrics_json
 from stfpm_lib.reporting.published import load_published
 from stfpm_lib.reporting.tables import (
-    ReportError, category_group, collect_run, comparison_table, f1_table, format_latex, format_markdown, main,
-    results_table, write_tables,
+    ReportError, category_group, collect_per_defect_type, collect_run, comparison_table, f1_table, format_latex,
+    format_markdown, main, per_defect_type_table, results_table, write_tables,
 )
 
 IMAGENET = {"source": "imagenet", "name": "ResNet18_Weights.IMAGENET1K_V1", "path": None, "sha256": "ab" * 32}
@@ -32,7 +32,8 @@ VALUES = {
 NAMES = ("image_auroc", "pixel_auroc", "au_pro", "official_pro", "image_f1", "pixel_f1")
 
 
-def _write(run: Path, category: str, values, teacher=IMAGENET, epochs: int = 3, **more) -> Path:
+def _write(run: Path, category: str, values, teacher=IMAGENET, epochs: int = 3, per_defect_type=None,
+           **more) -> Path:
     metrics = dict(zip(NAMES, values[:6]))
     metrics["n_images"] = 10
     metrics.update(more)
@@ -40,7 +41,7 @@ def _write(run: Path, category: str, values, teacher=IMAGENET, epochs: int = 3, 
         run / category / "metrics.json", metrics=metrics,
         config={"preset": "official", "backbone": "resnet18", "epochs": epochs},
         teacher_weights=teacher, dataset={"root": "/nowhere", "category": category, "counts": {"train_good": 8}},
-        wall_time_s=values[6] + 5.0, extra={"train_time_s": values[6]})
+        wall_time_s=values[6] + 5.0, extra={"train_time_s": values[6]}, per_defect_type=per_defect_type)
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +244,35 @@ def test_collect_run_refuses_results_made_with_another_config(tmp_path):
     (run / "carpet" / "metrics.json").unlink()
     (run / "run.json").write_text(json.dumps({"preset": "official", "overrides": {"epochs": 3}}))
     assert list(collect_run(run)["category"]) == ["bottle"]
+
+
+def test_per_defect_type_table_holds_every_metric_of_the_files(tmp_path):
+    run = tmp_path / "types"
+    _write(run, "widget", VALUES["widget"], teacher=RANDOM, per_defect_type={
+        "crack": {"n_anomalous": 2, "n_normal": 4, "image_auroc": 0.75, "pixel_auroc": 0.5, "image_ap": 0.625},
+        "(all)": {"n_anomalous": 2, "n_normal": 4, "image_auroc": 0.75, "pixel_auroc": 0.5, "image_ap": 0.625}})
+    _write(run, "carpet", VALUES["carpet"], per_defect_type={
+        "hole": {"n_anomalous": 1, "n_normal": 3, "image_auroc": 1.0, "pixel_auroc": float("nan")}})
+    frame = collect_per_defect_type(run)
+    assert frame[["category", "defect_type"]].values.tolist() == [["carpet", "hole"], ["widget", "crack"],
+                                                                  ["widget", "(all)"]]  # MVTec categories first
+    assert list(frame.columns) == ["category", "defect_type", "teacher_weights", "n_anomalous", "n_normal",
+                                   "image_auroc", "pixel_auroc", "image_ap"]  # a key the table code never names
+    assert math.isnan(frame.loc[0, "image_ap"])
+    paths = write_tables(run)
+    assert {"per_defect_type.csv", "per_defect_type.md", "per_defect_type.tex"} <= {p.name for p in paths}
+    md = (run / "tables" / "per_defect_type.md").read_text().splitlines()
+    assert md[0] == f"### Per defect type, run types: {RANDOM_TEACHER_LABEL}"
+    assert md[2] == "| Category | Defect type | Anomalous | Normal | Image AUROC | Pixel AUROC | image_ap |"
+    assert md[4:7] == ["| carpet | hole | 1 | 3 | 1.0000 | – | – |", "| widget | crack | 2 | 4 | 0.7500 | 0.5000 | 0.6250 |",
+                       "| widget | (all) | 2 | 4 | 0.7500 | 0.5000 | 0.6250 |"]
+    csv = pd.read_csv(run / "tables" / "per_defect_type.csv")
+    assert csv["image_ap"].tolist()[1:] == [0.625, 0.625] and set(csv["warning"]) == {RANDOM_TEACHER_LABEL}
+    assert "### Per defect type, run types" in (run / "tables" / "tables.md").read_text()
+    assert per_defect_type_table(collect_per_defect_type(tmp_path / "none")) is None  # no file: no table
+
+
+def test_one_category_run_has_no_over_all_note(tmp_path):
+    _write(tmp_path / "one", "widget", VALUES["widget"])
+    table = results_table(collect_run(tmp_path / "one"))
+    assert not any("over all" in note for note in table.notes)

@@ -114,6 +114,7 @@ def test_offline_imagenet_error_names_file_and_directory(empty_torch_home, monke
     msg = str(info.value)
     directory = empty_torch_home / "hub" / "checkpoints"
     assert "resnet18-f37072fd.pth" in msg and str(directory) in msg and "teacher_weights=" in msg
+    assert "To check the pipeline without them: teacher_weights=random (-p teacher_weights random" in msg
     assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]
     assert not (directory / "resnet18-f37072fd.pth").exists()
     # build_stfpm does not fall back to anything either
