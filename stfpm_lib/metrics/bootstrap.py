@@ -58,7 +58,6 @@ from ._validation import (
     Interval,
     MaskBinarization,
     Options,
-    UndefinedMetricError,
     as_image_list,
     as_labels,
     as_scores,

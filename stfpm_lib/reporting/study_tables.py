@@ -353,7 +353,7 @@ def _results_tables(study: Study, boot: dict, confidence: float) -> tuple[_Table
     align = ["l", "l", "r"] + ["r"] * len(STUDY_METRICS)
     n_body = len(study.variants) * len(study.spec["categories"])
     name = study.spec["name"]
-    notes = [f"mean ± std over seeds (std ddof=1; '–' with one seed); Seeds = finished seeds / planned. 'mean' rows: "
+    notes = ["mean ± std over seeds (std ddof=1; '–' with one seed); Seeds = finished seeds / planned. 'mean' rows: "
              "the mean of the category means, ± std over the seeds that finished every category."]
     ci_notes = [f"{confidence:.0%} percentile bootstrap intervals over test images (stratified by label), per seed "
                 "then averaged over seeds with the same draws; pixel metrics from per-image histograms "

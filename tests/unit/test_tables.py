@@ -263,7 +263,7 @@ def test_per_defect_type_table_holds_every_metric_of_the_files(tmp_path):
     assert {"per_defect_type.csv", "per_defect_type.md", "per_defect_type.tex"} <= {p.name for p in paths}
     md = (run / "tables" / "per_defect_type.md").read_text().splitlines()
     assert md[0] == f"### Per defect type, run types: {RANDOM_TEACHER_LABEL}"
-    assert md[2] == "| Category | Defect type | Anomalous | Normal | Image AUROC | Pixel AUROC | image_ap |"
+    assert md[2] == "| Category | Defect type | Anomalous | Normal | Image AUROC | Pixel AUROC | Image AP |"
     assert md[4:7] == ["| carpet | hole | 1 | 3 | 1.0000 | – | – |", "| widget | crack | 2 | 4 | 0.7500 | 0.5000 | 0.6250 |",
                        "| widget | (all) | 2 | 4 | 0.7500 | 0.5000 | 0.6250 |"]
     csv = pd.read_csv(run / "tables" / "per_defect_type.csv")
