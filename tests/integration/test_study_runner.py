@@ -200,7 +200,8 @@ def test_killed_worker_fails_only_its_job_and_the_rerun_completes(dask_cluster, 
         assert first.wait(timeout=600) == 1, log.read_text()[-3000:]
     text = log.read_text()
     assert "1 of 2 jobs done (1 run, 0 already done), 1 failed" in text, text[-3000:]
-    row = next(line for line in text.splitlines() if line.strip().startswith("l12 "))
+    table = text[text.index("failed jobs (rerun the same command to resume them):"):].splitlines()
+    row = next(line for line in table if line.strip().startswith("l12 "))
     assert row.split()[:4] == ["l12", "0", "brick", "(worker)"] and "KilledWorker" in row
     _check_job(out, "killed", "base", {})
     assert not (victim / "metrics.json").exists()
