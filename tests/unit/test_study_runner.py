@@ -146,3 +146,21 @@ def test_dry_run_lists_the_jobs(tmp_path, tiny_mvtec, capsys):
     assert lines == ["a/seed0/brick", "a/seed0/grass", "a/seed3/brick", "a/seed3/grass", "b/seed0/brick",
                      "b/seed0/grass", "b/seed3/brick", "b/seed3/grass"]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_job_whose_stamp_fails_is_not_done(tmp_path):
+    """The finish hook runs under the category's lock after the notebooks; when the chain left no
+    metrics.json, the job fails at its "(finish)" step (here a job with no notebooks: no kernel)."""
+    import functools
+
+    record = {"study": "st", "variant": "a", "overrides": {}, "seed": 0, "category": "brick"}
+    job = runner.CategoryJob("brick", str(tmp_path / "brick"), (), False, None, False, None, None,
+                             finish=functools.partial(stamp_study, record), label="a/seed0/brick")
+    res = runner.run_category_job(job)
+    assert res.status == "failed" and res.failed_step.notebook == "(finish)"
+    assert res.failed_step.error.startswith("FileNotFoundError: no metrics.json in")
+    (tmp_path / "brick" / "metrics.json").write_text("{}")
+    res = runner.run_category_job(job)
+    assert [(s.notebook, s.status) for s in res.steps] == [("study", "ok")] and res.status == "ok"
+    assert json.loads((tmp_path / "brick" / "metrics.json").read_text()) == {"study": record}
+    assert job.name == "a/seed0/brick"
