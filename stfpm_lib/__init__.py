@@ -33,6 +33,9 @@ Architecture at a glance (sub-packages name the layers)::
     runner/                entry points
         notebook_steps.py  train -> predict -> evaluate for one category, plots (what notebooks call)
         papermill_runner.py  notebooks over categories (``python -m stfpm_lib.batch``, via batch.py)
+        study.py           study specs (studies/*.yaml): variants x seeds x categories -> jobs
+        study_runner.py    ``python -m stfpm_lib.batch study``: study.json, resumable jobs, summary
+        executors.py       where jobs run: local process pool, Dask (scheduler, LocalCluster, SLURM/PBS), GPU pinning
         cli.py             the ``stfpm`` console script: train | predict | evaluate
     bench/                 benchmarks (python -m stfpm_lib.bench metrics|speed)
 

@@ -63,7 +63,7 @@ from ..records.io import atomic_write_text, sha256_file
 from ..records.provenance import environment_info
 from .tables import METRIC_LABELS, _label, _random_label, _Table, format_latex, format_markdown
 
-__all__ = ["StudyError", "STUDY_METRICS", "Job", "Study", "load_study", "write_study_tables", "main"]
+__all__ = ["StudyResultsError", "STUDY_METRICS", "JobResult", "StudyResults", "load_study_results", "write_study_tables", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,12 @@ _SPEC_KEYS = {"name": str, "variants": dict, "seeds": list, "categories": list}
 _DECIMALS = 3
 
 
-class StudyError(ValueError):
+class StudyResultsError(ValueError):
     """A study directory that cannot be reported; the message names the file or setting at fault."""
 
 
 @dataclass
-class Job:
+class JobResult:
     """One finished job: its metrics, per-image summary (None without ``per_image.npz``) and record."""
 
     variant: str
@@ -91,12 +91,12 @@ class Job:
 
 
 @dataclass
-class Study:
+class StudyResults:
     """A loaded study: the spec, the finished jobs by ``(variant, seed, category)`` and the missing ones."""
 
     path: Path
     spec: dict[str, Any]
-    jobs: dict[tuple[str, int, str], Job]
+    jobs: dict[tuple[str, int, str], JobResult]
     missing: list[tuple[str, int, str, str]]  # (variant, seed, category, status)
 
     @property
@@ -111,23 +111,23 @@ class Study:
 def _read_spec(study_dir: Path) -> dict[str, Any]:
     path = study_dir / "study.json"
     if not study_dir.is_dir():
-        raise StudyError(f"study directory not found: {study_dir}")
+        raise StudyResultsError(f"study directory not found: {study_dir}")
     if not path.is_file():
-        raise StudyError(f"{path} not found: not a study directory (the study runner writes it)")
+        raise StudyResultsError(f"{path} not found: not a study directory (the study runner writes it)")
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StudyError(f"{path}: not a readable JSON file: {exc}") from exc
+        raise StudyResultsError(f"{path}: not a readable JSON file: {exc}") from exc
     if not isinstance(spec, dict):
-        raise StudyError(f"{path}: expected a JSON object, got {type(spec).__name__}")
+        raise StudyResultsError(f"{path}: expected a JSON object, got {type(spec).__name__}")
     for key, kind in _SPEC_KEYS.items():
         if not isinstance(spec.get(key), kind) or (kind is not str and not spec[key]):
-            raise StudyError(f"{path}: {key!r} must be a non-empty {kind.__name__}; got {spec.get(key)!r}")
+            raise StudyResultsError(f"{path}: {key!r} must be a non-empty {kind.__name__}; got {spec.get(key)!r}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in spec["seeds"]):
-        raise StudyError(f"{path}: 'seeds' must be integers; got {spec['seeds']!r}")
+        raise StudyResultsError(f"{path}: 'seeds' must be integers; got {spec['seeds']!r}")
     baseline = spec.get("baseline")
     if baseline is not None and baseline not in spec["variants"]:
-        raise StudyError(f"{path}: baseline {baseline!r} is not one of the variants {list(spec['variants'])}")
+        raise StudyResultsError(f"{path}: baseline {baseline!r} is not one of the variants {list(spec['variants'])}")
     return spec
 
 
@@ -138,7 +138,7 @@ def _job_status(job_dir: Path) -> str:
     return f"failed ({', '.join(failed)})" if failed else "incomplete (no metrics.json)"
 
 
-def _load_job(study: Study, variant: str, seed: int, category: str) -> Job | None:
+def _load_job(study: StudyResults, variant: str, seed: int, category: str) -> JobResult | None:
     job_dir = study.job_dir(variant, seed, category)
     path = job_dir / "metrics.json"
     if not path.is_file():
@@ -147,30 +147,30 @@ def _load_job(study: Study, variant: str, seed: int, category: str) -> Job | Non
     try:
         record = read_metrics_json(path)
     except MetricsFileError as exc:
-        raise StudyError(str(exc)) from exc
+        raise StudyResultsError(str(exc)) from exc
     tag = record.get("study")
     expected = {"study": study.spec["name"], "variant": variant, "seed": seed, "category": category}
     if not isinstance(tag, dict) or any(tag.get(k) != v for k, v in expected.items()):
-        raise StudyError(f"{path}: its 'study' key {tag!r} does not name this job {expected}: a foreign or stale "
+        raise StudyResultsError(f"{path}: its 'study' key {tag!r} does not name this job {expected}: a foreign or stale "
                          "result; rerun the job or remove its folder")
     per_image = None
     if (job_dir / PER_IMAGE_NAME).is_file():
         try:
             per_image = read_per_image(job_dir / PER_IMAGE_NAME)[0]
         except PerImageFileError as exc:
-            raise StudyError(str(exc)) from exc
-    return Job(variant, seed, category, record["metrics"], per_image, record)
+            raise StudyResultsError(str(exc)) from exc
+    return JobResult(variant, seed, category, record["metrics"], per_image, record)
 
 
-def load_study(study_dir: str | Path) -> Study:
+def load_study_results(study_dir: str | Path) -> StudyResults:
     """Read ``study.json`` and every job's ``metrics.json`` / ``per_image.npz`` (see module doc).
 
-    Raises :class:`StudyError` for a missing or malformed spec, an unreadable file, or a
+    Raises :class:`StudyResultsError` for a missing or malformed spec, an unreadable file, or a
     ``metrics.json`` whose ``study`` key names another job. Jobs without ``metrics.json`` are
-    listed in ``Study.missing`` with their status (not run, failed with its notebook, incomplete).
+    listed in ``StudyResults.missing`` with their status (not run, failed with its notebook, incomplete).
     """
     study_dir = Path(study_dir)
-    study = Study(study_dir, _read_spec(study_dir), {}, [])
+    study = StudyResults(study_dir, _read_spec(study_dir), {}, [])
     for variant in study.variants:
         for seed in study.spec["seeds"]:
             for category in study.spec["categories"]:
@@ -178,18 +178,18 @@ def load_study(study_dir: str | Path) -> Study:
                 if job is not None:
                     study.jobs[(variant, seed, category)] = job
     if not study.jobs:
-        raise StudyError(f"study {study_dir} has no finished job (no runs/<variant>/seed<seed>/<category>/metrics.json)")
+        raise StudyResultsError(f"study {study_dir} has no finished job (no runs/<variant>/seed<seed>/<category>/metrics.json)")
     return study
 
 
 # ====================================================================== statistics
-def _seed_values(study: Study, variant: str, category: str) -> dict[int, dict[str, float]]:
+def _seed_values(study: StudyResults, variant: str, category: str) -> dict[int, dict[str, float]]:
     """``{seed: metrics}`` of the finished jobs of one cell."""
     return {s: study.jobs[(variant, s, category)].metrics for s in study.spec["seeds"]
             if (variant, s, category) in study.jobs}
 
 
-def _category_means(study: Study, variant: str) -> dict[int, dict[str, float]]:
+def _category_means(study: StudyResults, variant: str) -> dict[int, dict[str, float]]:
     """``{seed: {metric: mean over the categories}}`` for the seeds that finished every category."""
     out = {}
     for s in study.spec["seeds"]:
@@ -199,11 +199,11 @@ def _category_means(study: Study, variant: str) -> dict[int, dict[str, float]]:
     return out
 
 
-def _values(study: Study, variant: str, key: str) -> dict[int, dict[str, float]]:
+def _values(study: StudyResults, variant: str, key: str) -> dict[int, dict[str, float]]:
     return _category_means(study, variant) if key == "mean" else _seed_values(study, variant, key)
 
 
-def _resamples(study: Study, order: Sequence[str], n_resamples: int, seed: int) -> tuple[dict, list[str]]:
+def _resamples(study: StudyResults, order: Sequence[str], n_resamples: int, seed: int) -> tuple[dict, list[str]]:
     """Bootstrap values of every job, ``{(variant, seed, category): {metric: (R,)}}``, and notes.
 
     One draw per category (seeded by ``seed`` and the category name), used for every seed of
@@ -228,20 +228,20 @@ def _resamples(study: Study, order: Sequence[str], n_resamples: int, seed: int) 
     return boot, notes
 
 
-def _finished(study: Study, variant: str, category: str) -> list[int]:
+def _finished(study: StudyResults, variant: str, category: str) -> list[int]:
     return [s for s in study.spec["seeds"] if (variant, s, category) in study.jobs]
 
 
-def _paired(study: Study, a: str, b: str, category: str) -> list[int]:
+def _paired(study: StudyResults, a: str, b: str, category: str) -> list[int]:
     """Seeds that both variants finished in ``category``."""
     return [s for s in _finished(study, a, category) if (b, s, category) in study.jobs]
 
 
-def _categories(study: Study, key: str) -> list[str]:
+def _categories(study: StudyResults, key: str) -> list[str]:
     return list(study.spec["categories"]) if key == "mean" else [key]
 
 
-def _boot_values(study: Study, boot: dict, variant: str, key: str, seeds_of) -> dict[str, np.ndarray] | None:
+def _boot_values(study: StudyResults, boot: dict, variant: str, key: str, seeds_of) -> dict[str, np.ndarray] | None:
     """Resample values of a cell: per category the mean over ``seeds_of(category)``, then the mean over
     the categories of ``key``; None when a job of it has no values."""
     parts = []
@@ -253,7 +253,7 @@ def _boot_values(study: Study, boot: dict, variant: str, key: str, seeds_of) -> 
     return {m: np.mean([p[m] for p in parts], axis=0) for m in STUDY_METRICS}
 
 
-def _cell(study: Study, boot: dict, variant: str, key: str, metric: str, confidence: float) -> dict[str, float]:
+def _cell(study: StudyResults, boot: dict, variant: str, key: str, metric: str, confidence: float) -> dict[str, float]:
     """n_seeds, mean, std (ddof=1) and the bootstrap interval of one metric of one cell.
 
     ``mean`` rows: the mean of the category means; the std over the seeds that finished every category."""
@@ -271,7 +271,7 @@ def _cell(study: Study, boot: dict, variant: str, key: str, metric: str, confide
     return {"n_seeds": len(v), "mean": mean, "std": std, "ci_low": low, "ci_high": high}
 
 
-def _paired_delta(study: Study, variant: str, baseline: str, key: str, metric: str) -> float:
+def _paired_delta(study: StudyResults, variant: str, baseline: str, key: str, metric: str) -> float:
     """Per category the mean over the paired seeds of ``variant - baseline``, then the mean over categories."""
     per_cat = []
     for c in _categories(study, key):
@@ -281,7 +281,7 @@ def _paired_delta(study: Study, variant: str, baseline: str, key: str, metric: s
     return float(np.mean(per_cat))
 
 
-def _comparison(study: Study, boot: dict, variant: str, baseline: str, key: str, metric: str,
+def _comparison(study: StudyResults, boot: dict, variant: str, baseline: str, key: str, metric: str,
                 confidence: float) -> dict[str, Any]:
     """Variant - baseline for one metric and cell, on the seeds both finished: over images (paired
     bootstrap, same draws and seeds) and over seeds (per-seed differences)."""
@@ -312,13 +312,13 @@ def _p(x: float) -> str:
     return "–" if not math.isfinite(x) else ("<0.001" if x < 0.001 else f"{x:.3f}")
 
 
-def _keys(study: Study) -> list[tuple[str, str]]:
+def _keys(study: StudyResults) -> list[tuple[str, str]]:
     """(variant, category) rows first, then one ``mean`` row per variant (when there are several categories)."""
     rows = [(v, c) for v in study.variants for c in study.spec["categories"]]
     return rows + ([(v, "mean") for v in study.variants] if len(study.spec["categories"]) > 1 else [])
 
 
-def _finish(study: Study, table: _Table) -> _Table:
+def _finish(study: StudyResults, table: _Table) -> _Table:
     if _is_random(study):
         table.title += f": {_random_label()}"
         table.data.insert(0, "warning", _random_label())
@@ -326,15 +326,15 @@ def _finish(study: Study, table: _Table) -> _Table:
     return table
 
 
-def _is_random(study: Study) -> bool:
+def _is_random(study: StudyResults) -> bool:
     return any((j.record.get("teacher_weights") or {}).get("source") == "random" for j in study.jobs.values())
 
 
-def _seeds_text(study: Study, n: int) -> str:
+def _seeds_text(study: StudyResults, n: int) -> str:
     return f"{n}/{len(study.spec['seeds'])}"
 
 
-def _results_tables(study: Study, boot: dict, confidence: float) -> tuple[_Table, _Table]:
+def _results_tables(study: StudyResults, boot: dict, confidence: float) -> tuple[_Table, _Table]:
     """``results`` (mean ± std over seeds) and ``intervals`` (bootstrap over images) of every cell."""
     rows, res_cells, ci_cells = [], [], []
     for v, key in _keys(study):
@@ -366,7 +366,7 @@ def _results_tables(study: Study, boot: dict, confidence: float) -> tuple[_Table
     return res, ci
 
 
-def _compare_table(study: Study, boot: dict, baseline: str, confidence: float) -> _Table | None:
+def _compare_table(study: StudyResults, boot: dict, baseline: str, confidence: float) -> _Table | None:
     """Every other variant minus the baseline, per metric and cell (None with a single variant)."""
     others = [v for v in study.variants if v != baseline]
     if not others:
@@ -390,7 +390,7 @@ def _compare_table(study: Study, boot: dict, baseline: str, confidence: float) -
                   headers, cells, ["l", "l", "l"] + ["r"] * 6, len(rows), notes)
 
 
-def _missing_table(study: Study) -> _Table | None:
+def _missing_table(study: StudyResults) -> _Table | None:
     if not study.missing:
         return None
     data = pd.DataFrame(study.missing, columns=["variant", "seed", "category", "status"])
@@ -399,7 +399,7 @@ def _missing_table(study: Study) -> _Table | None:
                   ["Variant", "Seed", "Category", "Status"], cells, ["l", "r", "l", "l"], len(cells), [])
 
 
-def _provenance(study: Study, baseline: str, n_resamples: int, seed: int, confidence: float) -> dict[str, Any]:
+def _provenance(study: StudyResults, baseline: str, n_resamples: int, seed: int, confidence: float) -> dict[str, Any]:
     jobs = []
     for (v, s, c), job in study.jobs.items():
         d = study.job_dir(v, s, c)
@@ -420,15 +420,15 @@ def write_study_tables(study_dir: Path, baseline: str | None = None, n_resamples
 
     ``baseline``: the variant the others are compared with (default: ``study.json``'s baseline,
     else the first variant). ``n_resamples`` and ``seed`` drive the bootstrap (same seed: same
-    tables). Raises :class:`StudyError` for bad input.
+    tables). Raises :class:`StudyResultsError` for bad input.
     """
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise StudyError(f"n_resamples must be an integer >= 1; got {n_resamples!r}")
+        raise StudyResultsError(f"n_resamples must be an integer >= 1; got {n_resamples!r}")
     spec = _read_spec(Path(study_dir))  # bad arguments fail before the jobs are read
     baseline = baseline if baseline is not None else (spec.get("baseline") or next(iter(spec["variants"])))
     if baseline not in spec["variants"]:
-        raise StudyError(f"baseline {baseline!r} is not a variant of study {spec['name']!r}: {list(spec['variants'])}")
-    study = load_study(study_dir)
+        raise StudyResultsError(f"baseline {baseline!r} is not a variant of study {spec['name']!r}: {list(spec['variants'])}")
+    study = load_study_results(study_dir)
     confidence = 0.95
     order = [baseline] + [v for v in study.variants if v != baseline]
     boot, notes = _resamples(study, order, n_resamples, seed)
@@ -466,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         paths = write_study_tables(Path(args.study_dir), args.baseline, args.n_resamples, args.seed)
-    except (StudyError, ValueError) as exc:
+    except (StudyResultsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for path in paths.values():

@@ -7,6 +7,8 @@ Command line (``python -m stfpm_lib.batch``)::
     reproduce  [--data-root DIR] [--categories ...] [--run-name NAME] [-p key value ...]
                the main job: train -> evaluate per category, then the report notebook once;
                on MVTec AD (``--data-root`` / ``$MVTEC_ROOT``) or, without one, the embedded demo.
+    study      studies/x.yaml [--data-root DIR] [--out DIR] [--jobs N | --scheduler ADDR | --cluster local:N|slurm|pbs]
+               a grid of variants x seeds x categories (:mod:`stfpm_lib.runner.study_runner`).
 
 Layout of a run (``<results-dir>/<run-name>``, default ``results/runs/<run-name>``)::
 
@@ -38,18 +40,19 @@ import os
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..config import CONFIG_FIELDS, ConfigError, STFPMConfig, parse_field
 from ..records.io import atomic_write_text, clean_stale_tmp
+from .executors import ExecutorError, ExecutorSpec, run_tasks
 
 __all__ = [
     "BatchError", "DEMO_OVERRIDES", "NOTEBOOK_OUTPUTS", "RUNNER_KEYS", "NotebookSpec", "CategoryResult",
-    "BatchResult", "parse_value", "parse_overrides", "load_notebook_spec", "validate_overrides",
-    "resolve_categories", "prepare_run_dir", "run_batch", "reproduce", "main", "default_notebooks_dir",
+    "BatchResult", "StepResult", "CategoryJob", "parse_value", "parse_overrides", "load_notebook_spec",
+    "validate_overrides", "resolve_categories", "prepare_run_dir", "category_job", "run_category_job", "run_jobs",
+    "run_batch", "reproduce", "main", "default_notebooks_dir",
 ]
 
 #: Overrides of the embedded-demo run (``reproduce`` without a data root), chosen so that the whole
@@ -349,7 +352,15 @@ class CategoryResult:
 
 
 @dataclass(frozen=True)
-class _Job:
+class CategoryJob:
+    """One category's notebooks, as a picklable task for :func:`run_category_job` (any process).
+
+    ``finish(out_dir)`` (optional, module-level so it pickles) runs under the category's lock
+    once every step is complete (executed or skipped); it returns a :class:`StepResult` when it
+    did something (``None``: nothing to do) and an exception fails the category. ``label`` names
+    the job in progress and summaries (default: the category).
+    """
+
     category: str
     out_dir: str
     notebooks: tuple[tuple[str, tuple[str, ...], dict], ...]  # (path, outputs, parameters)
@@ -358,6 +369,13 @@ class _Job:
     log_output: bool
     execution_timeout: int | None
     threads: int | None
+    finish: Callable[[Path], StepResult | None] | None = None
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """``label``, else the category."""
+        return self.label or self.category
 
 
 def _step_complete(out_dir: Path, name: str, outputs: Sequence[str]) -> bool:
@@ -389,7 +407,7 @@ def _kernel_config():
     return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
 
 
-def _execute(nb_path: Path, out_dir: Path, params: dict, job: _Job) -> StepResult:
+def _execute(nb_path: Path, out_dir: Path, params: dict, job: CategoryJob) -> StepResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -442,8 +460,12 @@ def _remove_outputs(out_dir: Path, steps: Sequence[tuple[str, tuple[str, ...], d
                 target.unlink()
 
 
-def _run_job(job: _Job) -> CategoryResult:
-    """Worker: run a category's notebooks in order; stop at the first failure."""
+def run_category_job(job: CategoryJob) -> CategoryResult:
+    """Worker: run a category's notebooks in order under its lock; stop at the first failure.
+
+    Complete steps are skipped unless ``job.force``; a re-executed step first loses its old outputs
+    (and so does every later step). ``job.finish`` runs last, under the lock.
+    """
     import logging
 
     _ensure_importable()
@@ -463,25 +485,42 @@ def _run_job(job: _Job) -> CategoryResult:
         with _flock(out_dir / ".lock", wait=False):
             for folder in {out_dir, *(out_dir / o for _, outputs, _ in job.notebooks for o in outputs)}:
                 clean_stale_tmp(folder)  # temporary files of killed writes (ours and the notebooks')
-            rerun = job.force
-            if rerun:
-                _remove_outputs(out_dir, job.notebooks)
-            for index, (nb_path, outputs, params) in enumerate(job.notebooks):
-                name = Path(nb_path).stem
-                if not rerun and _step_complete(out_dir, name, outputs):
-                    result.steps.append(StepResult(name, "skipped", str(out_dir / f"{name}.ipynb")))
-                    continue
-                if not rerun:
-                    _remove_outputs(out_dir, job.notebooks[index:])
-                rerun = True  # everything after a re-executed step is re-executed too
-                step = _execute(Path(nb_path), out_dir, params, job)
-                result.steps.append(step)
-                if step.status == "failed":
-                    break
+            _run_steps(job, out_dir, result)
+            if job.finish is not None and result.failed_step is None:
+                _finish(job, out_dir, result)
     except BatchError as exc:  # locked by another runner
         result.steps.append(StepResult("(lock)", "failed", str(out_dir / ".lock"), 0.0, str(exc)))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _run_steps(job: CategoryJob, out_dir: Path, result: CategoryResult) -> None:
+    rerun = job.force
+    if rerun:
+        _remove_outputs(out_dir, job.notebooks)
+    for index, (nb_path, outputs, params) in enumerate(job.notebooks):
+        name = Path(nb_path).stem
+        if not rerun and _step_complete(out_dir, name, outputs):
+            result.steps.append(StepResult(name, "skipped", str(out_dir / f"{name}.ipynb")))
+            continue
+        if not rerun:
+            _remove_outputs(out_dir, job.notebooks[index:])
+        rerun = True  # everything after a re-executed step is re-executed too
+        step = _execute(Path(nb_path), out_dir, params, job)
+        result.steps.append(step)
+        if step.status == "failed":
+            break
+
+
+def _finish(job: CategoryJob, out_dir: Path, result: CategoryResult) -> None:
+    start = time.perf_counter()
+    try:
+        step = job.finish(out_dir)
+    except Exception as exc:  # noqa: BLE001 - reported as the category's failure
+        step = StepResult("(finish)", "failed", str(out_dir), 0.0, f"{type(exc).__name__}: {exc}")
+    if step is not None:
+        step.seconds = step.seconds or time.perf_counter() - start
+        result.steps.append(step)
 
 
 @dataclass
@@ -541,18 +580,12 @@ def run_batch(
     run_dir = Path(run_dir).resolve()  # notebooks execute with their category folder as cwd
     _ensure_importable()
     start = time.perf_counter()
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    job_list = []
-    for category in categories:
-        out_dir = run_dir / category
-        steps = tuple(
-            (str(spec.path.resolve()), spec.outputs,
-             _notebook_params(spec, category=category, data_root=data_root, run_dir=run_dir, out_dir=out_dir,
-                              preset=preset, overrides=overrides, force=force))
-            for spec in notebooks
-        )
-        job_list.append(_Job(category, str(out_dir), steps, force, kernel_name, log_output, execution_timeout, threads))
-    results = _run_category_jobs(job_list, jobs, run_dir.name, progress)
+    executor = ExecutorSpec("local", workers=jobs)
+    job_list = [category_job(notebooks, category, data_root=data_root, run_dir=run_dir, preset=preset,
+                             overrides=overrides, force=force, kernel_name=kernel_name, log_output=log_output,
+                             execution_timeout=execution_timeout, threads=executor.threads_per_job)
+                for category in categories]
+    results = dict(zip(categories, run_jobs(job_list, executor, desc=run_dir.name, progress=progress)))
 
     run_result = None
     ok = [c for c in categories if results[c].status != "failed"]
@@ -566,44 +599,56 @@ def run_batch(
             for spec in run_level
         )
         print(f"running {', '.join(s.path.name for s in run_level)} on {run_dir}", flush=True)
-        run_result = _run_job(_Job(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
-                                   execution_timeout, None))
+        run_result = run_category_job(CategoryJob(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
+                                                  execution_timeout, None))
     return BatchResult(run_dir, [results[c] for c in categories], run_result, time.perf_counter() - start)
 
 
-def _run_category_jobs(job_list: list[_Job], jobs: int, desc: str, progress: bool) -> dict[str, CategoryResult]:
-    """Run the categories' jobs (in ``jobs`` spawned processes when > 1) with a progress bar; a dead
-    worker fails its category only. Returns the results by category."""
+def category_job(notebooks: Sequence[NotebookSpec], category: str, *, data_root: Path, run_dir: Path, preset: str,
+                 overrides: Mapping[str, Any], force: bool = False, kernel_name: str | None = None,
+                 log_output: bool = False, execution_timeout: int | None = None, threads: int | None = None,
+                 finish: Callable[[Path], StepResult | None] | None = None, label: str = "") -> CategoryJob:
+    """The :class:`CategoryJob` of ``category`` in the run directory ``run_dir`` (absolute): the
+    notebooks' parameters as :func:`run_batch` passes them, outputs in ``run_dir/<category>``."""
+    out_dir = run_dir / category
+    steps = tuple(
+        (str(spec.path.resolve()), spec.outputs,
+         _notebook_params(spec, category=category, data_root=data_root, run_dir=run_dir, out_dir=out_dir,
+                          preset=preset, overrides=overrides, force=force))
+        for spec in notebooks
+    )
+    return CategoryJob(category, str(out_dir), steps, force, kernel_name, log_output, execution_timeout, threads,
+                       finish, label)
+
+
+def run_jobs(job_list: Sequence[CategoryJob], executor: ExecutorSpec, *, desc: str, progress: bool,
+             unit: str = "category") -> list[CategoryResult]:
+    """Run the jobs on ``executor`` (:mod:`~stfpm_lib.runner.executors`) with one progress bar (the
+    last finished job and its status, counts of failures); a dead worker fails its job only.
+    Returns the results in the order of ``job_list``."""
     from tqdm import tqdm
 
-    results: dict[str, CategoryResult] = {}
-    bar = tqdm(total=len(job_list), desc=f"{desc}", unit="category", disable=not progress, file=sys.stdout)
+    results: list[CategoryResult | None] = [None] * len(job_list)
+    bar = tqdm(total=len(job_list), desc=desc, unit=unit, disable=not progress, file=sys.stdout)
 
-    def done(res: CategoryResult) -> None:
-        results[res.category] = res
+    def done(index: int, res: CategoryResult | None, exc: BaseException | None) -> None:
+        job = job_list[index]
+        if res is None:
+            res = CategoryResult(job.category, [StepResult("(worker)", "failed", job.out_dir, 0.0,
+                                                           f"{type(exc).__name__}: {exc}")])
+        results[index] = res
+        failed = sum(1 for r in results if r is not None and r.status == "failed")
         bar.update(1)
-        bar.set_postfix_str(f"{res.category}: {res.status}")
+        bar.set_postfix_str(f"{job.name}: {res.status}" + (f"; {failed} failed" if failed else ""))
         if res.status == "failed":
             step = res.failed_step
-            bar.write(f"[{res.category}] FAILED in {step.notebook}: {step.error}  ({step.path})")
+            bar.write(f"[{job.name}] FAILED in {step.notebook}: {step.error}  ({step.path})")
 
-    if jobs > 1 and len(job_list) > 1:
-        import multiprocessing
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_job, job): job for job in job_list}
-            for future in as_completed(futures):
-                try:
-                    done(future.result())
-                except Exception as exc:  # noqa: BLE001 - a dead worker fails its category only
-                    job = futures[future]
-                    done(CategoryResult(job.category, [StepResult("(worker)", "failed", job.out_dir, 0.0, repr(exc))]))
-    else:
-        for job in job_list:
-            bar.set_postfix_str(f"{job.category}: running")
-            done(_run_job(job))
+    if executor.kind == "local" and (executor.workers == 1 or len(job_list) == 1) and job_list:
+        bar.set_postfix_str(f"{job_list[0].name}: running")
+    run_tasks(run_category_job, list(job_list), executor, done)
     bar.close()
-    return results
+    return [r for r in results if r is not None]
 
 
 def format_summary(result: BatchResult) -> str:
@@ -661,6 +706,9 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="the main job: train -> evaluate per category, then the report")
     rep.add_argument("--notebooks-dir", default=None, help="where 02_train/03_evaluate/04_report live")
     _common_args(rep)
+    from .study_runner import add_study_parser  # the study runner builds on this module
+
+    add_study_parser(sub)
     return parser
 
 
@@ -796,8 +844,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
+        if args.command == "study":
+            from .study_runner import run_study_cli
+
+            return run_study_cli(args)
         return _execute_cli(args, reproduce_mode=args.command == "reproduce")
-    except (BatchError, DataError, ConfigError) as exc:
+    except (BatchError, DataError, ConfigError, ExecutorError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
 

@@ -266,9 +266,9 @@ def test_parallel_jobs_and_force(work, tmp_path):
 
 def test_category_lock_prevents_concurrent_writers(work, tmp_path):
     out_dir = tmp_path / "brick"
-    job = batch._Job("brick", str(out_dir), ((str(work["nb"]), (), {}),), False, None, False, None, None)
+    job = batch.CategoryJob("brick", str(out_dir), ((str(work["nb"]), (), {}),), False, None, False, None, None)
     with batch._flock(out_dir / ".lock", wait=False):
-        res = batch._run_job(job)
+        res = batch.run_category_job(job)
     assert res.status == "failed" and "is being written by pid" in res.steps[0].error
     assert not (out_dir / ".lock").exists()  # removed by its holder on release
     with batch._flock(out_dir / ".lock", wait=False):  # and taken again
@@ -357,7 +357,7 @@ def test_forced_rerun_failing_mid_way_leaves_no_old_figure_or_temporary_file(tmp
     (out / "last.pt").write_text("resume point")
     steps = tuple((str(p), batch.NOTEBOOK_OUTPUTS[p.stem], {"category": "cat", "out_dir": str(out)})
                   for p in (train, evaluate))
-    res = batch._run_job(batch._Job("cat", str(out), steps, True, None, False, 120, None))
+    res = batch.run_category_job(batch.CategoryJob("cat", str(out), steps, True, None, False, 120, None))
     assert res.status == "failed" and "killed mid-way" in res.failed_step.error
     left = sorted(p.name for p in out.iterdir())
     assert left == sorted(["02_train.failed.ipynb", "02_train.log", "history.csv", "last.pt"])  # no lock file left

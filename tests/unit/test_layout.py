@@ -81,3 +81,9 @@ def test_unit_test_files_are_named_after_the_module_they_test():
 def test_tests_live_in_unit_or_integration():
     assert sorted(p.name for p in TESTS.glob("test_*.py")) == []
     assert {p.parent.name for p in TESTS.rglob("test_*.py")} == {"unit", "integration"}
+
+
+def test_test_files_have_unique_basenames():
+    """pytest imports test files by basename (rootdir-relative): two ``test_x.py`` would clash."""
+    names = Counter(p.name for p in TESTS.rglob("test_*.py"))
+    assert [name for name, n in names.items() if n > 1] == []

@@ -17,7 +17,7 @@ from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
 from stfpm_lib.engine.inference import Predictions
 from stfpm_lib.records.evaluation import PER_IMAGE_NAME, evaluate_predictions, write_metrics_json, write_per_image
-from stfpm_lib.reporting.study_tables import DAGGER, StudyError, load_study, main, write_study_tables
+from stfpm_lib.reporting.study_tables import DAGGER, StudyResultsError, load_study_results, main, write_study_tables
 
 CFG = STFPMConfig.from_preset("official").to_dict()
 RANDOM_TW = {"source": "random", "name": "random", "path": None, "sha256": None, "seed": 0}
@@ -211,24 +211,24 @@ def test_hand_written_metrics_without_per_image_files(tmp_path):
 
 
 def test_bad_input_and_cli(study, tmp_path, capsys):
-    with pytest.raises(StudyError, match="study directory not found"):
-        load_study(tmp_path / "nothing")
+    with pytest.raises(StudyResultsError, match="study directory not found"):
+        load_study_results(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StudyError, match="study.json not found"):
-        load_study(tmp_path / "empty")
-    with pytest.raises(StudyError, match="baseline 'nope' is not a variant"):
+    with pytest.raises(StudyResultsError, match="study.json not found"):
+        load_study_results(tmp_path / "empty")
+    with pytest.raises(StudyResultsError, match="baseline 'nope' is not a variant"):
         write_study_tables(study, baseline="nope")
     bad = tmp_path / "bad"
     _spec(bad, seeds=[])
-    with pytest.raises(StudyError, match="'seeds' must be a non-empty list"):
-        load_study(bad)
+    with pytest.raises(StudyResultsError, match="'seeds' must be a non-empty list"):
+        load_study_results(bad)
     _spec(bad)
-    with pytest.raises(StudyError, match="no finished job"):
-        load_study(bad)
+    with pytest.raises(StudyResultsError, match="no finished job"):
+        load_study_results(bad)
     path = _job(bad, "base", 0, "catA")
     _tag(path, "toy", "base", 1, "catA", {})  # a result copied from another job
-    with pytest.raises(StudyError, match=r"seed0/catA/metrics.json: its 'study' key .* does not name this job"):
-        load_study(bad)
+    with pytest.raises(StudyResultsError, match=r"seed0/catA/metrics.json: its 'study' key .* does not name this job"):
+        load_study_results(bad)
     assert main([str(tmp_path / "empty")]) == 2 and "error: " in capsys.readouterr().err
     copy = shutil.copytree(study, tmp_path / "copy")
     assert main([str(copy), "--baseline", "same", "--n-resamples", "20"]) == 0
