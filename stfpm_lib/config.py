@@ -30,17 +30,46 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 import numpy as np
 
 from .records.io import atomic_write_text
 
 __all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError",
-           "config_differences", "FIELD_SPECS", "FieldSpec", "MIN_INPUT_SIZE", "parse_field", "parse_fields"]
+           "config_differences", "FIELD_SPECS", "FieldSpec", "MIN_INPUT_SIZE", "parse_field", "parse_fields",
+           "Backbone", "Layer", "MaskRule", "SplitRule", "LossReduction", "LayerReduction", "MapScale", "MapUpsample",
+           "MapFusion", "Selection", "DeviceChoice", "Precision", "MASK_RULES", "SPLIT_RULES", "LOSS_REDUCTIONS",
+           "LAYER_REDUCTIONS", "MAP_SCALES", "MAP_UPSAMPLES", "MAP_FUSIONS", "SELECTIONS", "DEVICE_CHOICES",
+           "PRECISIONS"]
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
-LAYERS = ("layer1", "layer2", "layer3", "layer4")
+# Every set of string choices is declared once, as a Literal type (for annotations); the runtime
+# tuples below (validation, error messages, argparse choices) are derived from it.
+Backbone = Literal["resnet18", "resnet34", "resnet50", "wide_resnet50_2"]
+Layer = Literal["layer1", "layer2", "layer3", "layer4"]
+MaskRule = Literal["gt0", "nearest", "eq1"]
+SplitRule = Literal["seeded", "random"]
+LossReduction = Literal["batch_mean", "batch_sum"]
+LayerReduction = Literal["sum", "mean"]
+MapScale = Literal["sq_dist", "half_sq_dist", "half_sq_dist_per_area"]
+MapUpsample = Literal["official", "direct"]
+MapFusion = Literal["product", "sum"]
+Selection = Literal["val_map", "val_loss", "last"]
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+
+BACKBONES: tuple[str, ...] = get_args(Backbone)
+LAYERS: tuple[str, ...] = get_args(Layer)
+MASK_RULES: tuple[str, ...] = get_args(MaskRule)
+SPLIT_RULES: tuple[str, ...] = get_args(SplitRule)
+LOSS_REDUCTIONS: tuple[str, ...] = get_args(LossReduction)
+LAYER_REDUCTIONS: tuple[str, ...] = get_args(LayerReduction)
+MAP_SCALES: tuple[str, ...] = get_args(MapScale)
+MAP_UPSAMPLES: tuple[str, ...] = get_args(MapUpsample)
+MAP_FUSIONS: tuple[str, ...] = get_args(MapFusion)
+SELECTIONS: tuple[str, ...] = get_args(Selection)
+DEVICE_CHOICES: tuple[str, ...] = get_args(DeviceChoice)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 #: Smallest network input side (``image_size``, and ``crop_size`` when set), pixels. The ResNet's
 #: deepest stage has stride 32: below 32 px its map is a single clamped pixel and the coarse layers
@@ -88,7 +117,7 @@ class FieldSpec:
         return not (self.high is not None and (value > self.high or (value == self.high and not hi_in)))
 
 
-def _choice(*choices: str) -> FieldSpec:
+def _choice(choices: tuple[str, ...]) -> FieldSpec:
     return FieldSpec(str, choices=choices)
 
 
@@ -97,29 +126,29 @@ def _choice(*choices: str) -> FieldSpec:
 FIELD_SPECS: dict[str, FieldSpec] = {
     "image_size": FieldSpec(int, low=MIN_INPUT_SIZE),
     "crop_size": FieldSpec(int, low=MIN_INPUT_SIZE, optional=True),  # and <= image_size
-    "mask_rule": _choice("gt0", "nearest", "eq1"),
+    "mask_rule": _choice(MASK_RULES),
     "val_fraction": FieldSpec(float, low=0.0, high=1.0, closed="neither"),
-    "split": _choice("seeded", "random"),
+    "split": _choice(SPLIT_RULES),
     "split_seed": FieldSpec(int, low=0, high=_SEED_MAX),
-    "backbone": _choice(*BACKBONES),
+    "backbone": _choice(BACKBONES),
     "layers": FieldSpec(tuple, choices=LAYERS),
     "teacher_weights": FieldSpec(str),
     "loss_half": FieldSpec(bool),
-    "loss_reduction": _choice("batch_mean", "batch_sum"),
-    "loss_layer_reduction": _choice("sum", "mean"),
-    "map_scale": _choice("sq_dist", "half_sq_dist", "half_sq_dist_per_area"),
-    "map_upsample": _choice("official", "direct"),
-    "map_fusion": _choice("product", "sum"),
+    "loss_reduction": _choice(LOSS_REDUCTIONS),
+    "loss_layer_reduction": _choice(LAYER_REDUCTIONS),
+    "map_scale": _choice(MAP_SCALES),
+    "map_upsample": _choice(MAP_UPSAMPLES),
+    "map_fusion": _choice(MAP_FUSIONS),
     "smoothing_sigma": FieldSpec(float, low=0.0),
     "epochs": FieldSpec(int, low=1),
     "batch_size": FieldSpec(int, low=1),
     "lr": FieldSpec(float, low=0.0, closed="right"),
     "momentum": FieldSpec(float, low=0.0, high=1.0, closed="left"),
     "weight_decay": FieldSpec(float, low=0.0),
-    "selection": _choice("val_map", "val_loss", "last"),
+    "selection": _choice(SELECTIONS),
     "seed": FieldSpec(int, low=0, high=_SEED_MAX),
-    "device": _choice("auto", "cpu", "cuda"),
-    "precision": _choice("fp32", "bf16", "fp16", "auto"),
+    "device": _choice(DEVICE_CHOICES),
+    "precision": _choice(PRECISIONS),
     "channels_last": FieldSpec(bool),
     "eval_batch_size": FieldSpec(int, low=1),
     "num_workers": FieldSpec(int, low=0),
@@ -191,22 +220,22 @@ class STFPMConfig:
     # data
     image_size: int = 256
     crop_size: int | None = None
-    mask_rule: str = "gt0"
+    mask_rule: MaskRule = "gt0"
     val_fraction: float = 0.2
-    split: str = "seeded"
+    split: SplitRule = "seeded"
     split_seed: int = 0
     # model
-    backbone: str = "resnet18"
-    layers: tuple[str, ...] = ("layer1", "layer2", "layer3")
+    backbone: Backbone = "resnet18"
+    layers: tuple[Layer, ...] = ("layer1", "layer2", "layer3")
     teacher_weights: str = "imagenet"
     # loss
     loss_half: bool = False
-    loss_reduction: str = "batch_mean"
-    loss_layer_reduction: str = "sum"
+    loss_reduction: LossReduction = "batch_mean"
+    loss_layer_reduction: LayerReduction = "sum"
     # anomaly map
-    map_scale: str = "sq_dist"
-    map_upsample: str = "official"
-    map_fusion: str = "product"
+    map_scale: MapScale = "sq_dist"
+    map_upsample: MapUpsample = "official"
+    map_fusion: MapFusion = "product"
     smoothing_sigma: float = 0.0
     # training
     epochs: int = 100
@@ -214,11 +243,11 @@ class STFPMConfig:
     lr: float = 0.4
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    selection: str = "val_map"
+    selection: Selection = "val_map"
     seed: int = 0
     # runtime
-    device: str = "auto"
-    precision: str = "fp32"
+    device: DeviceChoice = "auto"
+    precision: Precision = "fp32"
     channels_last: bool = False
     eval_batch_size: int = 32
     num_workers: int = 0

@@ -79,6 +79,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stfpm_lib.config import DEVICE_CHOICES, PRECISIONS
+
 __all__ = ["main", "official_pyramid", "official_train_epoch", "official_infer"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -836,7 +838,7 @@ def _last_line(r: dict[str, Any]) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stfpm_lib.bench speed",
                                 description="STFPM training/inference speed vs the official recipe (synthetic images).")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="auto: CPU, and CUDA too when present (default)")
     p.add_argument("--images", type=int, default=64, help="training images for the headline numbers (default 64)")
     p.add_argument("--scaling", default="16,32", help="other training image counts for the scaling table")
@@ -847,7 +849,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="training batch (default 32, official)")
     p.add_argument("--eval-batch", type=int, default=None, help="project inference batch (default 32 CPU, 256 CUDA)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds, best taken (default 3)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="fast-path precision (default auto, as a user gets it: bf16 on CPUs with native bf16 and on "
                         "bf16-capable GPUs, fp16 on other GPUs, else fp32)")
     p.add_argument("--with-bf16", action="store_true",

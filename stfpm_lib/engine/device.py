@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..config import PRECISIONS, ConfigError
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -152,7 +152,7 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if device.type == "cpu" and cpu_has_fast_bf16():
             return torch.bfloat16
         return None
-    raise ConfigError(f"precision={precision!r} is not one of ['fp32', 'bf16', 'fp16', 'auto']")
+    raise ConfigError(f"precision={precision!r} is not one of {list(PRECISIONS)}")
 
 
 def effective_precision(precision: str, device: torch.device) -> str:

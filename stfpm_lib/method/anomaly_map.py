@@ -26,26 +26,23 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..config import MAP_FUSIONS, MAP_SCALES, MAP_UPSAMPLES, MapFusion, MapScale, MapUpsample
 from .loss import normalized_sq_dist
 
 __all__ = ["MapSettings", "layer_maps", "fused_map", "anomaly_map", "gaussian_blur", "image_scores"]
-
-_SCALES = ("sq_dist", "half_sq_dist", "half_sq_dist_per_area")
-_UPSAMPLES = ("official", "direct")
-_FUSIONS = ("product", "sum")
 
 
 @dataclass(frozen=True)
 class MapSettings:
     """The four map knobs of :class:`~stfpm_lib.config.STFPMConfig` (same names and meaning)."""
 
-    map_scale: str = "sq_dist"
-    map_upsample: str = "official"
-    map_fusion: str = "product"
+    map_scale: MapScale = "sq_dist"
+    map_upsample: MapUpsample = "official"
+    map_fusion: MapFusion = "product"
     smoothing_sigma: float = 0.0
 
     def __post_init__(self) -> None:
-        for key, choices in (("map_scale", _SCALES), ("map_upsample", _UPSAMPLES), ("map_fusion", _FUSIONS)):
+        for key, choices in (("map_scale", MAP_SCALES), ("map_upsample", MAP_UPSAMPLES), ("map_fusion", MAP_FUSIONS)):
             if getattr(self, key) not in choices:
                 raise ValueError(f"{key}={getattr(self, key)!r} is not one of {list(choices)}")
         if not self.smoothing_sigma >= 0:
@@ -75,10 +72,10 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
 
 
 def layer_maps(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor],
-               map_scale: str = "sq_dist") -> list[torch.Tensor]:
+               map_scale: MapScale = "sq_dist") -> list[torch.Tensor]:
     """Per-layer maps at feature resolution: list of (B, h_l, w_l) float32."""
-    if map_scale not in _SCALES:
-        raise ValueError(f"map_scale={map_scale!r} is not one of {list(_SCALES)}")
+    if map_scale not in MAP_SCALES:
+        raise ValueError(f"map_scale={map_scale!r} is not one of {list(MAP_SCALES)}")
     if len(teacher_feats) != len(student_feats) or not teacher_feats:
         raise ValueError("need the same non-zero number of teacher and student layers")
     maps = []

@@ -17,10 +17,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["normalized_sq_dist", "stfpm_loss", "per_image_loss", "loss_from_config"]
+from ..config import LAYER_REDUCTIONS, LOSS_REDUCTIONS, LayerReduction, LossReduction
 
-_REDUCTIONS = ("batch_mean", "batch_sum")
-_LAYER_REDUCTIONS = ("sum", "mean")
+__all__ = ["normalized_sq_dist", "stfpm_loss", "per_image_loss", "loss_from_config"]
 
 
 def normalized_sq_dist(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
@@ -37,10 +36,10 @@ def normalized_sq_dist(teacher: torch.Tensor, student: torch.Tensor) -> torch.Te
 
 
 def per_image_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], *,
-                   half: bool = False, layer_reduction: str = "sum") -> torch.Tensor:
+                   half: bool = False, layer_reduction: LayerReduction = "sum") -> torch.Tensor:
     """Loss of each image, (B,): ``[½] Σ_l (or mean_l) mean_{i,j} Σ_c (F̂t − F̂s)²``."""
-    if layer_reduction not in _LAYER_REDUCTIONS:
-        raise ValueError(f"layer_reduction={layer_reduction!r} is not one of {list(_LAYER_REDUCTIONS)}")
+    if layer_reduction not in LAYER_REDUCTIONS:
+        raise ValueError(f"layer_reduction={layer_reduction!r} is not one of {list(LAYER_REDUCTIONS)}")
     if len(teacher_feats) != len(student_feats) or not teacher_feats:
         raise ValueError(f"need the same non-zero number of teacher and student layers, got "
                          f"{len(teacher_feats)} and {len(student_feats)}")
@@ -51,7 +50,7 @@ def per_image_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequenc
 
 
 def stfpm_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], *,
-               half: bool = False, reduction: str = "batch_mean", layer_reduction: str = "sum",
+               half: bool = False, reduction: LossReduction = "batch_mean", layer_reduction: LayerReduction = "sum",
                return_per_image: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Scalar STFPM loss (see the module docstring); defaults are the official code.
 
@@ -59,8 +58,8 @@ def stfpm_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[to
     :func:`per_image_loss` it reduces (what training averages over an epoch, without a second
     computation).
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction={reduction!r} is not one of {list(_REDUCTIONS)}")
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r} is not one of {list(LOSS_REDUCTIONS)}")
     per_image = per_image_loss(teacher_feats, student_feats, half=half, layer_reduction=layer_reduction)
     loss = per_image.mean() if reduction == "batch_mean" else per_image.sum()
     return (loss, per_image) if return_per_image else loss

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..config import MASK_RULES
+
 __all__ = ["main", "build_parser", "parse_set"]
 
 EXIT_USAGE = 2
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--val-predictions", default=None,
                     help="normal validation predictions for the *_val F1 thresholds "
                          "(default: predictions_val.npz beside --predictions, if present)")
-    ev.add_argument("--mask-rule", default=None, choices=["gt0", "nearest", "eq1"],
+    ev.add_argument("--mask-rule", default=None, choices=list(MASK_RULES),
                     help="re-binarise the masks (default: the run's rule, stored in the file)")
     ev.add_argument("--original-resolution", action="store_true",
                     help="also AU-PRO and pixel AUROC at the original image resolution (slow for 1024² images)")
