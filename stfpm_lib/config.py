@@ -30,7 +30,7 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, get_args
+from typing import Any, ClassVar, Literal, Mapping, get_args
 
 import numpy as np
 
@@ -41,7 +41,7 @@ __all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RU
            "Backbone", "Layer", "MaskRule", "SplitRule", "LossReduction", "LayerReduction", "MapScale", "MapUpsample",
            "MapFusion", "Selection", "DeviceChoice", "Precision", "MASK_RULES", "SPLIT_RULES", "LOSS_REDUCTIONS",
            "LAYER_REDUCTIONS", "MAP_SCALES", "MAP_UPSAMPLES", "MAP_FUSIONS", "SELECTIONS", "DEVICE_CHOICES",
-           "PRECISIONS"]
+           "PRECISIONS", "LossSettings", "MapSettings", "TransformSettings"]
 
 # Every set of string choices is declared once, as a Literal type (for annotations); the runtime
 # tuples below (validation, error messages, argparse choices) are derived from it.
@@ -164,6 +164,139 @@ class ConfigError(ValueError):
     """An unknown preset, an unknown key or an invalid value in a configuration."""
 
 
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {list(choices)}")
+
+
+class _NarrowSettings:
+    """Shared constructor of the narrow settings objects: the few knobs one part of the method reads.
+
+    They let :mod:`stfpm_lib.method.loss`, :mod:`stfpm_lib.method.anomaly_map` and
+    :mod:`stfpm_lib.data.transforms` depend on their own knobs only; :class:`STFPMConfig` builds
+    them (:meth:`STFPMConfig.loss_settings`, ...).
+    """
+
+    _BUILDER: ClassVar[str]  # the STFPMConfig method that builds one
+    _KIND: ClassVar[str]  # what the settings are about, for error messages
+
+    @classmethod
+    def from_any(cls, source: Any = None) -> Any:
+        """Settings from ``source``.
+
+        Parameters
+        ----------
+        source : settings, STFPMConfig, mapping or None
+            An instance (returned as is), an :class:`STFPMConfig` (or any object with the
+            builder method, e.g. ``loss_settings``), a mapping of field names to values, or
+            ``None`` (the defaults, the official code).
+
+        Raises
+        ------
+        ValueError
+            An unknown key in a mapping, or an invalid value.
+        """
+        if source is None:
+            return cls()
+        if isinstance(source, cls):
+            return source
+        if isinstance(source, Mapping):
+            names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+            unknown = sorted(set(source) - set(names))
+            if unknown:
+                raise ConfigError(f"unknown {cls._KIND} setting(s) {unknown}; valid: {names}")
+            return cls(**source)
+        return getattr(source, cls._BUILDER)()
+
+
+@dataclass(frozen=True)
+class LossSettings(_NarrowSettings):
+    """The loss knobs of :class:`STFPMConfig` (``loss_half``, ``loss_reduction``, ``loss_layer_reduction``).
+
+    Parameters
+    ----------
+    half : bool
+        Multiply the per-position loss by ½ (paper, anomalib, HCW, XIA).
+    reduction : {"batch_mean", "batch_sum"}
+        Average (official) or sum the per-image losses over the batch.
+    layer_reduction : {"sum", "mean"}
+        Sum (official) or average the layer losses (XIA).
+    """
+
+    _BUILDER: ClassVar[str] = "loss_settings"
+    _KIND: ClassVar[str] = "loss"
+
+    half: bool = False
+    reduction: LossReduction = "batch_mean"
+    layer_reduction: LayerReduction = "sum"
+
+    def __post_init__(self) -> None:
+        _check_choice("reduction", self.reduction, LOSS_REDUCTIONS)
+        _check_choice("layer_reduction", self.layer_reduction, LAYER_REDUCTIONS)
+
+
+@dataclass(frozen=True)
+class MapSettings(_NarrowSettings):
+    """The four anomaly-map knobs of :class:`STFPMConfig` (same names and meaning).
+
+    Parameters
+    ----------
+    map_scale : {"sq_dist", "half_sq_dist", "half_sq_dist_per_area"}
+        Per-layer map ‖Δ‖², ½‖Δ‖² or ½‖Δ‖²/(h·w).
+    map_upsample : {"official", "direct"}
+        Layers to a quarter of the output size, fuse, then to the output size; or each layer
+        straight to the output size.
+    map_fusion : {"product", "sum"}
+        How the layer maps are fused.
+    smoothing_sigma : float
+        Gaussian smoothing of the final map, pixels (0: none).
+    """
+
+    _BUILDER: ClassVar[str] = "map_settings"
+    _KIND: ClassVar[str] = "anomaly-map"
+
+    map_scale: MapScale = "sq_dist"
+    map_upsample: MapUpsample = "official"
+    map_fusion: MapFusion = "product"
+    smoothing_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key, choices in (("map_scale", MAP_SCALES), ("map_upsample", MAP_UPSAMPLES), ("map_fusion", MAP_FUSIONS)):
+            _check_choice(key, getattr(self, key), choices)
+        if not self.smoothing_sigma >= 0:
+            raise ConfigError(f"smoothing_sigma={self.smoothing_sigma!r} must be >= 0")
+
+
+@dataclass(frozen=True)
+class TransformSettings(_NarrowSettings):
+    """The preprocessing knobs of :class:`STFPMConfig` (same names and meaning).
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the square resize, pixels.
+    crop_size : int or None
+        Side of the centre crop after the resize, pixels (``None``: no crop).
+    mask_rule : {"gt0", "nearest", "eq1"}
+        How resized ground-truth masks are binarised.
+    """
+
+    _BUILDER: ClassVar[str] = "transform_settings"
+    _KIND: ClassVar[str] = "transform"
+
+    image_size: int = 256
+    crop_size: int | None = None
+    mask_rule: MaskRule = "gt0"
+
+    def __post_init__(self) -> None:
+        _check_choice("mask_rule", self.mask_rule, MASK_RULES)
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square network input, pixels (the crop if any, else the resize)."""
+        return self.crop_size or self.image_size
+
+
 @dataclass(frozen=True)
 class STFPMConfig:
     """Every setting of an STFPM run. Defaults reproduce the official code.
@@ -272,6 +405,20 @@ class STFPMConfig:
     def ordered_layers(self) -> tuple[str, ...]:
         """``layers`` in network order (``layer1`` first)."""
         return tuple(name for name in LAYERS if name in self.layers)
+
+    def loss_settings(self) -> LossSettings:
+        """The loss knobs (what :mod:`stfpm_lib.method.loss` reads)."""
+        return LossSettings(half=self.loss_half, reduction=self.loss_reduction,
+                            layer_reduction=self.loss_layer_reduction)
+
+    def map_settings(self) -> MapSettings:
+        """The anomaly-map knobs (what :mod:`stfpm_lib.method.anomaly_map` reads)."""
+        return MapSettings(map_scale=self.map_scale, map_upsample=self.map_upsample, map_fusion=self.map_fusion,
+                           smoothing_sigma=self.smoothing_sigma)
+
+    def transform_settings(self) -> TransformSettings:
+        """The preprocessing knobs (what :mod:`stfpm_lib.data.transforms` reads)."""
+        return TransformSettings(image_size=self.image_size, crop_size=self.crop_size, mask_rule=self.mask_rule)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -426,8 +573,8 @@ def _check_value(name: str, spec: FieldSpec, value: Any) -> Any:
     if spec.kind is str:
         if not isinstance(value, str):
             raise wrong
-        if spec.choices is not None and value not in spec.choices:
-            raise ConfigError(f"{name}={value!r} is not one of {list(spec.choices)}")
+        if spec.choices is not None:
+            _check_choice(name, value, spec.choices)
         if not value:
             raise ConfigError(f"{name} must not be empty")
         return value

@@ -272,6 +272,7 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
     it must only ever be used inside ``torch.inference_mode``, as here.
     """
     model.eval()
+    loss_st, map_st = cfg.loss_settings(), cfg.map_settings()
     loss_sum, map_sum, n = 0.0, 0.0, 0
     with torch.inference_mode():
         for batch in loader:
@@ -280,12 +281,12 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
             with autocast(cfg.precision, device):
                 t_feats = _teacher(model, x, indices, cache)
                 s_feats = model.student(x)
-            loss_sum += float(per_image_loss(t_feats, s_feats, half=cfg.loss_half,
-                                             layer_reduction=cfg.loss_layer_reduction).sum())
+            loss_sum += float(per_image_loss(t_feats, s_feats, half=loss_st.half,
+                                             layer_reduction=loss_st.layer_reduction).sum())
             if cfg.map_upsample == "official":
-                maps = fused_map(t_feats, s_feats, cfg, cfg.input_size)
+                maps = fused_map(t_feats, s_feats, map_st, cfg.input_size)
             else:
-                maps = anomaly_map(t_feats, s_feats, cfg, cfg.input_size)
+                maps = anomaly_map(t_feats, s_feats, map_st, cfg.input_size)
             map_sum += float(maps.flatten(1).mean(dim=1).sum())
             n += x.shape[0]
     return loss_sum / n, map_sum / n

@@ -20,48 +20,15 @@ Image score: maximum of the final map.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..config import MAP_FUSIONS, MAP_SCALES, MAP_UPSAMPLES, MapFusion, MapScale, MapUpsample
+from ..config import MAP_SCALES, MapScale, MapSettings
 from .loss import normalized_sq_dist
 
 __all__ = ["MapSettings", "layer_maps", "fused_map", "anomaly_map", "gaussian_blur", "image_scores"]
-
-
-@dataclass(frozen=True)
-class MapSettings:
-    """The four map knobs of :class:`~stfpm_lib.config.STFPMConfig` (same names and meaning)."""
-
-    map_scale: MapScale = "sq_dist"
-    map_upsample: MapUpsample = "official"
-    map_fusion: MapFusion = "product"
-    smoothing_sigma: float = 0.0
-
-    def __post_init__(self) -> None:
-        for key, choices in (("map_scale", MAP_SCALES), ("map_upsample", MAP_UPSAMPLES), ("map_fusion", MAP_FUSIONS)):
-            if getattr(self, key) not in choices:
-                raise ValueError(f"{key}={getattr(self, key)!r} is not one of {list(choices)}")
-        if not self.smoothing_sigma >= 0:
-            raise ValueError(f"smoothing_sigma={self.smoothing_sigma!r} must be >= 0")
-
-    @classmethod
-    def from_any(cls, cfg_or_kwargs: Any = None) -> "MapSettings":
-        """From an ``STFPMConfig`` (or any object with those attributes), a mapping, or ``None``."""
-        if cfg_or_kwargs is None:
-            return cls()
-        if isinstance(cfg_or_kwargs, MapSettings):
-            return cfg_or_kwargs
-        names = ("map_scale", "map_upsample", "map_fusion", "smoothing_sigma")
-        if isinstance(cfg_or_kwargs, Mapping):
-            unknown = sorted(set(cfg_or_kwargs) - set(names))
-            if unknown:
-                raise ValueError(f"unknown anomaly-map setting(s) {unknown}; valid: {list(names)}")
-            return cls(**cfg_or_kwargs)
-        return cls(**{name: getattr(cfg_or_kwargs, name) for name in names})
 
 
 def _size2(size: int | Sequence[int]) -> tuple[int, int]:

@@ -12,14 +12,14 @@ batch instead of averaging (anomalib, HCW, XIA: B/2 × the official loss with ``
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..config import LAYER_REDUCTIONS, LOSS_REDUCTIONS, LayerReduction, LossReduction
+from ..config import LayerReduction, LossReduction, LossSettings
 
-__all__ = ["normalized_sq_dist", "stfpm_loss", "per_image_loss", "loss_from_config"]
+__all__ = ["LossSettings", "normalized_sq_dist", "stfpm_loss", "per_image_loss", "loss_from_config"]
 
 
 def normalized_sq_dist(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
@@ -38,8 +38,7 @@ def normalized_sq_dist(teacher: torch.Tensor, student: torch.Tensor) -> torch.Te
 def per_image_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], *,
                    half: bool = False, layer_reduction: LayerReduction = "sum") -> torch.Tensor:
     """Loss of each image, (B,): ``[½] Σ_l (or mean_l) mean_{i,j} Σ_c (F̂t − F̂s)²``."""
-    if layer_reduction not in LAYER_REDUCTIONS:
-        raise ValueError(f"layer_reduction={layer_reduction!r} is not one of {list(LAYER_REDUCTIONS)}")
+    LossSettings(half=half, layer_reduction=layer_reduction)  # checks the choice
     if len(teacher_feats) != len(student_feats) or not teacher_feats:
         raise ValueError(f"need the same non-zero number of teacher and student layers, got "
                          f"{len(teacher_feats)} and {len(student_feats)}")
@@ -58,15 +57,16 @@ def stfpm_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[to
     :func:`per_image_loss` it reduces (what training averages over an epoch, without a second
     computation).
     """
-    if reduction not in LOSS_REDUCTIONS:
-        raise ValueError(f"reduction={reduction!r} is not one of {list(LOSS_REDUCTIONS)}")
+    LossSettings(half=half, reduction=reduction, layer_reduction=layer_reduction)  # checks the choices
     per_image = per_image_loss(teacher_feats, student_feats, half=half, layer_reduction=layer_reduction)
     loss = per_image.mean() if reduction == "batch_mean" else per_image.sum()
     return (loss, per_image) if return_per_image else loss
 
 
-def loss_from_config(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], cfg, *,
+def loss_from_config(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], settings: Any, *,
                      return_per_image: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """:func:`stfpm_loss` with ``cfg.loss_half``, ``cfg.loss_reduction``, ``cfg.loss_layer_reduction``."""
-    return stfpm_loss(teacher_feats, student_feats, half=cfg.loss_half, reduction=cfg.loss_reduction,
-                      layer_reduction=cfg.loss_layer_reduction, return_per_image=return_per_image)
+    """:func:`stfpm_loss` with the knobs of ``settings``: a :class:`LossSettings`, an ``STFPMConfig``
+    (its ``loss_half``, ``loss_reduction``, ``loss_layer_reduction``) or a mapping of LossSettings fields."""
+    st = LossSettings.from_any(settings)
+    return stfpm_loss(teacher_feats, student_feats, half=st.half, reduction=st.reduction,
+                      layer_reduction=st.layer_reduction, return_per_image=return_per_image)
