@@ -78,7 +78,7 @@ from ..method.anomaly_map import anomaly_map, fused_map
 from ..method.loss import loss_from_config, per_image_loss
 from ..method.model import STFPM, build_stfpm, feature_shapes
 from ..method.weights import TeacherWeights, resolve_teacher_weights
-from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, sha256_file
+from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, relative_posix, sha256_file
 from ..records.provenance import environment_info
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, FORMAT_VERSION, LAST_FORMAT, LAST_NAME,
                          read_checkpoint, save_checkpoint)
@@ -151,13 +151,6 @@ def _teacher_record(model: STFPM) -> dict[str, Any]:
     return record
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(base).as_posix()
-    except ValueError:
-        return str(Path(path).resolve())
-
-
 def _dataset_record(index, train_paths, val_paths) -> dict[str, Any]:
     """The index's description with an absolute ``root`` and the split: image names, and
     paths relative to ``root/category`` with each file's sha256 (what predict re-checks)."""
@@ -166,7 +159,7 @@ def _dataset_record(index, train_paths, val_paths) -> dict[str, Any]:
     record["root"] = str(Path(index.root).resolve())
     for split, paths in (("train", train_paths), ("val", val_paths)):
         record[f"{split}_images"] = [p.name for p in paths]
-        record[f"{split}_files"] = [_relative(p, base) for p in paths]
+        record[f"{split}_files"] = [relative_posix(p, base) for p in paths]
         record[f"{split}_sha256"] = [sha256_file(p) for p in paths]
     return record
 

@@ -47,6 +47,7 @@ __all__ = [
     "pixel_f1_best",
     "pixel_f1_val",
     "val_threshold",
+    "thin_curve",
 ]
 
 
@@ -117,10 +118,29 @@ def roc_from_pool(pool: PixelPool, max_points: int | None = None) -> ROCCurve:
     curve = ROCCurve(
         np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr]), np.concatenate([[np.inf], thr.astype(np.float64)])
     )
-    return _thin(curve, max_points)
+    return thin_curve(curve, max_points)
 
 
-def _thin(curve: Any, max_points: int | None) -> Any:
+def thin_curve(curve: Any, max_points: int | None) -> Any:
+    """At most ``max_points`` evenly spaced points of a curve (first and last kept), for plots and files.
+
+    Parameters
+    ----------
+    curve : NamedTuple of equally long 1-D arrays
+        E.g. a :class:`ROCCurve` or a ``PROCurve``.
+    max_points : int or None
+        Most points kept (>= 2); ``None``: the curve unchanged.
+
+    Returns
+    -------
+    NamedTuple
+        Same type as ``curve``, arrays indexed by ``unique(round(linspace(0, P - 1, max_points)))``.
+
+    Raises
+    ------
+    ValueError
+        If ``max_points < 2`` and the curve is longer.
+    """
     n = curve[0].size
     if max_points is None or n <= max_points:
         return curve

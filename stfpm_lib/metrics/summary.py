@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._pool import build_pool
+from ._pool import PixelPool, build_pool
 from ._validation import (
     MaskBinarization,
     UndefinedMetricError,
@@ -35,6 +35,20 @@ def _labels_from_masks(mask_list: list[np.ndarray], mask_binarization: MaskBinar
     return np.array([bool(binarize(k, mask_binarization).any()) for k in mask_list])
 
 
+def _full_pool(pool: PixelPool | None, maps: Any, mask_list: list[np.ndarray], mask_binarization: MaskBinarization,
+               resize_maps: bool) -> PixelPool:
+    """``pool`` (checked to hold every image's pixels, with regions) or a new one built with components."""
+    if pool is None:
+        return build_pool(maps, mask_list, mask_binarization=mask_binarization, resize_maps=resize_maps,
+                          components=True)
+    n_pixels = sum(k.size for k in mask_list)
+    if pool.pos_w is None or pool.n_pos + pool.n_neg != n_pixels:
+        raise ValueError(f"pool must be build_pool(maps, masks, components=True) of these {len(mask_list)} images "
+                         f"({n_pixels} pixels); got one of {pool.n_pos + pool.n_neg} pixels"
+                         + (" without components" if pool.pos_w is None else ""))
+    return pool
+
+
 def compute_all(
     maps: Any,
     masks: Any,
@@ -50,6 +64,7 @@ def compute_all(
     image_val_quantile: float = 1.0,
     pixel_val_quantile: float = 1.0,
     orig_masks: Any = None,
+    pool: PixelPool | None = None,
 ) -> dict[str, float]:
     """Every metric of one category in a flat ``dict[str, float]``, from one pixel pool.
 
@@ -81,6 +96,10 @@ def compute_all(
     orig_masks : list of 2-D arrays, optional
         Masks at the original image resolution; adds ``au_pro_orig_res`` and
         ``pixel_auroc_orig_res`` with each map bilinearly upsampled to its mask's size.
+    pool : PixelPool, optional
+        The pixel pool of ``maps`` and ``masks`` built by ``build_pool(maps, masks,
+        mask_binarization=..., resize_maps=..., components=True)``, when the caller needs it too
+        (curves): it is used instead of building it again. Default: built here.
 
     Returns
     -------
@@ -117,7 +136,7 @@ def compute_all(
     check_mask_binarization(mask_binarization)
     mask_list = as_image_list(masks, "masks")
     y = _labels_from_masks(mask_list, mask_binarization) if labels is None else as_labels(labels, len(mask_list))
-    pool = build_pool(maps, mask_list, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
+    pool = _full_pool(pool, maps, mask_list, mask_binarization, resize_maps)
     scores = image_scores(maps)
 
     out: dict[str, float] = {
@@ -170,6 +189,7 @@ def per_defect_type(
     official: bool = False,
     include_all: bool = True,
     scores: Any = None,
+    pool: PixelPool | None = None,
 ):
     """Per-defect-type breakdown: each type's anomalous images against **all** normal images.
 
@@ -197,6 +217,9 @@ def per_defect_type(
     scores : array-like of shape (N,), optional
         Image scores for the image AUROC; default: the max of each map. Pass the scores the
         headline image AUROC used, so the ``(all)`` row equals it.
+    pool : PixelPool, optional
+        The pixel pool of all ``maps`` and ``masks`` (as for :func:`compute_all`), used for the
+        ``(all)`` row instead of building it again.
 
     Returns
     -------
@@ -254,12 +277,15 @@ def per_defect_type(
         row: dict[str, Any] = {"defect_type": name, "n_anomalous": anomalous.size, "n_normal": normal.size}
         row["image_auroc"] = image_auroc(image_level[idx], y[idx])
         try:
-            pool = build_pool(sub_maps, sub_masks, mask_binarization=mask_binarization, resize_maps=resize_maps,
-                              components=True)
-            row["pixel_auroc"] = auroc_from_pool(pool)
-            row["au_pro"] = au_pro_from_pool(pool, fpr_limit)
+            if name == "(all)":  # every image: the pool of compute_all
+                sub_pool = _full_pool(pool, map_list, mask_list, mask_binarization, resize_maps)
+            else:
+                sub_pool = build_pool(sub_maps, sub_masks, mask_binarization=mask_binarization,
+                                      resize_maps=resize_maps, components=True)
+            row["pixel_auroc"] = auroc_from_pool(sub_pool)
+            row["au_pro"] = au_pro_from_pool(sub_pool, fpr_limit)
             if official:
-                row["official_pro"] = official_pro_from_curve(official_curve_from_pool(pool), fpr_limit)
+                row["official_pro"] = official_pro_from_curve(official_curve_from_pool(sub_pool), fpr_limit)
         except UndefinedMetricError:
             row.update(pixel_auroc=np.nan, au_pro=np.nan, **({"official_pro": np.nan} if official else {}))
         rows.append(row)

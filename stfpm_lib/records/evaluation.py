@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics as M
+from ..metrics._pool import build_pool  # the pixel pool, built once and shared by the metrics and the curves
+from ..metrics.pro import official_curve_from_pool, pro_curve_from_pool
+from ..metrics.roc import roc_from_pool, thin_curve
 from ..data import image_size_of, index_category
 from ..data.imageio import read_mask_values
 from ..engine.inference import PredictionsError, load_predictions
@@ -105,15 +108,6 @@ class Evaluation:
 
 
 _CURVE_POINTS = 2000
-
-
-def _thin(arrays: dict[str, np.ndarray], n: int = _CURVE_POINTS) -> dict[str, np.ndarray]:
-    """At most ``n`` evenly spaced points (first and last kept) of equally long curve arrays."""
-    size = len(next(iter(arrays.values())))
-    if size <= n:
-        return arrays
-    idx = np.unique(np.linspace(0, size - 1, n).round().astype(int))
-    return {k: v[idx] for k, v in arrays.items()}
 
 
 def _original_masks(pred: Any) -> list[np.ndarray]:
@@ -217,20 +211,21 @@ def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray,
     return {k: float(v) for k, v in metrics.items()}
 
 
-def _curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-            metrics: Mapping[str, float], fpr_limit: float) -> dict[str, dict[str, Any]]:
-    """Image ROC, pixel ROC (thinned), PRO up to ``fpr_limit`` (thinned) and the official PRO curve."""
+def _curves(pool: Any, scores: np.ndarray, labels: np.ndarray, metrics: Mapping[str, float],
+            fpr_limit: float) -> dict[str, dict[str, Any]]:
+    """Image ROC, pixel ROC (thinned), PRO up to ``fpr_limit`` (thinned) and the official PRO curve;
+    the pixel curves from ``pool`` (the test maps' pixel pool, with regions)."""
     image_roc = M.roc_curve(scores, labels)
-    pixel_roc = M.pixel_roc_curve(maps, masks, max_points=_CURVE_POINTS)
-    pro = M.pro_curve(maps, masks, fpr_limit)
-    official = M.official_pro_curve(maps, masks)
+    pixel_roc = roc_from_pool(pool, _CURVE_POINTS)
+    pro = thin_curve(pro_curve_from_pool(pool, fpr_limit), _CURVE_POINTS)
+    official = official_curve_from_pool(pool)
     return {
         "image_roc": {"fpr": image_roc.fpr, "tpr": image_roc.tpr, "thresholds": image_roc.thresholds,
                       "auc": metrics["image_auroc"]},
         "pixel_roc": {"fpr": pixel_roc.fpr, "tpr": pixel_roc.tpr, "thresholds": pixel_roc.thresholds,
                       "auc": metrics["pixel_auroc"]},
-        "pro": {**_thin({"fpr": pro.fpr, "pro": pro.pro, "thresholds": pro.thresholds}),
-                "auc": metrics["au_pro"], "fpr_limit": float(fpr_limit)},
+        "pro": {"fpr": pro.fpr, "pro": pro.pro, "thresholds": pro.thresholds, "auc": metrics["au_pro"],
+                "fpr_limit": float(fpr_limit)},
         "official_pro": {"fpr": official.fpr, "pro": official.pro, "thresholds": official.thresholds,
                          "auc": metrics["official_pro"]},
     }
@@ -261,7 +256,9 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # official PRO may be NaN by its own formula
             val_maps = None if val is None else _float32_maps(val.maps, "val_predictions")
-            m = M.compute_all(maps, masks, labels, val_maps=val_maps, fpr_limit=fpr_limit, orig_masks=_original_masks(pred) if original_resolution else None)
+            pool = build_pool(maps, masks, components=True)
+            m = M.compute_all(maps, masks, labels, val_maps=val_maps, fpr_limit=fpr_limit, pool=pool,
+                              orig_masks=_original_masks(pred) if original_resolution else None)
     except M.UndefinedMetricError as exc:
         raise M.UndefinedMetricError(f"{where}: {exc}") from exc
     types = np.asarray([str(t) for t in pred.defect_types])
@@ -269,8 +266,9 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True, scores=scores)
-    curves = _curves(maps, masks, scores, labels, metrics, fpr_limit)
+        table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True, scores=scores,
+                                  pool=pool)
+    curves = _curves(pool, scores, labels, metrics, fpr_limit)
     return Evaluation(metrics=metrics, per_defect_type=table, curves=curves, scores=scores, labels=labels,
                       defect_types=types, image_paths=np.asarray([str(p) for p in pred.image_paths]), source=source,
                       mask_rule=used_rule)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_save", "atomic_write_text", "atomic_write_bytes", "sha256_file", "OutputError",
-           "check_writable", "clean_stale_tmp", "tmp_name"]
+           "check_writable", "clean_stale_tmp", "tmp_name", "relative_posix"]
 
 #: errno of a failed write -> the reason in words.
 _WRITE_ERRORS = {
@@ -103,6 +103,28 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def relative_posix(path: str | os.PathLike, base: str | os.PathLike, default: str | None = None) -> str:
+    """``path`` relative to ``base`` in POSIX form (``good/000.png``), both resolved first.
+
+    Parameters
+    ----------
+    path, base : str or path-like
+        The file and the folder it is expected under.
+    default : str, optional
+        What to return when ``path`` is not under ``base``; default: ``path`` resolved, absolute.
+
+    Returns
+    -------
+    str
+        The relative path with ``/`` separators, or ``default`` / the absolute path.
+    """
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return str(resolved) if default is None else default
 
 
 def check_writable(directory: str | os.PathLike) -> Path:
