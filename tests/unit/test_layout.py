@@ -81,3 +81,44 @@ def test_unit_test_files_are_named_after_the_module_they_test():
 def test_tests_live_in_unit_or_integration():
     assert sorted(p.name for p in TESTS.glob("test_*.py")) == []
     assert {p.parent.name for p in TESTS.rglob("test_*.py")} == {"unit", "integration"}
+
+
+#: Longest function allowed in the library, lines from its ``def`` to its last line, docstring excluded.
+MAX_FUNCTION_LINES = 60
+
+
+def _function_lengths(source: str) -> list[tuple[str, int, int]]:
+    """``(qualified name, def line, length)`` of every function and method in ``source`` (nested ones too),
+    length counted from the ``def`` line to the last line, without the docstring."""
+    out = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = child.end_lineno - child.lineno + 1
+                body = child.body
+                if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                        and isinstance(body[0].value.value, str):
+                    length -= body[0].end_lineno - body[0].lineno + 1
+                out.append((prefix + child.name, child.lineno, length))
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return out
+
+
+def test_function_lengths_are_measured_without_the_docstring():
+    source = 'def f(x):\n    """Doc\n\n    more.\n    """\n    y = x\n    return y\n\n\nclass C:\n' \
+             '    def m(self):\n        def inner():\n            return 1\n        return inner()\n'
+    assert _function_lengths(source) == [("f", 1, 3), ("C.m", 11, 4), ("C.m.inner", 12, 2)]
+
+
+def test_no_library_function_is_longer_than_60_lines():
+    long = [f"{path.relative_to(PACKAGE)}:{line} {name} ({n} lines)"
+            for path in _modules() for name, line, n in _function_lengths(path.read_text())
+            if n > MAX_FUNCTION_LINES]
+    assert long == [], f"functions over {MAX_FUNCTION_LINES} lines (docstring excluded): " + "; ".join(long)
