@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, get_args
 
 import numpy as np
+import yaml
 
 from .records.io import atomic_write_text
 
@@ -462,8 +463,6 @@ class STFPMConfig:
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """YAML text; also written atomically to ``path`` when given."""
-        import yaml
-
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
             atomic_write_text(path, text)
@@ -477,8 +476,6 @@ class STFPMConfig:
     @classmethod
     def from_yaml(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
         """Read a config from a YAML file path or a YAML string."""
-        import yaml
-
         return cls.from_dict(_load_mapping(path_or_text, yaml.safe_load, "YAML"))
 
     @classmethod

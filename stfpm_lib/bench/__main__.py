@@ -13,10 +13,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name == "metrics":
+    if name == "metrics":  # only the chosen benchmark is imported (the speed one loads torch)
         from .metrics_bench import main as run
     elif name == "speed":
-        from .speed_bench import main as run
+        from .speed_bench import main as run  # (loads torch)
     else:
         print(f"unknown benchmark {name!r}. {USAGE}", file=sys.stderr)
         return 2

@@ -35,6 +35,8 @@ from typing import Any, Callable
 
 import numpy as np
 from scipy import ndimage
+from skimage import measure
+from sklearn.metrics import roc_auc_score
 
 from stfpm_lib import metrics as M
 
@@ -100,8 +102,6 @@ def make_data(n: int, size: int, seed: int, orig_size: int | None = None, n_val:
 # -------------------------------------------------------------------- straightforward versions
 def naive_official_curve(maps: np.ndarray, masks: np.ndarray, steps: np.ndarray, max_steps: int = 4000):
     """The official evaluate.py loop at the given step indices: binarise, relabel, regionprops."""
-    from skimage import measure
-
     gt = masks > 0
     max_th, min_th = maps.max(), maps.min()
     delta = float(max_th - min_th) / max_steps
@@ -250,8 +250,6 @@ def _time_baselines(a: argparse.Namespace, maps: np.ndarray, masks: np.ndarray, 
           f"thresholds (curve max |diff| vs fast {diff:.1e}); extrapolated to {n_sub} maps x 4000: "
           f"{t_no / s_sub * 4000:.1f} s, to {a.n} maps x 4000: {t_no_full:.0f} s -> speed-up "
           f"{t_no_full / lib['t_off']:.0f}x")
-
-    from sklearn.metrics import roc_auc_score
 
     t_sk, v_sk = _best(lambda: roc_auc_score(masks.ravel(), maps.ravel()), 1)
     print(f"  pixel AUROC sklearn.roc_auc_score: {t_sk:.3f} s (|diff| {abs(v_sk - lib['v_pix']):.1e}) -> "

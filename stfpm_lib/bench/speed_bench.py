@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import multiprocessing as mp
 import os
 import platform
 import resource
@@ -70,6 +71,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -79,7 +81,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stfpm_lib.config import DEVICE_CHOICES, PRECISIONS
+from stfpm_lib.config import DEVICE_CHOICES, PRECISIONS, ConfigError, STFPMConfig
+
+# Besides the config (NumPy and PyYAML only), stfpm_lib (engine, method, data: pandas, tqdm, ...) and
+# torchvision (~3 s, torch._dynamo) are imported inside the functions that use them ("lazy" below): every
+# variant's spawned process imports this module, and the official variant's memory figure must hold only
+# what the official code loads.
 
 __all__ = ["main", "official_pyramid", "official_train_epoch", "official_infer"]
 
@@ -95,7 +102,7 @@ class _OfficialPyramid(nn.Module):
 
     def __init__(self, backbone: str = "resnet18") -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # lazy: torchvision is heavy, see above
 
         net = torchvision.models.get_model(backbone, weights=None)
         self.model = nn.Sequential(*list(net.children())[:-2])
@@ -118,7 +125,7 @@ class _OfficialDataset(torch.utils.data.Dataset):
     """Images held in memory as PIL, transformed on every access (official ``MVTecDataset``)."""
 
     def __init__(self, arrays: list[np.ndarray], size: int) -> None:
-        from PIL import Image
+        from PIL import Image  # lazy: the official variant's process only (torchvision is heavy)
         from torchvision import transforms
 
         self.images = [Image.fromarray(a) for a in arrays]
@@ -256,7 +263,7 @@ def _mib(n: float) -> str:
 # ============================================================================ data
 def _synthetic_images(n: int, size: int, seed: int) -> list[np.ndarray]:
     """``n`` RGB uint8 (size, size, 3) random crops of the CC0 ``brick`` texture (tiled if small)."""
-    from stfpm_lib.data.synthetic import load_texture
+    from stfpm_lib.data.synthetic import load_texture  # lazy: see the note above the imports
 
     texture = load_texture("brick")
     reps = (math.ceil(2 * size / texture.shape[0]), math.ceil(2 * size / texture.shape[1]))
@@ -310,8 +317,6 @@ def _variant_precision(setup: _Setup, variant: str) -> str:
 def _project_cfg(setup: _Setup, variant: str):
     """The config of a project variant: the ``official`` preset, plus for ``project fast`` and
     ``project bf16`` the speed settings (precision, channels_last, teacher feature cache)."""
-    from stfpm_lib.config import STFPMConfig
-
     extra = {} if variant == "project fp32" else \
         {"precision": _variant_precision(setup, variant), "channels_last": True, "cache_teacher_features": True}
     return STFPMConfig.from_preset("official", teacher_weights="random", image_size=setup.size,
@@ -323,7 +328,7 @@ class _ProjectTrainer:
     """The project's training step functions on in-memory images (one cache per image set)."""
 
     def __init__(self, setup: _Setup, variant: str) -> None:
-        from stfpm_lib.engine.device import grad_scaler, prepare_model
+        from stfpm_lib.engine.device import grad_scaler, prepare_model  # lazy: see the note above the imports
         from stfpm_lib.method.model import build_stfpm
 
         self.setup = setup
@@ -335,14 +340,14 @@ class _ProjectTrainer:
         self.caches: dict[int, Any] = {}
 
     def loader(self, arrays: list[np.ndarray]):
-        from stfpm_lib.engine.training import IndexedImages
+        from stfpm_lib.engine.training import IndexedImages  # lazy: see the note above the imports
 
         return torch.utils.data.DataLoader(IndexedImages(_ArrayImages(arrays)), batch_size=self.cfg.batch_size,
                                            shuffle=True, generator=torch.Generator().manual_seed(self.setup.seed),
                                            pin_memory=self.setup.device.type == "cuda")
 
     def epoch(self, key: int, loader) -> float:
-        from stfpm_lib.engine.device import kernel_policy
+        from stfpm_lib.engine.device import kernel_policy  # lazy: see the note above the imports
         from stfpm_lib.engine.feature_cache import TeacherFeatureCache
         from stfpm_lib.engine.training import train_epoch
 
@@ -372,7 +377,7 @@ class _OfficialTrainer:
 
 
 def _project_inferencer(setup: _Setup, variant: str, arrays: list[np.ndarray]) -> Callable[[], np.ndarray]:
-    from stfpm_lib.engine.device import kernel_policy
+    from stfpm_lib.engine.device import kernel_policy  # lazy: see the note above the imports
     from stfpm_lib.engine.inference import predict_batch, prepare_for_inference
     from stfpm_lib.method.model import build_stfpm
 
@@ -451,12 +456,10 @@ class _Runner:
 
 def _worker_main(conn, variant: str, setup: _Setup, threads: int, tune: bool) -> None:
     """Body of a variant's process: build the runner, then serve ``(method, args)`` calls."""
-    import traceback
-
     try:
         torch.set_num_threads(threads)
         if tune:
-            from stfpm_lib.engine.device import tune_cpu_allocator
+            from stfpm_lib.engine.device import tune_cpu_allocator  # lazy: see the note above the imports
 
             tune_cpu_allocator()
         runner = _Runner(variant, setup)
@@ -477,8 +480,6 @@ class _Remote:
     allocator state and memory figures; the parent calls one at a time (no overlap)."""
 
     def __init__(self, variant: str, setup: _Setup, threads: int, tune: bool) -> None:
-        import multiprocessing as mp
-
         ctx = mp.get_context("spawn")
         self.variant = variant
         self.conn, child = ctx.Pipe()
@@ -595,7 +596,7 @@ def _bench(setup: _Setup, counts: list[int], n_infer: int, rounds: int, in_proce
 
 def _bench_fidelity(setup: _Setup, args) -> dict[str, Any]:
     """AUROC of the fast path vs fp32 on a synthetic category (inference-only and end to end)."""
-    from stfpm_lib.data import make_synthetic_category
+    from stfpm_lib.data import make_synthetic_category  # lazy: see the note above the imports
     from stfpm_lib.engine.inference import load_predictions, predict
     from stfpm_lib.metrics import image_auroc, pixel_auroc
     from stfpm_lib.engine.training import fit
@@ -658,7 +659,7 @@ def _hardware(device: torch.device) -> dict[str, str]:
     CPU: model name, PyTorch's CPU capability (AVX2, AVX512, +AMX) and whether bf16 is native
     or emulated; CUDA: the GPU's name (the host CPU in ``tag`` too).
     """
-    from stfpm_lib.engine.device import cpu_description
+    from stfpm_lib.engine.device import cpu_description  # lazy: see the note above the imports
 
     cpu = cpu_description()
     bf16 = "native" if cpu["native_bf16"] else "emulated"
@@ -672,7 +673,7 @@ def _hardware(device: torch.device) -> dict[str, str]:
 
 def _label(setup: _Setup, variant: str, hw: dict[str, str]) -> str:
     """Row label: the variant, with the precision ``project fast`` runs in and "emulated" for emulated bf16."""
-    from stfpm_lib.engine.device import effective_precision
+    from stfpm_lib.engine.device import effective_precision  # lazy: see the note above the imports
 
     if variant not in ("project fast", "project bf16"):
         return variant
@@ -698,7 +699,7 @@ def _speedup(rate: float, official: float) -> str:
 
 
 def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
-    from stfpm_lib.engine.device import effective_precision
+    from stfpm_lib.engine.device import effective_precision  # lazy: see the note above the imports
     from stfpm_lib.engine.feature_cache import MIB
 
     dev, hw = setup.device, _hardware(setup.device)
@@ -779,7 +780,7 @@ def _report_scaling(setup: _Setup, res: _Results, counts: list[int], first: floa
 
 
 def _report_memory(setup: _Setup, res: _Results, n: int, per_image: int, hw: dict[str, str], say) -> None:
-    from stfpm_lib.engine.feature_cache import MIB
+    from stfpm_lib.engine.feature_cache import MIB  # lazy: see the note above the imports
 
     say(f"\n--- memory for a full category (project fast path) on {hw['tag']}")
     m = max(MVTEC_TRAIN_IMAGES)
@@ -901,10 +902,9 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    import torchvision
+    import torchvision  # lazy: torchvision is heavy, see above
 
-    from stfpm_lib.config import ConfigError
-    from stfpm_lib.engine.device import effective_precision
+    from stfpm_lib.engine.device import effective_precision  # lazy: see the note above the imports
 
     say(f"STFPM speed benchmark: torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"python {platform.python_version()}, {os.cpu_count()} CPUs: {_hardware(torch.device('cpu'))['tag']}")

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.utils.deterministic as det
 
 from ..config import PRECISIONS, ConfigError
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -232,8 +233,6 @@ def deterministic(device: torch.device) -> Iterator[None]:
     filling cost 5–7% of a training or inference step. CUDA: cuDNN in deterministic mode
     without benchmarking (the official code set neither).
     """
-    import torch.utils.deterministic as det
-
     prev_alg = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_fill = det.fill_uninitialized_memory

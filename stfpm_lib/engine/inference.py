@@ -47,7 +47,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..config import ConfigError, STFPMConfig
 from ..data import DataError, ImageDataset, Sample, image_size_of, index_category, load_mask, split_train_val
@@ -133,8 +135,6 @@ class Predictions:
 
     def to_frame(self):
         """Per-image table: image_path, defect_type, label, score."""
-        import pandas as pd
-
         return pd.DataFrame({"image_path": self.image_paths, "defect_type": self.defect_types,
                              "label": self.labels.astype(int), "score": self.scores})
 
@@ -218,8 +218,6 @@ def _run_batches(model: STFPM, loader, run_cfg: STFPMConfig, dev: torch.device, 
     n_subnormal = 0
     scores = np.zeros(n, dtype=np.float32)
     masks = np.zeros((n, side, side), dtype=bool)
-    from tqdm.auto import tqdm
-
     t_net, i = 0.0, 0
     t_all = time.perf_counter()
     with torch.inference_mode(), kernel_policy(dev, run_cfg.precision):

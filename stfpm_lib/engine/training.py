@@ -71,6 +71,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..config import LAYERS, ConfigError, STFPMConfig, config_differences
 from ..data import ImageDataset, index_category, split_train_val
@@ -480,8 +481,6 @@ def _run_epoch(session: _Session, state: TrainingState, cfg: STFPMConfig, epoch:
 def _train_epochs(session: _Session, state: TrainingState, cfg: STFPMConfig, last_path: Path, category: str,
                   progress: bool, log: Callable[[dict[str, Any]], None] | None) -> None:
     """Epochs ``state.epoch + 1 .. cfg.epochs``, ``last.pt`` written after each, with a progress bar."""
-    from tqdm.auto import tqdm
-
     n = len(session.train_loader)
     bar = tqdm(total=cfg.epochs * n, initial=state.epoch * n, disable=not progress, desc=f"{category} train",
                unit="batch", leave=False)

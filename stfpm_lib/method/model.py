@@ -19,10 +19,12 @@ its DataLoaders then draw from the global RNG exactly where the official code's 
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..config import BACKBONES, LAYERS, STFPMConfig
 from .weights import TeacherWeights, resolve_teacher_weights, state_dict_sha256
@@ -49,7 +51,7 @@ class FeaturePyramid(nn.Module):
     def __init__(self, backbone: str, layers: Sequence[str], weights: TeacherWeights | None = None,
                  *, frozen: bool = False) -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # heavy (~3 s, pulls torch._dynamo): loaded only when a network is built
 
         if backbone not in BACKBONES:
             raise ValueError(f"backbone={backbone!r} is not one of {list(BACKBONES)}")
@@ -146,10 +148,6 @@ def fold_batchnorm(pyramid: FeaturePyramid) -> FeaturePyramid:
     block, and ``downsample = Sequential(conv, bn)``. The copy is frozen (always eval, no
     gradients); the original is untouched.
     """
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     folded = copy.deepcopy(pyramid).eval()
     for module in list(folded.modules()):
         for k in range(1, 4):

@@ -99,7 +99,7 @@ class TeacherWeights:
 
 def imagenet_weights_enum(backbone: str, member: str = "IMAGENET1K_V1"):
     """The torchvision weights enum member for ``backbone`` (e.g. ``ResNet18_Weights.IMAGENET1K_V1``)."""
-    from torchvision.models import get_model_weights
+    from torchvision.models import get_model_weights  # heavy (~3 s): only when ImageNet weights are asked for
 
     _check_backbone(backbone)
     enum = get_model_weights(backbone)
@@ -227,7 +227,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def _check_state_dict(state: Mapping[str, torch.Tensor], backbone: str, path: Path) -> None:
     """Keys and shapes must match torchvision's ``backbone`` (the ``fc`` head may be absent)."""
-    import torchvision
+    import torchvision  # heavy (~3 s): only when a .pth file is checked
 
     with torch.device("meta"):
         reference = torchvision.models.get_model(backbone, weights=None).state_dict()

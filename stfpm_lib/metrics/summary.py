@@ -250,7 +250,7 @@ def per_defect_type(
     hole 1 1.0 0.6667
     (all) 2 1.0 0.875
     """
-    import pandas as pd
+    import pandas as pd  # only for this table: importing stfpm_lib.metrics stays light (NumPy, SciPy)
 
     check_mask_binarization(mask_binarization)
     map_list = as_image_list(maps, "maps")

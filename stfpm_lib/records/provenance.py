@@ -6,6 +6,8 @@ import datetime as _dt
 import platform
 from importlib import metadata
 
+import torch
+
 __all__ = ["package_versions", "environment_info"]
 
 _PACKAGES = (
@@ -27,8 +29,6 @@ def package_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
 
 def environment_info() -> dict[str, object]:
     """Package versions plus Python, platform, CPU/GPU and a UTC timestamp."""
-    import torch
-
     info: dict[str, object] = {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -34,6 +34,8 @@ import contextlib
 import datetime as _dt
 import fcntl
 import json
+import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -43,8 +45,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from tqdm import tqdm
+
 from ..config import CONFIG_FIELDS, ConfigError, STFPMConfig, parse_field
 from ..records.io import atomic_write_text, clean_stale_tmp
+from .notebook_steps import config_overrides  # the notebooks' own reading: the config they will build
+
+# papermill and nbformat (seconds to import) and the torch-based layers (data, method) are imported inside
+# the functions that use them ("lazy"): ``python -m stfpm_lib.batch --help`` and bad input answer at once.
 
 __all__ = [
     "BatchError", "DEMO_OVERRIDES", "NOTEBOOK_OUTPUTS", "RUNNER_KEYS", "NotebookSpec", "CategoryResult",
@@ -161,7 +169,7 @@ class NotebookSpec:
 
 def load_notebook_spec(path: str | os.PathLike) -> NotebookSpec:
     """Read a notebook's parameters cell (papermill's ``inspect_notebook``); errors name the file."""
-    import nbformat
+    import nbformat  # lazy: see the note at the imports
     import papermill
 
     path = Path(path)
@@ -201,8 +209,6 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
             raise BatchError(f"unknown notebook parameter {key!r} for {names}; parameters: {known}{config_note}")
     if not any(spec.takes_config for spec in specs):
         return None
-    from .notebook_steps import config_overrides  # the notebooks' own reading: the config they will build
-
     try:
         return STFPMConfig.from_preset(preset, **config_overrides(overrides))
     except (ConfigError, TypeError) as exc:
@@ -211,7 +217,7 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
 
 def resolve_categories(data_root: Path, spec: str | Sequence[str]) -> list[str]:
     """``"all"`` -> every category of ``data_root``; ``"a,b"`` -> checked against those found."""
-    from ..data.mvtec import list_categories
+    from ..data.mvtec import list_categories  # lazy: see the note at the imports
 
     found = list_categories(data_root)
     if not found:
@@ -366,7 +372,7 @@ def _ensure_importable() -> None:
 
 
 def _execute(nb_path: Path, out_dir: Path, params: dict, job: _Job) -> StepResult:
-    import papermill
+    import papermill  # lazy: see the note at the imports
     from papermill.exceptions import PapermillExecutionError
 
     name = nb_path.stem
@@ -420,8 +426,6 @@ def _remove_outputs(out_dir: Path, steps: Sequence[tuple[str, tuple[str, ...], d
 
 def _run_job(job: _Job) -> CategoryResult:
     """Worker: run a category's notebooks in order; stop at the first failure."""
-    import logging
-
     _ensure_importable()
     papermill_log = logging.getLogger("papermill")
     if not any(isinstance(f, _QuietUnknownParameter) for f in papermill_log.filters):
@@ -550,8 +554,6 @@ def run_batch(
 def _run_category_jobs(job_list: list[_Job], jobs: int, desc: str, progress: bool) -> dict[str, CategoryResult]:
     """Run the categories' jobs (in ``jobs`` spawned processes when > 1) with a progress bar; a dead
     worker fails its category only. Returns the results by category."""
-    from tqdm import tqdm
-
     results: dict[str, CategoryResult] = {}
     bar = tqdm(total=len(job_list), desc=f"{desc}", unit="category", disable=not progress, file=sys.stdout)
 
@@ -564,8 +566,6 @@ def _run_category_jobs(job_list: list[_Job], jobs: int, desc: str, progress: boo
             bar.write(f"[{res.category}] FAILED in {step.notebook}: {step.error}  ({step.path})")
 
     if jobs > 1 and len(job_list) > 1:
-        import multiprocessing
-
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_run_job, job): job for job in job_list}
             for future in as_completed(futures):
@@ -656,7 +656,7 @@ def _check_teacher(cfg: STFPMConfig | None):
     """
     if cfg is None or cfg.teacher_weights == "random":
         return None
-    from ..method.weights import WeightsError, resolve_teacher_weights
+    from ..method.weights import WeightsError, resolve_teacher_weights  # lazy: see the note at the imports
 
     try:
         return resolve_teacher_weights(cfg.teacher_weights, cfg.backbone)
@@ -680,7 +680,7 @@ def _cli_inputs(args: argparse.Namespace, reproduce_mode: bool, overrides: dict[
                 teacher_given: bool) -> tuple[list, list, Path, dict[str, Any], str | None, bool, str]:
     """``(notebooks, run_level, data_root, overrides, warning, demo, run_name)`` of the command line:
     the pipeline (``reproduce``, on the embedded demo without a data root) or the given notebooks."""
-    from ..data.mvtec import resolve_data_root
+    from ..data.mvtec import resolve_data_root  # lazy: see the note at the imports
 
     warning = None
     demo = False
@@ -691,7 +691,7 @@ def _cli_inputs(args: argparse.Namespace, reproduce_mode: bool, overrides: dict[
         if args.data_root or os.environ.get("MVTEC_ROOT"):
             data_root = resolve_data_root(args.data_root).resolve()
         else:
-            from ..data.demo import demo_root, demo_teacher_weights
+            from ..data.demo import demo_root, demo_teacher_weights  # lazy: see the note at the imports
 
             demo = True
             data_root = Path(demo_root()).resolve()
@@ -731,7 +731,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         raise BatchError(f"--jobs must be >= 1, got {args.jobs}")
     cfg = validate_overrides(notebooks + run_level, args.preset, overrides)
     if cfg is not None and cfg.teacher_weights == "random" and warning is None:
-        from ..data.demo import RANDOM_TEACHER_LABEL
+        from ..data.demo import RANDOM_TEACHER_LABEL  # lazy: see the note at the imports
 
         warning = f"teacher_weights=random: results are a {RANDOM_TEACHER_LABEL}"
     categories = resolve_categories(data_root, args.categories) if notebooks else []
@@ -768,7 +768,7 @@ def reproduce(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns 0 on success, 1 when a notebook failed, 2 on bad input."""
-    from ..data.mvtec import DataError
+    from ..data.mvtec import DataError  # lazy: see the note at the imports
 
     args = _parser().parse_args(argv)
     try:

@@ -1,6 +1,8 @@
 """The package layout: sub-packages name the layers, imports only go down, no two modules share a name."""
 
 import ast
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -122,3 +124,50 @@ def test_no_library_function_is_longer_than_60_lines():
             for path in _modules() for name, line, n in _function_lengths(path.read_text())
             if n > MAX_FUNCTION_LINES]
     assert long == [], f"functions over {MAX_FUNCTION_LINES} lines (docstring excluded): " + "; ".join(long)
+
+
+def _uncommented_inner_imports(source: str) -> list[int]:
+    """Lines of imports inside functions whose group (consecutive import statements) has no ``#`` comment on
+    its first line or on the line above it: an import stays inside a function only with its reason written."""
+    lines = source.splitlines()
+    bad = []
+
+    def check_block(stmts: list[ast.stmt]) -> None:
+        previous_is_import = False
+        for stmt in stmts:
+            is_import = isinstance(stmt, (ast.Import, ast.ImportFrom))
+            if is_import and not previous_is_import:
+                here, above = lines[stmt.lineno - 1], lines[stmt.lineno - 2] if stmt.lineno > 1 else ""
+                if "#" not in here and "#" not in above:
+                    bad.append(stmt.lineno)
+            previous_is_import = is_import
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    block = getattr(inner, field, None)
+                    if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                        check_block(block)
+    return sorted(set(bad))
+
+
+def test_the_inner_import_rule_sees_a_bare_import():
+    source = "def f():\n    x = 1\n    import json\n    import os\n    return x\n\n\n" \
+             "def g():\n    import torch  # heavy: only here\n    import numpy\n"
+    assert _uncommented_inner_imports(source) == [3]
+
+
+def test_imports_are_at_module_level_unless_a_comment_says_why():
+    bad = [f"{path.relative_to(PACKAGE)}:{line}" for path in _modules()
+           for line in _uncommented_inner_imports(path.read_text())]
+    assert bad == [], "function-level imports without a comment saying why: " + ", ".join(bad)
+
+
+def test_light_entry_points_do_not_load_torch():
+    """The metrics, the config and the command lines import without torch (fast ``--help``, light metrics)."""
+    code = ("import sys, stfpm_lib.metrics, stfpm_lib.config, stfpm_lib.runner.cli, stfpm_lib.runner.papermill_runner\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'papermill', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
