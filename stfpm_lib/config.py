@@ -87,10 +87,18 @@ _NONE = ("none", "null")
 class FieldSpec:
     """The type and allowed values of one config field.
 
-    ``kind`` is ``bool``, ``int``, ``float``, ``str`` or ``tuple`` (the layer list);
-    ``low``/``high`` bound numbers (``None``: unbounded), ``closed`` says which bounds
-    are included (``both``, ``left``, ``right``, ``neither``); ``choices`` lists the valid
-    strings; ``optional`` admits ``None``.
+    Parameters
+    ----------
+    kind : type
+        ``bool``, ``int``, ``float``, ``str`` or ``tuple`` (the layer list).
+    low, high : float or None, default=None
+        Bounds of a number (``None``: unbounded).
+    closed : {"both", "left", "right", "neither"}, default="both"
+        Which bounds are included.
+    choices : tuple of str, optional
+        The valid strings (or layer names).
+    optional : bool, default=False
+        Whether ``None`` is admitted.
     """
 
     kind: type
@@ -101,7 +109,13 @@ class FieldSpec:
     optional: bool = False
 
     def describe_range(self) -> str:
-        """The interval in words, e.g. ``in [0, 1)`` or ``>= 32``."""
+        """The interval in words.
+
+        Returns
+        -------
+        str
+            E.g. ``in [0, 1)`` or ``>= 32``.
+        """
         lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
         lo, hi = (f"{v:.12g}" if isinstance(v, float) else str(v) for v in (self.low, self.high))
         if self.high is None:
@@ -111,7 +125,16 @@ class FieldSpec:
         return f"in {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
 
     def in_range(self, value: float) -> bool:
-        """Whether ``value`` lies within ``low``/``high``."""
+        """Whether ``value`` lies within ``low``/``high`` (closed as ``closed`` says).
+
+        Parameters
+        ----------
+        value : float
+
+        Returns
+        -------
+        bool
+        """
         lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
         if self.low is not None and (value < self.low or (value == self.low and not lo_in)):
             return False
@@ -302,52 +325,81 @@ class TransformSettings(_NarrowSettings):
 class STFPMConfig:
     """Every setting of an STFPM run. Defaults reproduce the official code.
 
-    Data
-        image_size: side of the square resize (bilinear, antialiased), pixels.
-        crop_size: centre crop after the resize (``None``: no crop).
-        mask_rule: how resized ground-truth masks are binarised: ``gt0`` (cv2 INTER_LINEAR
-            uint8 resize reproduced exactly, any value > 0, the official code), ``nearest`` (nearest-neighbour
-            resize) or ``eq1`` (bilinear resize, only fully-defective pixels, HCW).
-        val_fraction: share of ``train/good`` held out as normal validation images.
-        split: ``seeded`` (sorted paths, sklearn split with ``split_seed``, official) or
-            ``random`` (a torch random split seeded by ``seed``, XIA-like).
-    Model
-        backbone: torchvision ResNet used by teacher and student.
-        layers: pyramid levels, any non-empty subset of ``layer1..layer4``.
-        teacher_weights: ``imagenet`` (torchvision weights API), ``random`` or a path
-            to a ``.pth`` state dict.
-    Loss
-        loss_half: multiply the per-position loss by ½ (paper, anomalib).
-        loss_reduction: ``batch_mean`` (official) or ``batch_sum`` (anomalib, HCW, XIA).
-        loss_layer_reduction: sum the layer losses (official) or average them (XIA).
-    Anomaly map
-        map_scale: per-layer map ``sq_dist`` = ‖Δ‖² (official), ``half_sq_dist`` = ½‖Δ‖²,
-            or ``half_sq_dist_per_area`` = ½‖Δ‖²/(h·w) (XIA).
-        map_upsample: ``official`` (each layer to 64², fuse, then to the input size)
-            or ``direct`` (each layer straight to the input size).
-        map_fusion: ``product`` or ``sum`` over layers.
-        smoothing_sigma: Gaussian smoothing of the final map in pixels (0: none).
-    Training
-        epochs, batch_size, lr, momentum, weight_decay: SGD recipe.
-        selection: checkpoint kept: ``val_map`` (lowest mean anomaly map on the
-            held-out normals, official), ``val_loss`` or ``last``.
-        seed: seeds Python, NumPy and torch.
-    Runtime
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        precision: ``fp32`` (faithful default), ``bf16``, ``fp16`` or ``auto`` (CUDA: bf16 where the
-            GPU supports it, else fp16 with gradient scaling; CPU: bf16 only with native bf16
-            instructions, AVX512-BF16 or AMX, else fp32). Losses and maps stay float32.
-        channels_last: use the channels-last memory layout.
-        eval_batch_size: batch size for validation and inference.
-        num_workers: DataLoader workers.
-        cache_teacher_features: cache the frozen teacher's features across epochs.
-        cache_memory_mb: memory budget for that cache, MiB (images beyond it are recomputed).
+    Parameters
+    ----------
+    preset : str, default="official"
+        The preset the values started from (:data:`PRESETS`, or ``custom``).
+    image_size : int, default=256
+        Side of the square resize (bilinear, antialiased), pixels, >= 32 (:data:`MIN_INPUT_SIZE`).
+    crop_size : int or None, default=None
+        Centre crop after the resize, pixels, in [32, image_size] (``None``: no crop).
+    mask_rule : {"gt0", "nearest", "eq1"}, default="gt0"
+        How resized ground-truth masks are binarised: ``gt0`` (cv2 INTER_LINEAR uint8 resize
+        reproduced exactly, any value > 0, the official code), ``nearest`` (nearest-neighbour
+        resize) or ``eq1`` (bilinear resize, only fully-defective pixels, HCW).
+    val_fraction : float, default=0.2
+        Share of ``train/good`` held out as normal validation images, in (0, 1).
+    split : {"seeded", "random"}, default="seeded"
+        ``seeded`` (sorted paths, sklearn split with ``split_seed``, official) or ``random`` (a
+        torch random split seeded by ``seed``, XIA-like).
+    split_seed : int, default=0
+        Seed of the ``seeded`` split, in [0, 2³²-1].
+    backbone : {"resnet18", "resnet34", "resnet50", "wide_resnet50_2"}, default="resnet18"
+        torchvision ResNet used by teacher and student.
+    layers : tuple of {"layer1", "layer2", "layer3", "layer4"}, default=("layer1", "layer2", "layer3")
+        Pyramid levels, any non-empty subset (a comma string is accepted).
+    teacher_weights : str, default="imagenet"
+        ``imagenet`` (torchvision weights API), ``random`` or a path to a ``.pth`` state dict.
+    loss_half : bool, default=False
+        Multiply the per-position loss by ½ (paper, anomalib).
+    loss_reduction : {"batch_mean", "batch_sum"}, default="batch_mean"
+        Average (official) or sum (anomalib, HCW, XIA) the per-image losses over the batch.
+    loss_layer_reduction : {"sum", "mean"}, default="sum"
+        Sum the layer losses (official) or average them (XIA).
+    map_scale : {"sq_dist", "half_sq_dist", "half_sq_dist_per_area"}, default="sq_dist"
+        Per-layer map ‖Δ‖² (official), ½‖Δ‖², or ½‖Δ‖²/(h·w) (XIA).
+    map_upsample : {"official", "direct"}, default="official"
+        ``official``: each layer to 64², fuse, then to the input size; ``direct``: each layer
+        straight to the input size.
+    map_fusion : {"product", "sum"}, default="product"
+        How the layer maps are fused.
+    smoothing_sigma : float, default=0.0
+        Gaussian smoothing of the final map, pixels, >= 0 (0: none).
+    epochs, batch_size : int, default=100, 32
+        SGD recipe, >= 1.
+    lr : float, default=0.4
+        Learning rate, > 0.
+    momentum : float, default=0.9
+        In [0, 1).
+    weight_decay : float, default=1e-4
+        >= 0.
+    selection : {"val_map", "val_loss", "last"}, default="val_map"
+        Checkpoint kept: lowest mean anomaly map on the held-out normals (official), lowest
+        validation loss, or the last epoch.
+    seed : int, default=0
+        Seeds Python, NumPy and torch, in [0, 2³²-1].
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        ``auto``: CUDA when present.
+    precision : {"fp32", "bf16", "fp16", "auto"}, default="fp32"
+        ``fp32`` is the faithful default; ``auto``: CUDA: bf16 where the GPU supports it, else fp16
+        with gradient scaling; CPU: bf16 only with native bf16 instructions (AVX512-BF16 or AMX),
+        else fp32. Losses and maps stay float32.
+    channels_last : bool, default=False
+        Use the channels-last memory layout.
+    eval_batch_size : int, default=32
+        Batch size for validation and inference, >= 1.
+    num_workers : int, default=0
+        DataLoader workers, >= 0.
+    cache_teacher_features : bool, default=False
+        Cache the frozen teacher's features across epochs.
+    cache_memory_mb : int, default=4096
+        Memory budget of that cache, MiB, >= 0 (images beyond it are recomputed).
 
-    Types and ranges (:data:`FIELD_SPECS`): ``image_size`` and ``crop_size`` >= 32
-    (:data:`MIN_INPUT_SIZE`), ``crop_size`` <= ``image_size``; ``val_fraction`` in (0, 1);
-    ``seed`` and ``split_seed`` in [0, 2³²-1]; ``epochs``, ``batch_size``, ``eval_batch_size`` >= 1;
-    ``lr`` > 0; ``momentum`` in [0, 1); ``weight_decay``, ``smoothing_sigma``, ``num_workers``,
-    ``cache_memory_mb`` >= 0; booleans must be ``bool``; floats finite.
+    Raises
+    ------
+    ConfigError
+        An unknown preset, a value of the wrong type (booleans must be ``bool``, floats finite) or
+        out of range (:data:`FIELD_SPECS`), naming the field.
     """
 
     preset: str = "official"
@@ -408,23 +460,55 @@ class STFPMConfig:
         return tuple(name for name in LAYERS if name in self.layers)
 
     def loss_settings(self) -> LossSettings:
-        """The loss knobs (what :mod:`stfpm_lib.method.loss` reads)."""
+        """The loss knobs (what :mod:`stfpm_lib.method.loss` reads).
+
+        Returns
+        -------
+        LossSettings
+        """
         return LossSettings(half=self.loss_half, reduction=self.loss_reduction,
                             layer_reduction=self.loss_layer_reduction)
 
     def map_settings(self) -> MapSettings:
-        """The anomaly-map knobs (what :mod:`stfpm_lib.method.anomaly_map` reads)."""
+        """The anomaly-map knobs (what :mod:`stfpm_lib.method.anomaly_map` reads).
+
+        Returns
+        -------
+        MapSettings
+        """
         return MapSettings(map_scale=self.map_scale, map_upsample=self.map_upsample, map_fusion=self.map_fusion,
                            smoothing_sigma=self.smoothing_sigma)
 
     def transform_settings(self) -> TransformSettings:
-        """The preprocessing knobs (what :mod:`stfpm_lib.data.transforms` reads)."""
+        """The preprocessing knobs (what :mod:`stfpm_lib.data.transforms` reads).
+
+        Returns
+        -------
+        TransformSettings
+        """
         return TransformSettings(image_size=self.image_size, crop_size=self.crop_size, mask_rule=self.mask_rule)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_preset(cls, name: str = "official", **overrides: Any) -> "STFPMConfig":
-        """Build the preset ``name`` with ``overrides`` applied (unknown keys raise)."""
+        """The preset ``name`` with ``overrides`` applied.
+
+        Parameters
+        ----------
+        name : str, default="official"
+            A key of :data:`PRESETS`.
+        **overrides
+            Field values that replace the preset's.
+
+        Returns
+        -------
+        STFPMConfig
+
+        Raises
+        ------
+        ConfigError
+            An unknown preset or key, or an invalid value.
+        """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
         values = {**PRESETS[name], "preset": name}
@@ -434,7 +518,23 @@ class STFPMConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "STFPMConfig":
-        """Inverse of :meth:`to_dict`. A ``preset`` key picks the base; unknown keys raise."""
+        """Inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        values : mapping of str to object
+            Field values; a ``preset`` key picks the base (default ``official``; ``custom``: the
+            dataclass defaults).
+
+        Returns
+        -------
+        STFPMConfig
+
+        Raises
+        ------
+        ConfigError
+            An unknown key or preset, or an invalid value.
+        """
         values = dict(values)
         _check_keys(values, origin="config")
         preset = values.pop("preset", "official")
@@ -443,26 +543,67 @@ class STFPMConfig:
         return cls.from_preset(preset, **values)
 
     def replace(self, **overrides: Any) -> "STFPMConfig":
-        """A copy with ``overrides`` applied (unknown keys raise)."""
+        """A copy with ``overrides`` applied.
+
+        Parameters
+        ----------
+        **overrides
+            Field values.
+
+        Returns
+        -------
+        STFPMConfig
+
+        Raises
+        ------
+        ConfigError
+            An unknown key or an invalid value.
+        """
         _check_keys(overrides, origin="override")
         return dataclasses.replace(self, **overrides)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        """Flat, JSON-friendly dict (``layers`` as a list)."""
+        """Flat, JSON-friendly dict of every field.
+
+        Returns
+        -------
+        dict of str to object
+            ``layers`` as a list.
+        """
         values = dataclasses.asdict(self)
         values["layers"] = list(self.layers)
         return values
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """JSON text; also written atomically to ``path`` when given."""
+        """The config as JSON text.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the text there (atomically).
+
+        Returns
+        -------
+        str
+        """
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         if path is not None:
             atomic_write_text(path, text)
         return text
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
-        """YAML text; also written atomically to ``path`` when given."""
+        """The config as YAML text.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also write the text there (atomically).
+
+        Returns
+        -------
+        str
+        """
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
             atomic_write_text(path, text)
@@ -470,17 +611,61 @@ class STFPMConfig:
 
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
-        """Read a config from a JSON file path or a JSON string."""
+        """Read a config from JSON.
+
+        Parameters
+        ----------
+        path_or_text : str or path-like
+            A file path or the JSON text itself.
+
+        Returns
+        -------
+        STFPMConfig
+
+        Raises
+        ------
+        ConfigError
+            A missing file, invalid JSON, not a mapping, or invalid values (the source named).
+        """
         return cls.from_dict(_load_mapping(path_or_text, json.loads, "JSON"))
 
     @classmethod
     def from_yaml(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
-        """Read a config from a YAML file path or a YAML string."""
+        """Read a config from YAML.
+
+        Parameters
+        ----------
+        path_or_text : str or path-like
+            A file path or the YAML text itself.
+
+        Returns
+        -------
+        STFPMConfig
+
+        Raises
+        ------
+        ConfigError
+            A missing file, invalid YAML, not a mapping, or invalid values (the source named).
+        """
         return cls.from_dict(_load_mapping(path_or_text, yaml.safe_load, "YAML"))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "STFPMConfig":
-        """Read ``.json``, ``.yaml`` or ``.yml`` by extension."""
+        """Read a ``.json``, ``.yaml`` or ``.yml`` config file, by its extension.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        STFPMConfig
+
+        Raises
+        ------
+        ConfigError
+            Another extension, or as :meth:`from_json` / :meth:`from_yaml`.
+        """
         suffix = Path(path).suffix.lower()
         if suffix == ".json":
             return cls.from_json(Path(path))
@@ -542,9 +727,19 @@ RUNTIME_FIELDS: tuple[str, ...] = ("device", "num_workers", "eval_batch_size", "
 
 
 def config_differences(have: Mapping[str, Any], want: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(field, have, want)`` for every field where two config dicts differ, runtime fields ignored.
+    """The fields where two config dicts differ, runtime fields (:data:`RUNTIME_FIELDS`) ignored.
 
     Both are normalised through :class:`STFPMConfig` first (e.g. ``layers`` list vs tuple).
+
+    Parameters
+    ----------
+    have, want : mapping of str to object
+        Config dicts (as :meth:`STFPMConfig.to_dict` writes them).
+
+    Returns
+    -------
+    list of (str, object, object)
+        ``(field, have, want)``, in field order.
     """
     a, b = STFPMConfig.from_dict(have).to_dict(), STFPMConfig.from_dict(want).to_dict()
     return [(k, a[k], b[k]) for k in a if k not in RUNTIME_FIELDS and a[k] != b[k]]
@@ -605,12 +800,27 @@ def _check_layers(value: Any) -> tuple[str, ...]:
 def parse_field(name: str, value: Any) -> Any:
     """A config value from text (command line, runner ``-p``, papermill), typed for field ``name``.
 
-    Non-strings are returned unchanged (:class:`STFPMConfig` checks them). Booleans:
-    ``true/yes/on/1`` and ``false/no/off/0`` (any case); integers must be integral
-    (``2``, ``2.0``, ``1e3``); floats as Python reads them; ``none``/``null`` for optional
-    fields (``crop_size``); ``layers`` as ``layer1,layer2`` (brackets and quotes allowed).
-    Anything else raises :class:`ConfigError` naming the field and the value; ranges are
+    Booleans: ``true/yes/on/1`` and ``false/no/off/0`` (any case); integers must be integral (``2``,
+    ``2.0``, ``1e3``); floats as Python reads them; ``none``/``null`` for optional fields
+    (``crop_size``); ``layers`` as ``layer1,layer2`` (brackets and quotes allowed). Ranges are
     checked when the config is built.
+
+    Parameters
+    ----------
+    name : str
+        A config field (or ``preset``).
+    value : object
+        Text to parse; non-strings are returned unchanged (:class:`STFPMConfig` checks them).
+
+    Returns
+    -------
+    object
+        ``bool``, ``int``, ``float``, ``str``, ``tuple`` of str or ``None``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown field, or text that is not of the field's type (field and value named).
     """
     if name not in FIELD_SPECS and name != "preset":
         _check_keys({name: value}, origin="config")
@@ -640,7 +850,21 @@ def parse_field(name: str, value: Any) -> Any:
 
 
 def parse_fields(values: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`parse_field` applied to every item (unknown keys raise :class:`ConfigError`)."""
+    """:func:`parse_field` applied to every item.
+
+    Parameters
+    ----------
+    values : mapping of str to object
+
+    Returns
+    -------
+    dict of str to object
+
+    Raises
+    ------
+    ConfigError
+        An unknown key, or as :func:`parse_field`.
+    """
     _check_keys(values, origin="override")
     return {key: parse_field(key, value) for key, value in values.items()}
 
