@@ -105,12 +105,24 @@ class TrainError(RuntimeError):
 class TrainResult:
     """Outcome of :func:`fit`.
 
-    checkpoint_path: ``out_dir/checkpoint.pt``; history: one row per epoch
-    (epoch, train_loss, val_loss, val_map, epoch_time_s); best_epoch: the kept epoch (1-based);
-    train_time_s: wall time of all epochs (summed over resumed sessions);
-    teacher_weights: the teacher's description (source, name, path, sha256, seed, state_sha256);
-    selection_value: the kept epoch's criterion (``None`` for ``last``).
-    teacher_cache: summaries of the teacher feature caches (``None`` without the cache).
+    Attributes
+    ----------
+    checkpoint_path : Path
+        ``out_dir/checkpoint.pt``.
+    history : pandas.DataFrame
+        One row per epoch: ``epoch, train_loss, val_loss, val_map, epoch_time_s`` (seconds).
+    best_epoch : int
+        The kept epoch (1-based).
+    train_time_s : float
+        Wall time of all epochs, seconds (summed over resumed sessions).
+    teacher_weights : dict
+        The teacher's description (source, name, path, sha256, seed, state_sha256).
+    selection_value : float or None
+        The kept epoch's criterion (``None`` for ``last``).
+    resumed_from_epoch : int
+        Epochs already done when this session started (0: a fresh run).
+    teacher_cache : dict or None
+        Summaries of the teacher feature caches (``None`` without the cache).
     """
 
     checkpoint_path: Path
@@ -184,10 +196,14 @@ def _check_batchnorm(cfg: STFPMConfig, n_train: int) -> None:
 class IndexedImages(torch.utils.data.Dataset):
     """``(image, index)`` items of an :class:`~stfpm_lib.data.ImageDataset`: what training needs.
 
-    ``image`` is the uint8 (S, S, 3) array the dataset decoded and resized once (cached in
-    memory); batches of it are normalised by :func:`stfpm_lib.engine.device.prepare_input` on the
-    device, bit-identical to normalising each image. Masks, labels and paths are skipped.
-    ``index`` keys the teacher feature cache.
+    ``image`` is the uint8 (S, S, 3) array the dataset decoded and resized once (cached in memory);
+    batches of it are normalised by :func:`stfpm_lib.engine.device.prepare_input` on the device,
+    bit-identical to normalising each image. Masks, labels and paths are skipped. ``index`` keys the
+    teacher feature cache.
+
+    Parameters
+    ----------
+    dataset : ImageDataset
     """
 
     def __init__(self, dataset) -> None:
@@ -220,11 +236,30 @@ def _teacher(model: STFPM, x: torch.Tensor, indices, cache: TeacherFeatureCache 
 def train_step(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, x: torch.Tensor,
                cfg: STFPMConfig, device: torch.device, *, indices=None,
                cache: TeacherFeatureCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step of the student on the batch ``x`` (B,3,S,S), already on ``device``.
+    """One SGD step of the student on a batch already on ``device``.
 
-    Forward passes under ``cfg.precision`` autocast; the loss in float32 with the config's
-    ½, batch and layer reductions (:func:`~stfpm_lib.method.loss.loss_from_config`). Returns ``(loss, per_image_loss (B,))``, detached, on
-    ``device`` (no host synchronisation).
+    Forward passes under ``cfg.precision`` autocast; the loss in float32 with the config's ½, batch
+    and layer reductions (:func:`~stfpm_lib.method.loss.loss_from_config`).
+
+    Parameters
+    ----------
+    model : STFPM
+    optimizer : torch.optim.Optimizer
+        SGD over the student's parameters.
+    scaler : torch.amp.GradScaler
+        From :func:`stfpm_lib.engine.device.grad_scaler` (enabled for fp16 only).
+    x : torch.Tensor of shape (B, 3, S, S)
+    cfg : STFPMConfig
+    device : torch.device
+    indices : torch.Tensor of shape (B,), optional
+        Dataset indices of the rows (needed with ``cache``).
+    cache : TeacherFeatureCache, optional
+        Teacher features kept across epochs.
+
+    Returns
+    -------
+    (torch.Tensor of shape (), torch.Tensor of shape (B,))
+        The loss and the per-image losses, detached, on ``device`` (no host synchronisation).
     """
     with autocast(cfg.precision, device):
         t_feats = _teacher(model, x, indices, cache)
@@ -240,9 +275,28 @@ def train_step(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp
 def train_epoch(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, batches: Iterable,
                 cfg: STFPMConfig, device: torch.device, *, cache: TeacherFeatureCache | None = None,
                 on_batch: Callable[[torch.Tensor], None] | None = None) -> float:
-    """One pass of :func:`train_step` over ``batches`` (``(images, indices)`` or dicts with
-    ``image``); the student in train mode. Returns the mean per-image loss (one host sync).
-    ``on_batch(loss)`` is called after every step (e.g. a progress bar)."""
+    """One pass of :func:`train_step` over ``batches``, the student in train mode.
+
+    Parameters
+    ----------
+    model : STFPM
+    optimizer : torch.optim.Optimizer
+        SGD over the student's parameters.
+    scaler : torch.amp.GradScaler
+        From :func:`stfpm_lib.engine.device.grad_scaler` (enabled for fp16 only).
+    batches : iterable
+        ``(images, indices)`` pairs or dicts with ``image``.
+    cfg : STFPMConfig
+    device : torch.device
+    cache : TeacherFeatureCache, optional
+    on_batch : callable, optional
+        ``on_batch(loss)`` after every step (e.g. a progress bar).
+
+    Returns
+    -------
+    float
+        The mean per-image loss (one host synchronisation).
+    """
     model.train()
     loss_sum, n = 0.0, 0
     for batch in batches:
@@ -260,10 +314,24 @@ def train_epoch(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.am
 @torch.no_grad()
 def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
              cache: TeacherFeatureCache | None = None) -> tuple[float, float]:
-    """(val_loss, val_map) over ``loader``: mean per-image loss and mean selection map.
+    """Validation loss and selection map over ``loader``.
 
-    ``cache``: teacher features of the validation images (batches must carry indices);
-    it must only ever be used inside ``torch.inference_mode``, as here.
+    Parameters
+    ----------
+    model : STFPM
+    loader : iterable
+        Batches as for :func:`train_epoch` (normal validation images).
+    cfg : STFPMConfig
+    device : torch.device
+    cache : TeacherFeatureCache, optional
+        Teacher features of the validation images (batches must carry indices); it must only ever be
+        used inside ``torch.inference_mode``, as here.
+
+    Returns
+    -------
+    (float, float)
+        ``(val_loss, val_map)``: mean per-image loss and mean of the selection map (the fused map at
+        a quarter of the input size for ``official`` upsampling, else the final map).
     """
     model.eval()
     loss_st, map_st = cfg.loss_settings(), cfg.map_settings()
@@ -291,11 +359,23 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
 class TrainingState:
     """What ``last.pt`` holds after ``epoch`` epochs: enough to continue exactly.
 
-    ``student`` / ``optimizer`` / ``scaler``: state dicts (``scaler`` is ``None`` in version-1 files);
-    ``rng``: :func:`stfpm_lib.engine.device.rng_state` (NumPy's state as NumPy gives it);
-    ``history``: one row per epoch; ``best``: ``{"epoch", "value", "student"}`` of the kept epoch
-    (``epoch`` 0 and ``student`` ``None`` before the first); ``elapsed_s``: wall time of the epochs.
-    ``config`` / ``teacher_weights`` / ``dataset``: the run's records, which a resumption must match.
+    Attributes
+    ----------
+    config, teacher_weights, dataset : dict
+        The run's records, which a resumption must match.
+    epoch : int
+        Epochs done.
+    student, optimizer, scaler : dict or None
+        State dicts (``scaler`` is ``None`` in version-1 files).
+    rng : dict or None
+        :func:`stfpm_lib.engine.device.rng_state` (NumPy's state as NumPy gives it).
+    history : list of dict
+        One row per epoch.
+    best : dict
+        ``{"epoch", "value", "student"}`` of the kept epoch (``epoch`` 0 and ``student`` ``None``
+        before the first).
+    elapsed_s : float
+        Wall time of the epochs, seconds.
     """
 
     config: dict[str, Any]
@@ -311,8 +391,15 @@ class TrainingState:
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``last.pt`` content (format ``stfpm-last``; :func:`~stfpm_lib.engine.checkpoint.save_checkpoint`
-        adds the hashes). NumPy's RNG keys are stored as a tensor (``weights_only`` loading)."""
+        """The ``last.pt`` content (format ``stfpm-last``).
+
+        :func:`~stfpm_lib.engine.checkpoint.save_checkpoint` adds the hashes. NumPy's RNG keys are stored
+        as a tensor (``weights_only`` loading).
+
+        Returns
+        -------
+        dict of str to object
+        """
         rng = None if self.rng is None else {**self.rng, "numpy": _numpy_state_to_torch(self.rng["numpy"])}
         return {
             "format": LAST_FORMAT, "version": FORMAT_VERSION, "config": self.config, "epoch": self.epoch,
@@ -323,7 +410,17 @@ class TrainingState:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> "TrainingState":
-        """Inverse of :meth:`to_dict` (as :func:`~stfpm_lib.engine.checkpoint.read_checkpoint` returns it)."""
+        """Inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        obj : mapping of str to object
+            As :func:`~stfpm_lib.engine.checkpoint.read_checkpoint` returns it.
+
+        Returns
+        -------
+        TrainingState
+        """
         rng = dict(obj["rng"])
         rng["numpy"] = _numpy_state_from_torch(rng["numpy"])
         best = obj["best"]
@@ -530,18 +627,41 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         log: Callable[[dict[str, Any]], None] | None = None, weights: TeacherWeights | None = None) -> TrainResult:
     """Train a student for ``category`` and write ``out_dir/checkpoint.pt`` (see the module doc).
 
-    Args:
-        cfg: the run's configuration (all hyper-parameters, device, precision).
-        data_root: MVTec-layout root (``None``: ``$MVTEC_ROOT``).
-        out_dir: directory for ``checkpoint.pt``, ``last.pt``, ``history.csv``, ``config.json``.
-        resume: continue from ``out_dir/last.pt`` if present (same config required); a finished
-            run with the same config is returned as is. ``False`` starts afresh.
-        progress: show a tqdm bar with the loss.
-        log: called with each epoch's history row (after ``last.pt`` is saved).
-        weights: already-resolved teacher weights (default: resolve ``cfg.teacher_weights``).
+    Nothing is written before data and weights are checked.
 
-    Raises ``DataError`` (bad data), ``WeightsError`` (teacher weights), ``TrainError``
-    (``out_dir`` holds another run); nothing is written before data and weights are checked.
+    Parameters
+    ----------
+    cfg : STFPMConfig
+        The run's configuration (all hyper-parameters, device, precision).
+    data_root : str or path-like or None
+        MVTec-layout root (``None``: ``$MVTEC_ROOT``).
+    category : str
+    out_dir : str or path-like
+        Directory for ``checkpoint.pt``, ``last.pt``, ``history.csv``, ``config.json``.
+    resume : bool, default=True
+        Continue from ``out_dir/last.pt`` if present (same config required); a finished run with the
+        same config is returned as is. ``False`` starts afresh.
+    progress : bool, default=True
+        Show a tqdm bar with the loss.
+    log : callable, optional
+        Called with each epoch's history row (after ``last.pt`` is saved).
+    weights : TeacherWeights, optional
+        Already-resolved teacher weights (default: resolve ``cfg.teacher_weights``).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DataError
+        Bad data.
+    WeightsError
+        Unusable teacher weights.
+    TrainError
+        ``out_dir`` holds another run.
+    OutputError
+        ``out_dir`` cannot be written.
     """
     train_paths, val_paths, dataset_record = _split_and_record(cfg, data_root, category)
     out_dir = Path(out_dir)
