@@ -57,19 +57,31 @@ class EvaluationError(ValueError):
 class Evaluation:
     """Metrics of one category's test predictions.
 
-    metrics: flat ``dict[str, float]``: ``image_auroc``, ``pixel_auroc``, ``au_pro`` (MVTec, FPR <= 0.3,
-        at map resolution), ``official_pro`` (the official code's min-max-rescaled PRO, **not** AU-PRO),
-        ``image_f1`` / ``pixel_f1`` (best threshold, ``*_threshold``), with validation predictions
-        ``image_f1_val`` / ``pixel_f1_val`` (threshold = max of the normal validation scores,
-        ``*_threshold``), with ``original_resolution`` ``au_pro_orig_res`` / ``pixel_auroc_orig_res``,
-        and counts (``n_images``, ``n_anomalous``, ``n_normal``, ``n_defect_pixels``,
-        ``n_normal_pixels``, ``n_regions``, ``n_defect_types``, ``map_size``).
-    per_defect_type: DataFrame indexed by defect type (each type's images vs all normal images; last
-        row ``(all)``): n_anomalous, n_normal, image_auroc, pixel_auroc, au_pro, official_pro.
-    curves: ``image_roc`` / ``pixel_roc`` (``fpr``, ``tpr``, ``thresholds``, ``auc``), ``pro`` (MVTec
-        curve up to the FPR limit: ``fpr``, ``pro``, ``thresholds``, ``auc``) and ``official_pro``
-        (the official 4000-step grid curve before rescaling, ``auc`` = ``official_pro``).
-    scores, labels, defect_types, image_paths: per test image, ``(N,)``.
+    Attributes
+    ----------
+    metrics : dict of str to float
+        ``image_auroc``, ``pixel_auroc``, ``au_pro`` (MVTec, FPR <= ``fpr_limit``, at map
+        resolution), ``official_pro`` (the official code's min-max-rescaled PRO, **not** AU-PRO),
+        ``image_f1`` / ``pixel_f1`` (best threshold, ``*_threshold`` in score units); with validation
+        predictions ``image_f1_val`` / ``pixel_f1_val`` (threshold = max of the normal validation
+        scores, ``*_threshold``); with ``original_resolution`` ``au_pro_orig_res`` /
+        ``pixel_auroc_orig_res``; and counts (``n_images``, ``n_anomalous``, ``n_normal``,
+        ``n_defect_pixels``, ``n_normal_pixels``, ``n_regions``, ``n_defect_types``, ``map_size``
+        in pixels, ``fpr_limit``, ``n_val_images``).
+    per_defect_type : pandas.DataFrame
+        Indexed by defect type (each type's images vs all normal images; last row ``(all)``):
+        ``n_anomalous, n_normal, image_auroc, pixel_auroc, au_pro, official_pro``.
+    curves : dict of str to dict
+        ``image_roc`` / ``pixel_roc`` (``fpr``, ``tpr``, ``thresholds``, ``auc``; the pixel ROC
+        thinned to 2000 points), ``pro`` (MVTec curve up to the FPR limit, thinned: ``fpr``, ``pro``,
+        ``thresholds``, ``auc``, ``fpr_limit``) and ``official_pro`` (the official 4000-step grid
+        curve before rescaling, ``auc`` = ``official_pro``).
+    scores, labels, defect_types, image_paths : ndarray of shape (N,)
+        Per test image.
+    source : str or None
+        The predictions file, when read from one.
+    mask_rule : str or None
+        The rule the masks were binarised with.
     """
 
     metrics: dict[str, float]
@@ -86,9 +98,22 @@ class Evaluation:
         """Indices of test images for figures, ``k`` per group (fewer if the group is smaller).
 
         ``anomalous_best``: defective images with the highest scores; ``anomalous_worst``: defective
-        images with the lowest scores (missed); ``normal_best``: normal images with the lowest
-        scores; ``normal_worst``: normal images with the highest scores (false alarms). Ties keep
-        test order.
+        images with the lowest scores (missed); ``normal_best``: normal images with the lowest scores;
+        ``normal_worst``: normal images with the highest scores (false alarms). Ties keep test order.
+
+        Parameters
+        ----------
+        k : int, default=3
+            Positive.
+
+        Returns
+        -------
+        dict of str to ndarray of int
+
+        Raises
+        ------
+        ValueError
+            If ``k < 1``.
         """
         if int(k) < 1:
             raise ValueError(f"k={k!r} must be a positive integer")
@@ -102,7 +127,13 @@ class Evaluation:
         return out
 
     def per_image(self) -> pd.DataFrame:
-        """One row per test image: image_path, defect_type, label, score."""
+        """One row per test image.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``image_path``, ``defect_type``, ``label``, ``score``.
+        """
         return pd.DataFrame({"image_path": self.image_paths, "defect_type": self.defect_types,
                              "label": self.labels, "score": self.scores})
 
@@ -233,18 +264,44 @@ def _curves(pool: Any, scores: np.ndarray, labels: np.ndarray, metrics: Mapping[
 
 def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, original_resolution: bool = False,
                          fpr_limit: float = 0.3, mask_rule: str | None = None) -> Evaluation:
-    """Every metric of one category from its test predictions (a ``Predictions`` or a ``.npz`` path).
+    """Every metric of one category from its test predictions.
 
-    Every number comes from float32 (or float64) maps: predictions whose maps were stored as
-    float16 raise :class:`~stfpm_lib.engine.inference.PredictionsError` (their rounding moves the
-    official-code PRO by ~2.5e-4; predict with ``maps_dtype="float32"``, the default).
-    Pixel metrics use the maps ``(N, H, W)`` and ``predictions.masks()`` (binarised at map resolution
-    by the config's ``mask_rule``); image metrics use the stored float32 ``scores`` (max of each map)
-    and the folder labels. ``val_predictions`` (normal validation images) adds the F1 at a threshold
-    chosen without test data. ``original_resolution`` adds AU-PRO and pixel AUROC with each map
-    bilinearly upsampled to its original mask (the MVTec protocol; slow for 1024² images).
-    ``mask_rule`` (``gt0``/``nearest``/``eq1``) re-binarises the masks from the mask files for a
-    sensitivity check (default: the rule of the run, as stored); ``Evaluation.mask_rule`` records it.
+    Every number comes from float32 (or float64) maps. Pixel metrics use the maps and
+    ``predictions.masks()`` (binarised at map resolution by the config's ``mask_rule``), from one
+    pixel pool shared by the metrics, the per-defect-type ``(all)`` row and the curves; image
+    metrics use the stored float32 ``scores`` (max of each map) and the folder labels.
+
+    Parameters
+    ----------
+    predictions : Predictions or str or path-like
+        Test predictions, or the ``.npz`` written by :func:`~stfpm_lib.engine.inference.predict`;
+        maps of shape (N, H, W).
+    val_predictions : Predictions or str or path-like, optional
+        Normal validation images (the ``val`` split): adds the F1 at a threshold chosen without test
+        data.
+    original_resolution : bool, default=False
+        Also AU-PRO and pixel AUROC with each map bilinearly upsampled to its original mask (the
+        MVTec protocol; slow for 1024² images; not for cropped maps).
+    fpr_limit : float, default=0.3
+        FPR limit of AU-PRO and the official PRO, in (0, 1].
+    mask_rule : {"gt0", "nearest", "eq1"}, optional
+        Re-binarise the masks from the mask files, for a sensitivity check (default: the rule of the
+        run, as stored); ``Evaluation.mask_rule`` records it.
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    PredictionsError
+        Maps stored as float16 (their rounding moves the official-code PRO by ~2.5e-4; predict with
+        ``maps_dtype="float32"``, the default) or a bad file.
+    EvaluationError
+        Validation predictions of another split or with anomalous images; original resolution of
+        cropped maps.
+    UndefinedMetricError
+        A metric undefined for these images (the file named).
     """
 
     pred, source = _load(predictions)
@@ -360,14 +417,34 @@ def _dataset_dict(dataset: Any) -> dict[str, Any]:
 
 def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], config: Any, teacher_weights: Any,
                        dataset: Any, wall_time_s: float, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``metrics.json`` atomically and return its path.
+    """Write ``metrics.json`` atomically.
 
-    Records the metrics (non-finite values as ``null``), the config (``STFPMConfig`` or dict), the
-    teacher weights (``TeacherWeights`` or its ``describe()`` dict; the sha256 is computed from
-    ``path`` when missing and required unless the teacher is random), the dataset (root, category,
-    per-split file counts; counted from disk when not given), the wall time in seconds, the
-    environment (:func:`stfpm_lib.records.provenance.environment_info`) and ``extra`` (by convention
-    ``train_time_s``, ``best_epoch``, ``predictions`` ...).
+    Parameters
+    ----------
+    path : str or path-like
+    metrics : mapping of str to number
+        Non-finite values are written as ``null``.
+    config : STFPMConfig or mapping
+    teacher_weights : TeacherWeights or mapping
+        Or its ``describe()`` dict; the sha256 is computed from ``path`` when missing and required
+        unless the teacher is random.
+    dataset : mapping
+        Root, category and per-split file counts (counted from disk when not given).
+    wall_time_s : float
+        Seconds.
+    extra : mapping, optional
+        By convention ``train_time_s``, ``best_epoch``, ``predictions`` ...
+
+    Returns
+    -------
+    Path
+        The file written; it also records the environment
+        (:func:`stfpm_lib.records.provenance.environment_info`).
+
+    Raises
+    ------
+    ValueError
+        Non-numeric metrics or an unusable config / teacher record.
     """
 
     wall = float(wall_time_s)
@@ -388,10 +465,22 @@ def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], c
 
 
 def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a ``metrics.json``; metric ``null`` values come back as NaN.
+    """Read and validate a ``metrics.json``.
 
-    Raises :class:`MetricsFileError` naming the file for a missing file, invalid JSON, another
-    schema, missing keys or non-numeric metrics.
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    dict of str to object
+        The file's content; metric ``null`` values come back as NaN.
+
+    Raises
+    ------
+    MetricsFileError
+        A missing file, invalid JSON, another schema, missing keys or non-numeric metrics (the file
+        named).
     """
     path = Path(path)
     if not path.is_file():

@@ -47,17 +47,40 @@ def _reason(exc: OSError) -> str:
 
 
 def tmp_name(path: str | os.PathLike) -> Path:
-    """The temporary name beside ``path`` used by this process: ``.<stem>.tmp<pid><suffix>``."""
+    """The temporary name beside ``path`` used by this process.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    Path
+        ``.<stem>.tmp<pid><suffix>`` in ``path``'s folder.
+    """
     path = Path(path)
     return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+    """A temporary path beside ``path``, renamed to ``path`` on success.
 
-    The temporary file keeps ``path``'s suffix (NumPy and torch writers care). On an
-    exception it is removed and ``path`` is left untouched.
+    The temporary file keeps ``path``'s suffix (NumPy and torch writers care). On an exception it is
+    removed and ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Yields
+    ------
+    Path
+
+    Raises
+    ------
+    OutputError
+        The write failed for lack of space, a read-only file system or permissions.
     """
     path = Path(path)
     tmp = tmp_name(path)
@@ -76,28 +99,86 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+    text : str
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+        As :func:`atomic_path`.
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; return the path."""
+    """Write ``data`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+    data : bytes
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+        As :func:`atomic_path`.
+    """
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` and rename the result to ``path``."""
+    """Call ``writer(tmp_path)`` and rename the result to ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    writer : callable
+        ``writer(tmp_path)`` writes the file.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+        As :func:`atomic_path`.
+    """
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a file's bytes.
+
+    Parameters
+    ----------
+    path : str or path-like
+    chunk_size : int, default=1 MiB
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
@@ -130,8 +211,20 @@ def relative_posix(path: str | os.PathLike, base: str | os.PathLike, default: st
 def check_writable(directory: str | os.PathLike) -> Path:
     """Create ``directory`` if needed and write (then delete) a small probe file in it.
 
-    Raises :class:`OutputError` naming the folder and the reason (read-only, no permission,
-    disk full, a file in the way) before any long work starts. Returns the folder.
+    Parameters
+    ----------
+    directory : str or path-like
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder and the reason (read-only, no permission, disk full, a file in the way),
+        before any long work starts.
     """
     directory = Path(directory)
     probe = directory / tmp_name(directory / ".write-probe").name
@@ -179,11 +272,20 @@ def _writer_gone(pid: int, mtime: float) -> bool:
 
 
 def clean_stale_tmp(directory: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files of killed writes in ``directory`` (not recursive); return them.
+    """Remove the temporary files of killed writes in ``directory`` (not recursive).
 
-    Only files named like :func:`tmp_name` (``.<stem>.tmp<pid><suffix>``, also the notebook
-    runner's ``.<nb>.tmp<pid>.ipynb``) whose writer is gone (see :func:`_writer_gone`); a
-    write in progress in another live process is left alone.
+    Only files named like :func:`tmp_name` (``.<stem>.tmp<pid><suffix>``, also the notebook runner's
+    ``.<nb>.tmp<pid>.ipynb``) whose writer is gone (see :func:`_writer_gone`); a write in progress in
+    another live process is left alone.
+
+    Parameters
+    ----------
+    directory : str or path-like
+
+    Returns
+    -------
+    list of Path
+        The files removed.
     """
     directory = Path(directory)
     removed = []
