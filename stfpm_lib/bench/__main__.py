@@ -8,6 +8,18 @@ USAGE = "usage: python -m stfpm_lib.bench {metrics,speed} [options]  (--help aft
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark named by the first argument with the others.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``[name, options...]`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The benchmark's exit status; 2 for an unknown or missing name (0 for ``--help``).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)

@@ -117,7 +117,17 @@ class _OfficialPyramid(nn.Module):
 
 
 def official_pyramid(backbone: str = "resnet18") -> nn.Module:
-    """The official feature extractor (layer4 included), default torchvision init."""
+    """The official feature extractor (layer4 included), default torchvision init.
+
+    Parameters
+    ----------
+    backbone : str, default="resnet18"
+
+    Returns
+    -------
+    torch.nn.Module
+        ``forward(x)`` of (B, 3, H, W) -> the layer1..layer3 outputs.
+    """
     return _OfficialPyramid(backbone)
 
 
@@ -141,7 +151,21 @@ class _OfficialDataset(torch.utils.data.Dataset):
 
 def official_train_epoch(teacher: nn.Module, student: nn.Module, optimizer: torch.optim.Optimizer, loader,
                          device: torch.device) -> float:
-    """One epoch of the official training loop; returns the mean batch loss."""
+    """One epoch of the official training loop.
+
+    Parameters
+    ----------
+    teacher, student : torch.nn.Module
+        From :func:`official_pyramid`.
+    optimizer : torch.optim.Optimizer
+    loader : iterable of torch.Tensor of shape (B, 3, S, S)
+    device : torch.device
+
+    Returns
+    -------
+    float
+        The mean batch loss.
+    """
     teacher.eval()
     student.train()
     losses = []
@@ -164,7 +188,21 @@ def official_train_epoch(teacher: nn.Module, student: nn.Module, optimizer: torc
 
 def official_infer(teacher: nn.Module, student: nn.Module, loader, device: torch.device,
                    size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Official test loop (batch 1, fp32): maps (N, size, size) float32 and scores (N,) (their maxima)."""
+    """Official test loop (batch 1, fp32).
+
+    Parameters
+    ----------
+    teacher, student : torch.nn.Module
+    loader : iterable of torch.Tensor of shape (1, 3, S, S)
+    device : torch.device
+    size : int
+        Side of the maps, pixels.
+
+    Returns
+    -------
+    (ndarray of shape (N, size, size) float32, ndarray of shape (N,))
+        Maps and scores (their maxima).
+    """
     teacher.eval()
     student.eval()
     maps = []
@@ -872,7 +910,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the report and, last, the machine-readable line(s). Returns 0."""
+    """Run the benchmark; print the report and, last, the machine-readable line(s).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0; 2 with a message on stderr for bad arguments.
+    """
     args = _parser().parse_args(argv)
     if args.quick:
         args.images, args.scaling, args.infer_images, args.size, args.batch_size = 4, "", 2, 32, 2
