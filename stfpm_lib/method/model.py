@@ -146,7 +146,16 @@ class STFPM(nn.Module):
         return self
 
     def teacher_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Teacher pyramid of ``x`` (B, 3, H, W) under ``torch.no_grad``: list of (B, C_l, h_l, w_l)."""
+        """Teacher pyramid of ``x`` under ``torch.no_grad``.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (B, 3, H, W)
+
+        Returns
+        -------
+        list of torch.Tensor of shape (B, C_l, h_l, w_l)
+        """
         with torch.no_grad():
             return self.teacher(x)
 

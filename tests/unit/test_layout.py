@@ -1,6 +1,7 @@
 """The package layout: sub-packages name the layers, imports only go down, no two modules share a name."""
 
 import ast
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -171,3 +172,63 @@ def test_light_entry_points_do_not_load_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+#: Modules whose public functions and classes carry numpydoc sections (the metrics have their own test;
+#: data/, runner/, reporting/tables.py and reporting/figures.py are not converted yet).
+NUMPYDOC_MODULES = ["config.py", "method/*.py", "engine/*.py", "records/*.py", "reporting/published.py", "bench/*.py"]
+#: torch.nn.Module overrides, documented by torch
+_MODULE_OVERRIDES = {"forward", "train"}
+
+
+def _numpydoc_gaps(source: str) -> list[str]:
+    """Public functions/methods whose docstring lacks a ``Parameters`` section naming each parameter, or a
+    ``Returns``/``Yields`` section when they return something; public classes with fields and no
+    ``Parameters``/``Attributes`` section. Properties and one-argument-free methods need only a summary."""
+    gaps = []
+
+    def has(doc: str, title: str) -> bool:
+        return f"{title}\n" + "-" * len(title) in doc
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
+                doc = ast.get_docstring(child) or ""
+                fields = [n for n in child.body if isinstance(n, ast.AnnAssign) and "ClassVar" not in ast.unparse(n)]
+                init = [n for n in child.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+                if (fields or init) and not (has(doc, "Parameters") or has(doc, "Attributes")):
+                    gaps.append(f"{prefix}{child.name}: no Parameters/Attributes")
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.FunctionDef) and not child.name.startswith("_"):
+                if child.name in _MODULE_OVERRIDES or any(ast.unparse(d) == "property" for d in child.decorator_list):
+                    continue
+                doc = ast.get_docstring(child) or ""
+                args = [a.arg for a in child.args.posonlyargs + child.args.args + child.args.kwonlyargs
+                        if a.arg not in ("self", "cls")] + ([child.args.kwarg.arg] if child.args.kwarg else [])
+                if args:
+                    if not has(doc, "Parameters"):
+                        gaps.append(f"{prefix}{child.name}: no Parameters")
+                    else:
+                        params = re.split(r"\n\w[\w ]*\n-{3,}\n", doc.split("Parameters\n----------\n", 1)[1])[0]
+                        names = " ".join(line.split(" : ")[0] for line in params.splitlines()
+                                         if line and not line.startswith(" "))
+                        gaps.extend(f"{prefix}{child.name}: parameter {a} undocumented" for a in args
+                                    if not re.search(rf"(?<![\w*]){a}\b|\*\*{a}\b", names))
+                returns = child.returns is not None and ast.unparse(child.returns) not in ("None", "'None'")
+                if returns and args and not (has(doc, "Returns") or has(doc, "Yields")):
+                    gaps.append(f"{prefix}{child.name}: no Returns")
+
+    visit(ast.parse(source), "")
+    return gaps
+
+
+def test_the_numpydoc_rule_sees_a_missing_section():
+    source = ('def f(a, b):\n    """Sum.\n\n    Parameters\n    ----------\n    a : int\n    """\n    return a\n'
+              'def g(x) -> int:\n    """G."""\n')
+    assert _numpydoc_gaps(source) == ["f: parameter b undocumented", "g: no Parameters", "g: no Returns"]
+
+
+def test_public_functions_have_numpydoc_sections():
+    paths = sorted({p for pattern in NUMPYDOC_MODULES for p in PACKAGE.glob(pattern)})
+    gaps = [f"{path.relative_to(PACKAGE)}: {gap}" for path in paths for gap in _numpydoc_gaps(path.read_text())]
+    assert gaps == [], "docstrings without numpydoc sections:\n" + "\n".join(gaps)
