@@ -491,7 +491,8 @@ class STFPMConfig:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_preset(cls, name: str = "official", **overrides: Any) -> "STFPMConfig":
-        """The preset ``name`` with ``overrides`` applied.
+        """The preset ``name`` with ``overrides`` applied (an unknown preset or key, or a bad value, raises
+        :class:`ConfigError`).
 
         Parameters
         ----------
@@ -503,11 +504,6 @@ class STFPMConfig:
         Returns
         -------
         STFPMConfig
-
-        Raises
-        ------
-        ConfigError
-            An unknown preset or key, or an invalid value.
         """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
@@ -518,7 +514,7 @@ class STFPMConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "STFPMConfig":
-        """Inverse of :meth:`to_dict`.
+        """Inverse of :meth:`to_dict` (an unknown key or preset, or a bad value, raises :class:`ConfigError`).
 
         Parameters
         ----------
@@ -529,11 +525,6 @@ class STFPMConfig:
         Returns
         -------
         STFPMConfig
-
-        Raises
-        ------
-        ConfigError
-            An unknown key or preset, or an invalid value.
         """
         values = dict(values)
         _check_keys(values, origin="config")
@@ -543,7 +534,7 @@ class STFPMConfig:
         return cls.from_preset(preset, **values)
 
     def replace(self, **overrides: Any) -> "STFPMConfig":
-        """A copy with ``overrides`` applied.
+        """A copy with ``overrides`` applied (an unknown key or a bad value raises :class:`ConfigError`).
 
         Parameters
         ----------
@@ -553,11 +544,6 @@ class STFPMConfig:
         Returns
         -------
         STFPMConfig
-
-        Raises
-        ------
-        ConfigError
-            An unknown key or an invalid value.
         """
         _check_keys(overrides, origin="override")
         return dataclasses.replace(self, **overrides)
@@ -593,12 +579,11 @@ class STFPMConfig:
         return text
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
-        """The config as YAML text.
+        """The config as YAML text (block style, fields in order); written atomically to ``path`` if given.
 
         Parameters
         ----------
         path : str or path-like, optional
-            Also write the text there (atomically).
 
         Returns
         -------
@@ -611,7 +596,8 @@ class STFPMConfig:
 
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
-        """Read a config from JSON.
+        """Read a config from JSON; a missing file, invalid JSON, not a mapping or invalid values raise
+        :class:`ConfigError` naming the source.
 
         Parameters
         ----------
@@ -621,31 +607,20 @@ class STFPMConfig:
         Returns
         -------
         STFPMConfig
-
-        Raises
-        ------
-        ConfigError
-            A missing file, invalid JSON, not a mapping, or invalid values (the source named).
         """
         return cls.from_dict(_load_mapping(path_or_text, json.loads, "JSON"))
 
     @classmethod
     def from_yaml(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
-        """Read a config from YAML.
+        """Read a config from a YAML file path or YAML text; errors as :meth:`from_json`.
 
         Parameters
         ----------
         path_or_text : str or path-like
-            A file path or the YAML text itself.
 
         Returns
         -------
         STFPMConfig
-
-        Raises
-        ------
-        ConfigError
-            A missing file, invalid YAML, not a mapping, or invalid values (the source named).
         """
         return cls.from_dict(_load_mapping(path_or_text, yaml.safe_load, "YAML"))
 
@@ -664,7 +639,7 @@ class STFPMConfig:
         Raises
         ------
         ConfigError
-            Another extension, or as :meth:`from_json` / :meth:`from_yaml`.
+            Another extension, or as :meth:`from_json`.
         """
         suffix = Path(path).suffix.lower()
         if suffix == ".json":

@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     Parameters
     ----------
     argv : list of str, optional
-        Command-line arguments (default ``sys.argv[1:]``).
+        ``--n``, ``--size``, ``--orig-size``, ``--seed``, ``--repeat``, ``--quick`` (default: the
+        command line).
 
     Returns
     -------

@@ -215,8 +215,7 @@ def effective_precision(precision: str, device: torch.device) -> str:
 
     Parameters
     ----------
-    precision : {"fp32", "bf16", "fp16", "auto"}
-    device : torch.device or str
+    precision, device : str and torch.device (or str), as in :func:`amp_dtype`
 
     Returns
     -------
@@ -230,8 +229,7 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
 
     Parameters
     ----------
-    precision : {"fp32", "bf16", "fp16", "auto"}
-    device : torch.device or str
+    precision, device : str and torch.device (or str), as in :func:`amp_dtype`
 
     Returns
     -------
@@ -250,8 +248,7 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
 
     Parameters
     ----------
-    precision : {"fp32", "bf16", "fp16", "auto"}
-    device : torch.device or str
+    precision, device : str and torch.device (or str), as in :func:`amp_dtype`
 
     Yields
     ------
@@ -384,8 +381,7 @@ def kernel_policy(device: torch.device, precision: str) -> Iterator[None]:
 
     Parameters
     ----------
-    device : torch.device or str
-    precision : {"fp32", "bf16", "fp16", "auto"}
+    device, precision : torch.device (or str) and str, as in :func:`amp_dtype`
 
     Yields
     ------

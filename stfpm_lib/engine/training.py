@@ -279,11 +279,8 @@ def train_epoch(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.am
 
     Parameters
     ----------
-    model : STFPM
-    optimizer : torch.optim.Optimizer
-        SGD over the student's parameters.
-    scaler : torch.amp.GradScaler
-        From :func:`stfpm_lib.engine.device.grad_scaler` (enabled for fp16 only).
+    model, optimizer, scaler
+        As in :func:`train_step`.
     batches : iterable
         ``(images, indices)`` pairs or dicts with ``image``.
     cfg : STFPMConfig

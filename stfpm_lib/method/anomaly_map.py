@@ -122,13 +122,9 @@ def anomaly_map(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[t
 
     Parameters
     ----------
-    teacher_feats, student_feats : sequence of torch.Tensor of shape (B, C_l, h_l, w_l)
-        Features of each pyramid level, in the same order.
-    cfg_or_kwargs : STFPMConfig, MapSettings, mapping or None
-        The map knobs: an ``STFPMConfig``, a :class:`~stfpm_lib.config.MapSettings`, a dict with any
-        of ``map_scale``, ``map_upsample``, ``map_fusion``, ``smoothing_sigma``, or ``None`` (official).
-    output_size : int or (int, int)
-        ``(H, W)`` of the map, pixels (an int: square).
+    teacher_feats, student_feats, cfg_or_kwargs, output_size
+        As in :func:`fused_map`: features (B, C_l, h_l, w_l) of each level, the map knobs, and
+        ``(H, W)`` of this map, pixels.
 
     Returns
     -------

@@ -99,7 +99,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically.
+    """Write ``text`` (UTF-8) to ``path`` atomically (:class:`OutputError` as :func:`atomic_path`).
 
     Parameters
     ----------
@@ -109,11 +109,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     Returns
     -------
     Path
-
-    Raises
-    ------
-    OutputError
-        As :func:`atomic_path`.
     """
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -121,7 +116,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically.
+    """Write ``data`` to ``path`` atomically (:class:`OutputError` as :func:`atomic_path`).
 
     Parameters
     ----------
@@ -131,11 +126,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     Returns
     -------
     Path
-
-    Raises
-    ------
-    OutputError
-        As :func:`atomic_path`.
     """
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -143,7 +133,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` and rename the result to ``path``.
+    """Call ``writer(tmp_path)`` and rename the result to ``path`` (:class:`OutputError` as :func:`atomic_path`).
 
     Parameters
     ----------
@@ -154,11 +144,6 @@ def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path
     Returns
     -------
     Path
-
-    Raises
-    ------
-    OutputError
-        As :func:`atomic_path`.
     """
     with atomic_path(path) as tmp:
         writer(tmp)
