@@ -2,7 +2,8 @@
 
 Architecture at a glance (sub-packages name the layers)::
 
-    config.py              STFPMConfig: every knob, presets official / anomalib / hcw / xia
+    config.py              STFPMConfig: every knob, presets official / anomalib / hcw / xia; each choice
+                           list once (Literal types); narrow Loss/Map/TransformSettings
     method/                the method in pure torch, no files written
         model.py           teacher and student feature pyramids over torchvision ResNets
         loss.py            the STFPM loss (official and anomalib scalings)
@@ -23,7 +24,7 @@ Architecture at a glance (sub-packages name the layers)::
         evaluation.py      predictions -> metrics (+ per defect type), the metrics.json and
                            per_image.npz formats
         provenance.py      package versions and machine of a result
-        io.py              atomic writes, sha256 of files
+        io.py              atomic writes, sha256 of files, relative paths
     reporting/             runs -> tables and figures
         tables.py          run -> tables (CSV / Markdown / LaTeX) beside published numbers
         study_tables.py    study (variants x seeds x categories) -> tables with seed noise,

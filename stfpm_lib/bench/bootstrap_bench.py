@@ -30,6 +30,18 @@ def _data(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the bootstrap benchmark and print its figures (the CPU named).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+
+    Returns
+    -------
+    int
+        The exit code, 0.
+    """
     p = argparse.ArgumentParser(prog="python -m stfpm_lib.bench bootstrap", description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=100, help="test images (default 100)")
     p.add_argument("--size", type=int, default=256, help="map side in pixels (default 256)")

@@ -35,6 +35,8 @@ from typing import Any, Callable
 
 import numpy as np
 from scipy import ndimage
+from skimage import measure
+from sklearn.metrics import roc_auc_score
 
 from stfpm_lib import metrics as M
 
@@ -70,7 +72,26 @@ def _draw(shapes: list[dict[str, float]], size: int) -> np.ndarray:
 
 
 def make_data(n: int, size: int, seed: int, orig_size: int | None = None, n_val: int = 0) -> dict[str, Any]:
-    """MVTec-like synthetic category (see module doc)."""
+    """MVTec-like synthetic category (see module doc).
+
+    Parameters
+    ----------
+    n : int
+        Test images (a third, at least one, normal).
+    size : int
+        Map side, pixels.
+    seed : int
+    orig_size : int, optional
+        Also the masks at this side ("original resolution"), pixels.
+    n_val : int, default=0
+        Normal validation maps.
+
+    Returns
+    -------
+    dict of str to object
+        ``maps`` (N, size, size) float32, ``masks`` (N, size, size) bool, ``labels`` (N,) bool,
+        ``types`` list of N str, and ``val_maps`` (n_val, size, size) / ``orig_masks`` when asked.
+    """
     rng = np.random.default_rng(seed)
     n_normal = max(1, n // 3)
     types = ["good"] * n_normal + [DEFECT_TYPES[i % 3] for i in range(n - n_normal)]
@@ -99,9 +120,21 @@ def make_data(n: int, size: int, seed: int, orig_size: int | None = None, n_val:
 
 # -------------------------------------------------------------------- straightforward versions
 def naive_official_curve(maps: np.ndarray, masks: np.ndarray, steps: np.ndarray, max_steps: int = 4000):
-    """The official evaluate.py loop at the given step indices: binarise, relabel, regionprops."""
-    from skimage import measure
+    """The official evaluate.py loop at the given step indices: binarise, relabel, regionprops.
 
+    Parameters
+    ----------
+    maps : ndarray of shape (N, H, W), float
+    masks : ndarray of shape (N, H, W), bool
+    steps : ndarray of int
+        Indices into the ``max_steps`` threshold grid.
+    max_steps : int, default=4000
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        FPR and PRO at each step, shape (len(steps),).
+    """
     gt = masks > 0
     max_th, min_th = maps.max(), maps.min()
     delta = float(max_th - min_th) / max_steps
@@ -120,7 +153,14 @@ def naive_official_curve(maps: np.ndarray, masks: np.ndarray, steps: np.ndarray,
 
 
 def naive_au_pro_thresholds(maps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray) -> None:
-    """Per-threshold exact AU-PRO work: label once, then one full pass per distinct score."""
+    """Per-threshold exact AU-PRO work: label once, then one full pass per distinct score (timed only).
+
+    Parameters
+    ----------
+    maps : ndarray of shape (N, H, W), float
+    masks : ndarray of shape (N, H, W), bool
+    thresholds : ndarray of shape (T,)
+    """
     labels = np.zeros(maps.shape, np.int64)
     k = 0
     for i, m in enumerate(masks):
@@ -136,7 +176,19 @@ def naive_au_pro_thresholds(maps: np.ndarray, masks: np.ndarray, thresholds: np.
 
 
 def sort_based_au_pro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> float:
-    """Direct MVTec-style AU-PRO: float64 argsort of all pixels, cumulative sums, tie runs."""
+    """Direct MVTec-style AU-PRO: float64 argsort of all pixels, cumulative sums, tie runs.
+
+    Parameters
+    ----------
+    maps : ndarray of shape (N, H, W), float
+    masks : ndarray of shape (N, H, W), bool
+    fpr_limit : float, default=0.3
+
+    Returns
+    -------
+    float
+        AU-PRO normalised by ``fpr_limit``, in [0, 1].
+    """
     fp = np.zeros(maps.shape, np.float64)
     pro = np.zeros(maps.shape, np.float64)
     k = 0
@@ -251,8 +303,6 @@ def _time_baselines(a: argparse.Namespace, maps: np.ndarray, masks: np.ndarray, 
           f"{t_no / s_sub * 4000:.1f} s, to {a.n} maps x 4000: {t_no_full:.0f} s -> speed-up "
           f"{t_no_full / lib['t_off']:.0f}x")
 
-    from sklearn.metrics import roc_auc_score
-
     t_sk, v_sk = _best(lambda: roc_auc_score(masks.ravel(), maps.ravel()), 1)
     print(f"  pixel AUROC sklearn.roc_auc_score: {t_sk:.3f} s (|diff| {abs(v_sk - lib['v_pix']):.1e}) -> "
           f"speed-up {t_sk / lib['t_pix']:.1f}x")
@@ -277,6 +327,19 @@ def _time_original_resolution(a: argparse.Namespace, maps: np.ndarray, big: list
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the metrics benchmark and print its report (last line machine-readable).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``--n``, ``--size``, ``--orig-size``, ``--seed``, ``--repeat``, ``--quick`` (default: the
+        command line).
+
+    Returns
+    -------
+    int
+        0.
+    """
     a = _parse(argv)
     print(f"stfpm_lib metrics benchmark: {a.n} maps of {a.size}x{a.size} float32 (+ masks at "
           f"{a.orig_size}x{a.orig_size}), seed {a.seed}, {os.cpu_count()} CPU(s), numpy {np.__version__}")

@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import multiprocessing as mp
 import os
 import platform
 import resource
@@ -70,6 +71,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -78,6 +80,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stfpm_lib.config import DEVICE_CHOICES, PRECISIONS, ConfigError, STFPMConfig
+
+# Besides the config (NumPy and PyYAML only), stfpm_lib (engine, method, data: pandas, tqdm, ...) and
+# torchvision (~3 s, torch._dynamo) are imported inside the functions that use them ("lazy" below): every
+# variant's spawned process imports this module, and the official variant's memory figure must hold only
+# what the official code loads.
 
 __all__ = ["main", "official_pyramid", "official_train_epoch", "official_infer"]
 
@@ -93,7 +102,7 @@ class _OfficialPyramid(nn.Module):
 
     def __init__(self, backbone: str = "resnet18") -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # lazy: torchvision is heavy, see above
 
         net = torchvision.models.get_model(backbone, weights=None)
         self.model = nn.Sequential(*list(net.children())[:-2])
@@ -108,7 +117,17 @@ class _OfficialPyramid(nn.Module):
 
 
 def official_pyramid(backbone: str = "resnet18") -> nn.Module:
-    """The official feature extractor (layer4 included), default torchvision init."""
+    """The official feature extractor (layer4 included), default torchvision init.
+
+    Parameters
+    ----------
+    backbone : str, default="resnet18"
+
+    Returns
+    -------
+    torch.nn.Module
+        ``forward(x)`` of (B, 3, H, W) -> the layer1..layer3 outputs.
+    """
     return _OfficialPyramid(backbone)
 
 
@@ -116,7 +135,7 @@ class _OfficialDataset(torch.utils.data.Dataset):
     """Images held in memory as PIL, transformed on every access (official ``MVTecDataset``)."""
 
     def __init__(self, arrays: list[np.ndarray], size: int) -> None:
-        from PIL import Image
+        from PIL import Image  # lazy: the official variant's process only (torchvision is heavy)
         from torchvision import transforms
 
         self.images = [Image.fromarray(a) for a in arrays]
@@ -132,7 +151,21 @@ class _OfficialDataset(torch.utils.data.Dataset):
 
 def official_train_epoch(teacher: nn.Module, student: nn.Module, optimizer: torch.optim.Optimizer, loader,
                          device: torch.device) -> float:
-    """One epoch of the official training loop; returns the mean batch loss."""
+    """One epoch of the official training loop.
+
+    Parameters
+    ----------
+    teacher, student : torch.nn.Module
+        From :func:`official_pyramid`.
+    optimizer : torch.optim.Optimizer
+    loader : iterable of torch.Tensor of shape (B, 3, S, S)
+    device : torch.device
+
+    Returns
+    -------
+    float
+        The mean batch loss.
+    """
     teacher.eval()
     student.train()
     losses = []
@@ -155,7 +188,21 @@ def official_train_epoch(teacher: nn.Module, student: nn.Module, optimizer: torc
 
 def official_infer(teacher: nn.Module, student: nn.Module, loader, device: torch.device,
                    size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Official test loop (batch 1, fp32): maps (N, size, size) float32 and scores (N,) (their maxima)."""
+    """Official test loop (batch 1, fp32).
+
+    Parameters
+    ----------
+    teacher, student : torch.nn.Module
+    loader : iterable of torch.Tensor of shape (1, 3, S, S)
+    device : torch.device
+    size : int
+        Side of the maps, pixels.
+
+    Returns
+    -------
+    (ndarray of shape (N, size, size) float32, ndarray of shape (N,))
+        Maps and scores (their maxima).
+    """
     teacher.eval()
     student.eval()
     maps = []
@@ -254,7 +301,7 @@ def _mib(n: float) -> str:
 # ============================================================================ data
 def _synthetic_images(n: int, size: int, seed: int) -> list[np.ndarray]:
     """``n`` RGB uint8 (size, size, 3) random crops of the CC0 ``brick`` texture (tiled if small)."""
-    from stfpm_lib.data.synthetic import load_texture
+    from stfpm_lib.data.synthetic import load_texture  # lazy: see the note above the imports
 
     texture = load_texture("brick")
     reps = (math.ceil(2 * size / texture.shape[0]), math.ceil(2 * size / texture.shape[1]))
@@ -308,8 +355,6 @@ def _variant_precision(setup: _Setup, variant: str) -> str:
 def _project_cfg(setup: _Setup, variant: str):
     """The config of a project variant: the ``official`` preset, plus for ``project fast`` and
     ``project bf16`` the speed settings (precision, channels_last, teacher feature cache)."""
-    from stfpm_lib.config import STFPMConfig
-
     extra = {} if variant == "project fp32" else \
         {"precision": _variant_precision(setup, variant), "channels_last": True, "cache_teacher_features": True}
     return STFPMConfig.from_preset("official", teacher_weights="random", image_size=setup.size,
@@ -321,7 +366,7 @@ class _ProjectTrainer:
     """The project's training step functions on in-memory images (one cache per image set)."""
 
     def __init__(self, setup: _Setup, variant: str) -> None:
-        from stfpm_lib.engine.device import grad_scaler, prepare_model
+        from stfpm_lib.engine.device import grad_scaler, prepare_model  # lazy: see the note above the imports
         from stfpm_lib.method.model import build_stfpm
 
         self.setup = setup
@@ -333,14 +378,14 @@ class _ProjectTrainer:
         self.caches: dict[int, Any] = {}
 
     def loader(self, arrays: list[np.ndarray]):
-        from stfpm_lib.engine.training import IndexedImages
+        from stfpm_lib.engine.training import IndexedImages  # lazy: see the note above the imports
 
         return torch.utils.data.DataLoader(IndexedImages(_ArrayImages(arrays)), batch_size=self.cfg.batch_size,
                                            shuffle=True, generator=torch.Generator().manual_seed(self.setup.seed),
                                            pin_memory=self.setup.device.type == "cuda")
 
     def epoch(self, key: int, loader) -> float:
-        from stfpm_lib.engine.device import kernel_policy
+        from stfpm_lib.engine.device import kernel_policy  # lazy: see the note above the imports
         from stfpm_lib.engine.feature_cache import TeacherFeatureCache
         from stfpm_lib.engine.training import train_epoch
 
@@ -370,7 +415,7 @@ class _OfficialTrainer:
 
 
 def _project_inferencer(setup: _Setup, variant: str, arrays: list[np.ndarray]) -> Callable[[], np.ndarray]:
-    from stfpm_lib.engine.device import kernel_policy
+    from stfpm_lib.engine.device import kernel_policy  # lazy: see the note above the imports
     from stfpm_lib.engine.inference import predict_batch, prepare_for_inference
     from stfpm_lib.method.model import build_stfpm
 
@@ -449,12 +494,10 @@ class _Runner:
 
 def _worker_main(conn, variant: str, setup: _Setup, threads: int, tune: bool) -> None:
     """Body of a variant's process: build the runner, then serve ``(method, args)`` calls."""
-    import traceback
-
     try:
         torch.set_num_threads(threads)
         if tune:
-            from stfpm_lib.engine.device import tune_cpu_allocator
+            from stfpm_lib.engine.device import tune_cpu_allocator  # lazy: see the note above the imports
 
             tune_cpu_allocator()
         runner = _Runner(variant, setup)
@@ -475,8 +518,6 @@ class _Remote:
     allocator state and memory figures; the parent calls one at a time (no overlap)."""
 
     def __init__(self, variant: str, setup: _Setup, threads: int, tune: bool) -> None:
-        import multiprocessing as mp
-
         ctx = mp.get_context("spawn")
         self.variant = variant
         self.conn, child = ctx.Pipe()
@@ -593,7 +634,7 @@ def _bench(setup: _Setup, counts: list[int], n_infer: int, rounds: int, in_proce
 
 def _bench_fidelity(setup: _Setup, args) -> dict[str, Any]:
     """AUROC of the fast path vs fp32 on a synthetic category (inference-only and end to end)."""
-    from stfpm_lib.data import make_synthetic_category
+    from stfpm_lib.data import make_synthetic_category  # lazy: see the note above the imports
     from stfpm_lib.engine.inference import load_predictions, predict
     from stfpm_lib.metrics import image_auroc, pixel_auroc
     from stfpm_lib.engine.training import fit
@@ -656,7 +697,7 @@ def _hardware(device: torch.device) -> dict[str, str]:
     CPU: model name, PyTorch's CPU capability (AVX2, AVX512, +AMX) and whether bf16 is native
     or emulated; CUDA: the GPU's name (the host CPU in ``tag`` too).
     """
-    from stfpm_lib.engine.device import cpu_description
+    from stfpm_lib.engine.device import cpu_description  # lazy: see the note above the imports
 
     cpu = cpu_description()
     bf16 = "native" if cpu["native_bf16"] else "emulated"
@@ -670,7 +711,7 @@ def _hardware(device: torch.device) -> dict[str, str]:
 
 def _label(setup: _Setup, variant: str, hw: dict[str, str]) -> str:
     """Row label: the variant, with the precision ``project fast`` runs in and "emulated" for emulated bf16."""
-    from stfpm_lib.engine.device import effective_precision
+    from stfpm_lib.engine.device import effective_precision  # lazy: see the note above the imports
 
     if variant not in ("project fast", "project bf16"):
         return variant
@@ -696,7 +737,7 @@ def _speedup(rate: float, official: float) -> str:
 
 
 def _report_device(setup: _Setup, args, say) -> dict[str, Any]:
-    from stfpm_lib.engine.device import effective_precision
+    from stfpm_lib.engine.device import effective_precision  # lazy: see the note above the imports
     from stfpm_lib.engine.feature_cache import MIB
 
     dev, hw = setup.device, _hardware(setup.device)
@@ -777,7 +818,7 @@ def _report_scaling(setup: _Setup, res: _Results, counts: list[int], first: floa
 
 
 def _report_memory(setup: _Setup, res: _Results, n: int, per_image: int, hw: dict[str, str], say) -> None:
-    from stfpm_lib.engine.feature_cache import MIB
+    from stfpm_lib.engine.feature_cache import MIB  # lazy: see the note above the imports
 
     say(f"\n--- memory for a full category (project fast path) on {hw['tag']}")
     m = max(MVTEC_TRAIN_IMAGES)
@@ -836,7 +877,7 @@ def _last_line(r: dict[str, Any]) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stfpm_lib.bench speed",
                                 description="STFPM training/inference speed vs the official recipe (synthetic images).")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="auto: CPU, and CUDA too when present (default)")
     p.add_argument("--images", type=int, default=64, help="training images for the headline numbers (default 64)")
     p.add_argument("--scaling", default="16,32", help="other training image counts for the scaling table")
@@ -847,7 +888,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="training batch (default 32, official)")
     p.add_argument("--eval-batch", type=int, default=None, help="project inference batch (default 32 CPU, 256 CUDA)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds, best taken (default 3)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="fast-path precision (default auto, as a user gets it: bf16 on CPUs with native bf16 and on "
                         "bf16-capable GPUs, fp16 on other GPUs, else fp32)")
     p.add_argument("--with-bf16", action="store_true",
@@ -869,7 +910,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the report and, last, the machine-readable line(s). Returns 0."""
+    """Run the benchmark; print the report and, last, the machine-readable line(s).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0; 2 with a message on stderr for bad arguments.
+    """
     args = _parser().parse_args(argv)
     if args.quick:
         args.images, args.scaling, args.infer_images, args.size, args.batch_size = 4, "", 2, 32, 2
@@ -899,10 +951,9 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    import torchvision
+    import torchvision  # lazy: torchvision is heavy, see above
 
-    from stfpm_lib.config import ConfigError
-    from stfpm_lib.engine.device import effective_precision
+    from stfpm_lib.engine.device import effective_precision  # lazy: see the note above the imports
 
     say(f"STFPM speed benchmark: torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"python {platform.python_version()}, {os.cpu_count()} CPUs: {_hardware(torch.device('cpu'))['tag']}")

@@ -30,6 +30,9 @@ import json
 import sys
 from typing import Any, Sequence
 
+from .adapters import get_adapter
+from .convert import convert_to_mvtec, verify_mvtec_root
+from .demo import build_demo, check_demo, demo_root
 from .mvtec import DataError
 
 __all__ = ["main"]
@@ -47,8 +50,6 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def _adapter(args: argparse.Namespace):
-    from .adapters import get_adapter
-
     params = dict(args.param or [])
     if args.root is not None:
         params["root"] = args.root
@@ -137,8 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             return _list(_adapter(args))
         elif args.command == "convert":
-            from .convert import convert_to_mvtec
-
             out = convert_to_mvtec(
                 _adapter(args), args.out, categories=_categories(args.categories), n_train=args.n_train,
                 n_test_good=args.n_test_good, max_defects_per_type=args.max_defects, seed=args.seed,
@@ -146,24 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 allow_empty_masks=args.allow_empty_masks, overwrite=args.overwrite, log=print)
             print(f"wrote {out}")
         elif args.command == "verify":
-            from .convert import verify_mvtec_root
-
             for category, counts in verify_mvtec_root(args.root, check_manifest=not args.no_manifest).items():
                 print(f"{category}: {counts}")
             print("ok")
         elif args.command == "build-demo":
-            from .demo import build_demo
-
             print(f"wrote {build_demo(args.out, piped_root=args.piped_root, overwrite=args.overwrite, log=print)}")
         elif args.command == "check-demo":
-            from .demo import check_demo
-
             for category, counts in check_demo(args.piped_root, rebuild=args.rebuild).items():
                 print(f"{category}: {counts}")
             print("ok" + (" (rebuild identical)" if args.rebuild else ""))
         elif args.command == "demo-path":
-            from .demo import demo_root
-
             print(demo_root())
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

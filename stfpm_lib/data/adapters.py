@@ -189,7 +189,7 @@ class MVTecAdapter(DatasetAdapter):
 
 
 def _factories() -> dict[str, Callable[..., DatasetAdapter]]:
-    from .folder import FolderAdapter, piped_adapter
+    from .folder import FolderAdapter, piped_adapter  # here, not at the top: both modules import this one
     from .visa import VisAAdapter
 
     return {"mvtec": MVTecAdapter, "visa": VisAAdapter, "folder": FolderAdapter, "piped": piped_adapter}

@@ -36,7 +36,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 from PIL import Image
 
-from ..records.io import atomic_write_text, sha256_file
+from ..records.io import atomic_write_text, relative_posix, sha256_file
 from .adapters import AdapterIndex, DatasetAdapter, binarize_mask
 from .imageio import check_mask_has_defect, image_size_of, read_image, read_mask_values
 from .mvtec import MANIFEST_NAME, DataError, index_category, list_categories, list_images, manifest_allows_empty_masks
@@ -87,13 +87,6 @@ def _subset(paths: Sequence, n: int | None, rng: np.random.Generator, what: str)
     return [items[i] for i in chosen]
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.name
-
-
 def _size_filter(plan: ConversionPlan, index: AdapterIndex, category: str,
                  size_mismatch: str) -> Callable[[Path], bool]:
     """Which images to keep (masks are checked against their own image when written). Sets
@@ -120,7 +113,7 @@ def _size_filter(plan: ConversionPlan, index: AdapterIndex, category: str,
                             f"'skip' leaves them out)")
         if size_mismatch == "skip":
             for p in odd:
-                plan.skipped.append({"source": _rel(p, index.root),
+                plan.skipped.append({"source": relative_posix(p, index.root, p.name),
                                      "reason": f"size {sizes[p][0]}x{sizes[p][1]} differs from the category's "
                                                f"{size[0]}x{size[1]}"})
             plan.changes.append(f"{category}: {len(odd)} image(s) of another size than {size[0]}x{size[1]} left out")
@@ -211,8 +204,8 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
     fractions: list[float] = []
 
     def record(dest: Path, source: Path, **extra: Any) -> None:
-        records.append({"path": dest.relative_to(folder.parent).as_posix(), "source": _rel(source, index.root),
-                        "sha256": sha256_file(dest), **extra})
+        records.append({"path": dest.relative_to(folder.parent).as_posix(),
+                        "source": relative_posix(source, index.root, source.name), "sha256": sha256_file(dest), **extra})
 
     for sources, sub in ((plan.train, "train/good"), (plan.test_good, "test/good")):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -233,7 +226,7 @@ def _write_category(plan: ConversionPlan, folder: Path, image_format: str, compr
         binary = binarize_mask(values, index.mask_encoding)
         n_defect = int(binary.sum())
         if not n_defect:
-            plan.empty_masks.append(_rel(sample.mask_path, index.root))
+            plan.empty_masks.append(relative_posix(sample.mask_path, index.root, sample.mask_path.name))
         check_mask_has_defect(binary, sample.mask_path, sample.image_path, allow_empty=allow_empty_masks,
                               detail=f" under the rule '{index.mask_encoding.describe()}' (values found: "
                                      f"{np.unique(values).tolist()[:8]}); check mask_polarity / mask_threshold")

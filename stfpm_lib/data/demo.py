@@ -13,13 +13,21 @@ which raises).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .mvtec import DataError
+import numpy as np
+import torch
+from PIL import Image
+
+from ..method.weights import WeightsError, imagenet_weights_enum, resolve_teacher_weights
+from .convert import MANIFEST_NAME, convert_to_mvtec, verify_mvtec_root
+from .folder import piped_adapter
+from .mvtec import DataError, list_categories
 
 __all__ = [
     "DEMO_NAME", "DEMO_CATEGORIES", "DEMO_PARAMS", "RANDOM_TEACHER_LABEL", "demo_root", "demo_categories",
@@ -56,8 +64,6 @@ def demo_root() -> Path:
 
 def demo_categories() -> list[str]:
     """The demo's categories, sorted."""
-    from .mvtec import list_categories
-
     return list_categories(demo_root())
 
 
@@ -100,10 +106,6 @@ def demo_teacher_weights(backbone: str = "resnet18", *, probe_timeout_s: float =
     ``$STFPM_OFFLINE=1`` skips the network probe. ``probe(url, timeout_s) -> reason | None``
     replaces the probe (tests).
     """
-    import torch
-
-    from ..method.weights import WeightsError, imagenet_weights_enum, resolve_teacher_weights
-
     weights = imagenet_weights_enum(backbone)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
     if cached.is_file():
@@ -128,9 +130,6 @@ def build_demo(out_root: str | os.PathLike | None = None, *, piped_root: str | o
     Default ``out_root`` is the package's ``demo_data/piped`` (needs ``overwrite=True`` when it exists).
     The README and licence note beside the data are kept.
     """
-    from .convert import convert_to_mvtec
-    from .folder import piped_adapter
-
     target = Path(out_root) if out_root is not None else _package_demo_dir()
     keep = {}
     for name in ("README.md", "LICENSE-DATA.md"):
@@ -149,11 +148,6 @@ def check_demo(piped_root: str | os.PathLike | None = None, *, rebuild: bool = F
 
     Returns ``{category: counts}``; raises :class:`DataError` on any difference.
     """
-    import numpy as np
-    from PIL import Image
-
-    from .convert import MANIFEST_NAME, verify_mvtec_root
-
     root = demo_root()
     counts = verify_mvtec_root(root)
     if rebuild:
@@ -167,8 +161,6 @@ def check_demo(piped_root: str | os.PathLike | None = None, *, rebuild: bool = F
                 with Image.open(root / rel) as a, Image.open(fresh / rel) as b:
                     if a.mode != b.mode or not np.array_equal(np.asarray(a), np.asarray(b)):
                         raise DataError(f"rebuilt demo differs in the pixels of {rel}")
-            import json
-
             old = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
             new = json.loads((fresh / MANIFEST_NAME).read_text(encoding="utf-8"))
             if old["counts"] != new["counts"] or old["changes"] != new["changes"]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from ..config import STFPMConfig
 
 __all__ = [
@@ -165,12 +167,10 @@ def split_train_val(paths: Sequence[Path], cfg: STFPMConfig) -> tuple[list[Path]
     if len(paths) < 2:
         raise DataError(f"need at least 2 training images to hold out a validation set, got {len(paths)}")
     if cfg.split == "seeded":
-        from sklearn.model_selection import train_test_split
+        from sklearn.model_selection import train_test_split  # ~1 s to import: only for this split
 
         train, val = train_test_split(paths, test_size=cfg.val_fraction, random_state=cfg.split_seed)
         return list(train), list(val)
-    import torch
-
     order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     n_val = max(1, int(round(cfg.val_fraction * len(paths))))
     return [paths[i] for i in order[n_val:]], [paths[i] for i in order[:n_val]]

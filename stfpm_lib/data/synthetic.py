@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import skimage.data
 from PIL import Image
+from skimage.draw import ellipse, polygon
 
 __all__ = ["TEXTURES", "DEFECT_TYPES", "make_synthetic_category", "load_texture", "add_defect"]
 
@@ -30,8 +32,6 @@ def load_texture(name: str) -> np.ndarray:
     """A scikit-image CC0 texture as uint8 (H, W)."""
     if name not in TEXTURES:
         raise ValueError(f"texture={name!r} is not one of {list(TEXTURES)}")
-    import skimage.data
-
     image = getattr(skimage.data, name)()
     if image.ndim == 3:
         image = image.mean(axis=2)
@@ -47,8 +47,6 @@ def _crop(texture: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _scratch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    from skimage.draw import polygon
-
     size = image.shape[0]
     centre = rng.uniform(0.3, 0.7, size=2) * size
     angle = rng.uniform(0, np.pi)
@@ -62,8 +60,6 @@ def _scratch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _blob(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    from skimage.draw import ellipse
-
     size = image.shape[0]
     r, c = rng.uniform(0.3, 0.7, size=2) * size
     rr, cc = ellipse(r, c, rng.uniform(0.06, 0.15) * size, rng.uniform(0.06, 0.15) * size,

@@ -17,17 +17,21 @@ Masks, by ``cfg.mask_rule``:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..config import STFPMConfig
+from ..config import TransformSettings
 from .imageio import check_mask_has_defect, image_size_of, read_image, read_mask_values
 from .mvtec import DataError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "read_image_uint8", "read_mask_uint8", "normalize",
+__all__ = ["TransformSettings", "IMAGENET_MEAN", "IMAGENET_STD", "read_image_uint8", "read_mask_uint8", "normalize",
            "denormalize", "load_image", "load_mask", "image_size_of", "resize_linear_uint8"]
+
+if TYPE_CHECKING:  # only for annotations: the functions read the TransformSettings the config builds
+    from ..config import STFPMConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,8 +45,9 @@ def _center_crop(array: np.ndarray, size: int | None) -> np.ndarray:
     return array[top:top + size, left:left + size]
 
 
-def read_image_uint8(path: str | Path, cfg: STFPMConfig) -> np.ndarray:
+def read_image_uint8(path: str | Path, cfg: TransformSettings | STFPMConfig) -> np.ndarray:
     """Decoded, resized and cropped RGB image, uint8 of shape (S, S, 3), S = ``cfg.input_size``."""
+    cfg = TransformSettings.from_any(cfg)
     img = read_image(path).convert("RGB").resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
     return np.ascontiguousarray(_center_crop(np.asarray(img, dtype=np.uint8), cfg.crop_size))
 
@@ -67,7 +72,7 @@ def denormalize(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return (x * std + mean).clamp(0, 1).movedim(-3, -1).numpy()
 
 
-def load_image(path: str | Path, cfg: STFPMConfig) -> torch.Tensor:
+def load_image(path: str | Path, cfg: TransformSettings | STFPMConfig) -> torch.Tensor:
     """Network input for one image: float32 (3, S, S), ImageNet-normalised."""
     return normalize(read_image_uint8(path, cfg))
 
@@ -120,7 +125,7 @@ def resize_linear_uint8(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarr
 
 
 def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int] | None,
-                    cfg: STFPMConfig, image_path: str | Path | None = None, *,
+                    cfg: TransformSettings | STFPMConfig, image_path: str | Path | None = None, *,
                     allow_empty: bool = False) -> np.ndarray:
     """Binarised mask at network resolution as uint8 0/1 of shape (S, S); zeros when ``mask_path`` is None.
 
@@ -128,6 +133,7 @@ def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int]
     another size raises :class:`DataError` naming both files. A mask without any value > 0
     raises :class:`DataError` too, or warns with ``allow_empty`` (:func:`check_mask_has_defect`).
     """
+    cfg = TransformSettings.from_any(cfg)
     size = cfg.input_size
     if mask_path is None or str(mask_path) == "":
         return np.zeros((size, size), dtype=np.uint8)
@@ -150,7 +156,8 @@ def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int]
 
 
 def load_mask(mask_path: str | Path | None, image_size_wh: tuple[int, int] | None,
-              cfg: STFPMConfig, image_path: str | Path | None = None, *, allow_empty: bool = False) -> torch.Tensor:
+              cfg: TransformSettings | STFPMConfig, image_path: str | Path | None = None, *,
+              allow_empty: bool = False) -> torch.Tensor:
     """Binarised mask at network resolution: bool (S, S) (see :func:`read_mask_uint8`)."""
     mask = read_mask_uint8(mask_path, image_size_wh, cfg, image_path, allow_empty=allow_empty)
     return torch.from_numpy(mask.astype(bool))

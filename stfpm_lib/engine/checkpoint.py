@@ -55,8 +55,18 @@ def checkpoint_sha256(obj: Mapping[str, Any]) -> str:
     """sha256 of everything in a checkpoint dict except its ``content_sha256`` entry.
 
     Tensors by :func:`stfpm_lib.method.weights.state_dict_sha256` of the flattened ``{path: tensor}``
-    dict, the other values by their exact ``repr``; keys sorted, so it does not depend on
-    the file format or the insertion order.
+    dict, the other values by their exact ``repr``; keys sorted, so it does not depend on the file
+    format or the insertion order.
+
+    Parameters
+    ----------
+    obj : mapping of str to object
+        A checkpoint or resume dict.
+
+    Returns
+    -------
+    str
+        64 hex digits.
     """
     tensors: dict[str, torch.Tensor] = {}
     values: list[str] = []
@@ -65,8 +75,22 @@ def checkpoint_sha256(obj: Mapping[str, Any]) -> str:
 
 
 def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
-    """Seal ``obj`` with its hashes and write it atomically (through a Python file object, so a
-    full disk is an ``OSError`` ENOSPC, which :mod:`stfpm_lib.records.io` reports in words)."""
+    """Seal ``obj`` with its hashes and write it atomically.
+
+    Written through a Python file object, so a full disk is an ``OSError`` ENOSPC, which
+    :mod:`stfpm_lib.records.io` reports in words.
+
+    Parameters
+    ----------
+    path : Path
+    obj : dict of str to object
+        The checkpoint; its hash entries are added in place.
+
+    Raises
+    ------
+    OutputError
+        The file cannot be written (disk full, read-only, no permission).
+    """
     obj = {**obj, "student_sha256": state_dict_sha256(obj["student"])}
     obj["content_sha256"] = checkpoint_sha256(obj)
 
@@ -78,7 +102,23 @@ def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
 
 
 def read_checkpoint(path: Path, kind: str) -> dict[str, Any]:
-    """Read a checkpoint or resume file and verify its recorded hashes (version >= 2)."""
+    """Read a checkpoint or resume file and verify its recorded hashes (version >= 2).
+
+    Parameters
+    ----------
+    path : Path
+    kind : str
+        What the file is, for error messages (e.g. ``"checkpoint"``).
+
+    Returns
+    -------
+    dict of str to object
+
+    Raises
+    ------
+    CheckpointError
+        A missing, unreadable or damaged file, or one of an unknown format or version.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{kind} not found: {path}")
@@ -112,12 +152,31 @@ def _verify(path: Path, kind: str, obj: Mapping[str, Any]) -> None:
 
 def load_checkpoint(path, *, expect: STFPMConfig | None = None, device: str | torch.device = "cpu",
                     weights: TeacherWeights | None = None) -> tuple[STFPM, STFPMConfig, dict[str, Any]]:
-    """Rebuild the trained model from ``path``: ``(model in eval mode, config, meta)``.
+    """Rebuild the trained model from a checkpoint file.
 
-    The teacher is rebuilt from the recorded ``teacher_weights`` spec (or ``weights``) and
-    must have the recorded tensor fingerprint. ``expect``: a config whose backbone, layers
-    and teacher weights the checkpoint must match (:class:`CheckpointError` naming both
-    otherwise). ``meta``: everything in the file except the student tensors.
+    The teacher is rebuilt from the recorded ``teacher_weights`` spec (or ``weights``) and must have
+    the recorded tensor fingerprint.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``checkpoint.pt``.
+    expect : STFPMConfig, optional
+        A config whose backbone, layers and teacher weights the checkpoint must match.
+    device : str or torch.device, default="cpu"
+    weights : TeacherWeights, optional
+        Teacher weights to use instead of resolving the recorded spec.
+
+    Returns
+    -------
+    (STFPM, STFPMConfig, dict)
+        The model in eval mode, its config, and ``meta``: everything in the file except the student
+        tensors.
+
+    Raises
+    ------
+    CheckpointError
+        A bad file, a teacher with another fingerprint, or a mismatch with ``expect`` (both named).
     """
     path = Path(path)
     ckpt = read_checkpoint(path, "checkpoint")

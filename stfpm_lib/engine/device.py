@@ -17,8 +17,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.utils.deterministic as det
 
-from ..config import ConfigError
+from ..config import PRECISIONS, ConfigError
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -29,7 +30,22 @@ __all__ = [
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/``None``: CUDA when available, else CPU; ``cuda`` without CUDA raises ``ConfigError``."""
+    """The torch device of a config's ``device``.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"}, torch.device or None, default="auto"
+        ``auto``/``None``: CUDA when available, else CPU (``cuda:N`` accepted).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ConfigError
+        ``cuda`` without CUDA.
+    """
     if isinstance(device, torch.device):
         return device
     if device in (None, "auto"):
@@ -40,14 +56,25 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global RNG and torch (all devices)."""
+    """Seed Python's ``random``, NumPy's global RNG and torch (all devices).
+
+    Parameters
+    ----------
+    seed : int
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def rng_state() -> dict[str, Any]:
-    """Global RNG states of Python, NumPy, torch CPU and CUDA (for resumable checkpoints)."""
+    """Global RNG states of Python, NumPy, torch CPU and CUDA (for resumable checkpoints).
+
+    Returns
+    -------
+    dict of str to object
+        Keys ``python``, ``numpy``, ``torch`` and, with CUDA, ``cuda``.
+    """
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -55,7 +82,13 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`rng_state`."""
+    """Restore the global RNG states; inverse of :func:`rng_state`.
+
+    Parameters
+    ----------
+    state : dict of str to object
+        As :func:`rng_state` returns it (a ``cuda`` entry is ignored without CUDA).
+    """
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -64,13 +97,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True when bfloat16 convolutions run natively, and so faster than fp32, on this CPU.
+    """Whether bfloat16 convolutions run natively, and so faster than fp32, on this CPU.
 
     Needs native bfloat16 matrix instructions (AVX512-BF16 or AMX), oneDNN (PyTorch's CPU
-    convolution library) and no ``ONEDNN_MAX_CPU_ISA``/``DNNL_MAX_CPU_ISA`` limit below them.
-    On such CPUs oneDNN runs bf16 convolutions 2-3x as fast as fp32; elsewhere bf16 is
-    emulated and much slower (measured on an AVX2-only AMD EPYC: training 0.17x, inference
-    0.4x the official fp32 loop), so ``precision="auto"`` stays in fp32 there.
+    convolution library) and no ``ONEDNN_MAX_CPU_ISA``/``DNNL_MAX_CPU_ISA`` limit below them. On
+    such CPUs oneDNN runs bf16 convolutions 2-3x as fast as fp32; elsewhere bf16 is emulated and
+    much slower (measured on an AVX2-only AMD EPYC: training 0.17x, inference 0.4x the official
+    fp32 loop), so ``precision="auto"`` stays in fp32 there.
+
+    Returns
+    -------
+    bool
     """
     if not torch.backends.mkldnn.is_available() or _onednn_isa_limited():
         return False
@@ -101,12 +138,15 @@ _CPUINFO = "/proc/cpuinfo"
 
 
 def cpu_description() -> dict[str, Any]:
-    """What the CPU figures of a benchmark depend on: ``{"model", "capability", "native_bf16"}``.
+    """What the CPU figures of a benchmark depend on.
 
-    ``model``: the CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`);
-    ``capability``: the vector instruction set PyTorch's own kernels use
-    (``torch.backends.cpu.get_cpu_capability()``: ``AVX2``, ``AVX512``, ...) with ``+AMX`` when
-    AMX tiles are present; ``native_bf16``: :func:`cpu_has_fast_bf16`.
+    Returns
+    -------
+    dict of str to object
+        ``model``: the CPU's model name (``/proc/cpuinfo`` on Linux, else
+        :func:`platform.processor`); ``capability``: the vector instruction set PyTorch's own
+        kernels use (``torch.backends.cpu.get_cpu_capability()``: ``AVX2``, ``AVX512``, ...) with
+        ``+AMX`` when AMX tiles are present; ``native_bf16``: :func:`cpu_has_fast_bf16`.
     """
     model = ""
     with contextlib.suppress(OSError):
@@ -127,13 +167,28 @@ def cpu_description() -> dict[str, Any]:
 
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (``None``: plain fp32).
+    """The autocast dtype for ``precision`` on ``device``.
 
     * ``fp32``: none (the faithful default).
     * ``bf16``: bfloat16 autocast (CPU or CUDA; raises on a CUDA GPU without bf16).
     * ``fp16``: float16 autocast with gradient scaling, CUDA only (CPU fp16 autocast is slow).
     * ``auto``: CUDA: bf16 when the GPU supports it (Ampere and newer), else fp16;
       CPU: bf16 when :func:`cpu_has_fast_bf16` (AVX512-BF16 or AMX), else fp32.
+
+    Parameters
+    ----------
+    precision : {"fp32", "bf16", "fp16", "auto"}
+    device : torch.device or str
+
+    Returns
+    -------
+    torch.dtype or None
+        ``None``: plain fp32.
+
+    Raises
+    ------
+    ConfigError
+        An unknown precision, bf16 on a CUDA GPU without it, or fp16 off CUDA.
     """
     device = torch.device(device)
     if precision == "fp32":
@@ -152,16 +207,34 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if device.type == "cpu" and cpu_has_fast_bf16():
             return torch.bfloat16
         return None
-    raise ConfigError(f"precision={precision!r} is not one of ['fp32', 'bf16', 'fp16', 'auto']")
+    raise ConfigError(f"precision={precision!r} is not one of {list(PRECISIONS)}")
 
 
 def effective_precision(precision: str, device: torch.device) -> str:
-    """``precision`` with ``auto`` resolved on ``device``: ``fp32``, ``bf16`` or ``fp16``."""
+    """``precision`` with ``auto`` resolved on ``device``.
+
+    Parameters
+    ----------
+    precision, device : str and torch.device (or str), as in :func:`amp_dtype`
+
+    Returns
+    -------
+    {"fp32", "bf16", "fp16"}
+    """
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype(precision, device)]
 
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
-    """Gradient scaler, enabled only for float16 autocast (bf16 and fp32 need none)."""
+    """Gradient scaler, enabled only for float16 autocast (bf16 and fp32 need none).
+
+    Parameters
+    ----------
+    precision, device : str and torch.device (or str), as in :func:`amp_dtype`
+
+    Returns
+    -------
+    torch.amp.GradScaler
+    """
     device = torch.device(device)
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(precision, device) == torch.float16)
 
@@ -170,8 +243,16 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
 def autocast(precision: str, device: torch.device) -> Iterator[None]:
     """Autocast context for the network forward passes (a no-op for fp32).
 
-    Losses and maps are computed in float32 whatever the precision (the feature maps are
-    cast up in :func:`stfpm_lib.method.loss.normalized_sq_dist`).
+    Losses and maps are computed in float32 whatever the precision (the feature maps are cast up
+    in :func:`stfpm_lib.method.loss.normalized_sq_dist`).
+
+    Parameters
+    ----------
+    precision, device : str and torch.device (or str), as in :func:`amp_dtype`
+
+    Yields
+    ------
+    None
     """
     dtype = amp_dtype(precision, device)
     if dtype is None:
@@ -182,7 +263,19 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool = False) -> torch.nn.Module:
-    """Move ``model`` to ``device`` (and to the channels-last memory format if asked)."""
+    """Move ``model`` to ``device`` (and to the channels-last memory format if asked).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    device : torch.device or str
+    channels_last : bool, default=False
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself, moved.
+    """
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -192,11 +285,21 @@ def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: b
 def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     """Network input on ``device`` in the chosen memory format.
 
-    ``x``: a normalised float batch (B,3,H,W), or a uint8 RGB batch (B,H,W,3) that is
-    normalised here, after the transfer (4× fewer bytes to move; on the GPU the arithmetic
-    runs there). The uint8 path gives bit-identical values to
-    :func:`stfpm_lib.data.transforms.normalize` (same float32 operations: ``/255``, ``-mean``,
-    ``/std``). Without ``channels_last`` the result is contiguous NCHW.
+    The uint8 path normalises after the transfer (4× fewer bytes to move; on the GPU the arithmetic
+    runs there) and gives bit-identical values to :func:`stfpm_lib.data.transforms.normalize`
+    (same float32 operations: ``/255``, ``-mean``, ``/std``).
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, 3, H, W) float, or (B, H, W, 3) uint8
+        A normalised float batch, or a uint8 RGB batch (normalised here).
+    device : torch.device or str
+    channels_last : bool, default=False
+        Channels-last memory format; otherwise the result is contiguous NCHW.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, 3, H, W), float
     """
     if x.dtype == torch.uint8:
         if x.ndim != 4 or x.shape[-1] != 3:
@@ -210,10 +313,18 @@ def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool = F
 
 
 def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B,H,W,3) -> ImageNet-normalised float32 (B,3,H,W) on the images' device.
+    """ImageNet normalisation of a uint8 RGB batch on its own device.
 
-    The same float32 operations as :func:`stfpm_lib.data.transforms.normalize`; the result
-    is a permuted view, i.e. already in the channels-last memory layout.
+    The same float32 operations as :func:`stfpm_lib.data.transforms.normalize`.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (B, H, W, 3), uint8
+
+    Returns
+    -------
+    torch.Tensor of shape (B, 3, H, W), float32
+        A permuted view, i.e. already in the channels-last memory layout.
     """
 
     x = images.float().div_(255.0).movedim(-1, -3)
@@ -226,14 +337,20 @@ def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
 def deterministic(device: torch.device) -> Iterator[None]:
     """Deterministic kernels while inside (restored afterwards).
 
-    CPU: ``torch.use_deterministic_algorithms(True, warn_only=True)``, without its filling of
-    every new uninitialised tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory
-    = False``): correct kernels never read that memory, so results are the same, and the
-    filling cost 5–7% of a training or inference step. CUDA: cuDNN in deterministic mode
-    without benchmarking (the official code set neither).
-    """
-    import torch.utils.deterministic as det
+    CPU: ``torch.use_deterministic_algorithms(True, warn_only=True)``, without its filling of every
+    new uninitialised tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory =
+    False``): correct kernels never read that memory, so results are the same, and the filling cost
+    5–7% of a training or inference step. CUDA: cuDNN in deterministic mode without benchmarking
+    (the official code set neither).
 
+    Parameters
+    ----------
+    device : torch.device or str
+
+    Yields
+    ------
+    None
+    """
     prev_alg = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_fill = det.fill_uninitialized_memory
@@ -256,11 +373,19 @@ def deterministic(device: torch.device) -> Iterator[None]:
 def kernel_policy(device: torch.device, precision: str) -> Iterator[None]:
     """Kernel selection for a run: faithful for ``fp32``, fastest for the mixed precisions.
 
-    ``fp32`` (and ``auto`` resolving to it): :func:`deterministic`, so a seed gives the same
-    bits run after run. ``bf16``/``fp16``: CPU unchanged (deterministic; it costs nothing
-    measurable there); CUDA: ``torch.backends.cudnn.benchmark = True`` (cuDNN times the
-    candidate kernels of each new input shape and keeps the fastest; results then agree
-    between runs to rounding, not bit for bit). Settings are restored afterwards.
+    ``fp32`` (and ``auto`` resolving to it): :func:`deterministic`, so a seed gives the same bits run
+    after run. ``bf16``/``fp16``: CPU unchanged (deterministic; it costs nothing measurable there);
+    CUDA: ``torch.backends.cudnn.benchmark = True`` (cuDNN times the candidate kernels of each new
+    input shape and keeps the fastest; results then agree between runs to rounding, not bit for
+    bit). Settings are restored afterwards.
+
+    Parameters
+    ----------
+    device, precision : torch.device (or str) and str, as in :func:`amp_dtype`
+
+    Yields
+    ------
+    None
     """
     device = torch.device(device)
     if device.type != "cuda" or amp_dtype(precision, device) is None:
@@ -277,7 +402,12 @@ def kernel_policy(device: torch.device, precision: str) -> Iterator[None]:
 
 
 def synchronize(device: torch.device) -> None:
-    """Wait for queued CUDA work on ``device`` (no-op on CPU); call before reading a timer."""
+    """Wait for queued CUDA work on ``device`` (no-op on CPU); call before reading a timer.
+
+    Parameters
+    ----------
+    device : torch.device or str
+    """
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -290,16 +420,20 @@ _allocator_tuned: bool | None = None
 def tune_cpu_allocator() -> bool:
     """Let glibc keep freed memory for reuse instead of handing it back to the kernel.
 
-    CPU tensors come from ``malloc``. glibc serves large blocks (the activations of a
-    256² batch are tens of MiB) with fresh ``mmap`` pages and unmaps them on ``free``, so
-    every step page-faults and zero-fills all its activations again. On a 2-core VM this
-    made memory-bound kernels 4–8× slower (BatchNorm 23 → 5.5 ms, ReLU 22 → 2.9 ms on a
-    (32,64,128,128) bf16 tensor) and training steps 20–35% slower. Setting
-    ``M_MMAP_MAX=0`` (heap only) and a 2 GiB ``M_TRIM_THRESHOLD`` keeps freed blocks in
-    the heap for the next step. Results are unchanged; the cost is that the process keeps
-    its peak heap until it exits. Called by ``fit`` and ``predict`` on CPU; Linux/glibc
-    only (a no-op elsewhere); ``STFPM_CPU_ALLOCATOR=default`` in the environment opts out.
-    Returns whether the setting is active.
+    CPU tensors come from ``malloc``. glibc serves large blocks (the activations of a 256² batch
+    are tens of MiB) with fresh ``mmap`` pages and unmaps them on ``free``, so every step
+    page-faults and zero-fills all its activations again. On a 2-core VM this made memory-bound
+    kernels 4–8× slower (BatchNorm 23 → 5.5 ms, ReLU 22 → 2.9 ms on a (32,64,128,128) bf16 tensor)
+    and training steps 20–35% slower. Setting ``M_MMAP_MAX=0`` (heap only) and a 2 GiB
+    ``M_TRIM_THRESHOLD`` keeps freed blocks in the heap for the next step. Results are unchanged;
+    the cost is that the process keeps its peak heap until it exits. Called by ``fit`` and
+    ``predict`` on CPU; Linux/glibc only (a no-op elsewhere); ``STFPM_CPU_ALLOCATOR=default`` in the
+    environment opts out.
+
+    Returns
+    -------
+    bool
+        Whether the setting is active.
     """
     global _allocator_tuned
     if _allocator_tuned is not None:

@@ -38,7 +38,20 @@ log = logging.getLogger(__name__)
 
 
 def bytes_per_image(backbone: str, layers: Sequence[str], input_size: int, dtype: torch.dtype = torch.float32) -> int:
-    """Bytes the teacher pyramid of one ``input_size``² image takes in ``dtype``."""
+    """Bytes the teacher pyramid of one image takes.
+
+    Parameters
+    ----------
+    backbone : str
+    layers : sequence of str
+    input_size : int
+        Side of the square input, pixels.
+    dtype : torch.dtype, default=torch.float32
+
+    Returns
+    -------
+    int
+    """
     itemsize = torch.empty((), dtype=dtype).element_size()
     return sum(c * h * w for c, h, w in feature_shapes(backbone, layers, input_size)) * itemsize
 
@@ -46,14 +59,18 @@ def bytes_per_image(backbone: str, layers: Sequence[str], input_size: int, dtype
 class TeacherFeatureCache:
     """Teacher features of ``n_items`` dataset items, keyed by item index.
 
-    Args:
-        n_items: size of the dataset whose items are cached (indices ``0..n_items-1``).
-        budget_mb: memory budget in MiB for the stored tensors (on the features' device).
-        name: label used in log messages (e.g. ``"train"``).
+    Use :meth:`features` in place of the teacher's forward pass. Storage is allocated at the first
+    call, from the shapes, dtype, memory format and device of the computed features; ``capacity`` is
+    known from then on.
 
-    Use :meth:`features` in place of the teacher's forward pass. Storage is allocated at
-    the first call, from the shapes, dtype, memory format and device of the computed
-    features; ``capacity`` is known from then on.
+    Parameters
+    ----------
+    n_items : int
+        Size of the dataset whose items are cached (indices ``0..n_items-1``).
+    budget_mb : float
+        Memory budget for the stored tensors, MiB (on the features' device).
+    name : str, default="train"
+        Label used in log messages.
     """
 
     def __init__(self, n_items: int, budget_mb: float, *, name: str = "train") -> None:
@@ -84,7 +101,12 @@ class TeacherFeatureCache:
         return 0 if self._filled is None else int(self._filled.sum())
 
     def describe(self) -> dict[str, int | float | str | None]:
-        """JSON-safe summary: sizes, capacity, hit and miss counts (images)."""
+        """JSON-safe summary: name, sizes (bytes per image, MiB), capacity, hit and miss counts (images).
+
+        Returns
+        -------
+        dict of str to int, float, str or None
+        """
         return {"name": self.name, "n_items": self.n_items, "capacity": self.capacity,
                 "bytes_per_image": self.item_bytes, "allocated_mb": self.nbytes / MIB,
                 "budget_mb": self.budget_bytes / MIB, "hits": self.hits, "misses": self.misses}
@@ -114,10 +136,22 @@ class TeacherFeatureCache:
                  compute: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[torch.Tensor]:
         """Teacher features of the batch ``x`` whose dataset indices are ``indices``.
 
-        Cached items are read back; the others are computed with ``compute`` (the teacher's
-        forward pass, e.g. under autocast) on the whole batch when none is cached, else on the
-        missing rows only, and stored when they fit the budget. Returns one tensor per
-        layer, ``(B, C_l, h_l, w_l)``, rows in the order of ``x``.
+        Cached items are read back; the others are computed with ``compute`` (the teacher's forward
+        pass, e.g. under autocast) on the whole batch when none is cached, else on the missing rows
+        only, and stored when they fit the budget.
+
+        Parameters
+        ----------
+        indices : torch.Tensor of shape (B,) or sequence of int
+            Dataset indices of the rows of ``x``.
+        x : torch.Tensor of shape (B, 3, H, W)
+        compute : callable
+            ``compute(x_rows) -> list of (b, C_l, h_l, w_l)``.
+
+        Returns
+        -------
+        list of torch.Tensor of shape (B, C_l, h_l, w_l)
+            One per layer, rows in the order of ``x``.
         """
         idx = torch.as_tensor(indices, dtype=torch.long).cpu()
         if idx.ndim != 1 or idx.numel() != x.shape[0]:

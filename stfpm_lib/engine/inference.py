@@ -47,7 +47,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..config import ConfigError, STFPMConfig
 from ..data import DataError, ImageDataset, Sample, image_size_of, index_category, load_mask, split_train_val
@@ -76,7 +78,29 @@ class PredictionsError(ValueError):
 
 @dataclass
 class Predictions:
-    """Contents of a ``predictions_<split>.npz`` file (see the module docstring)."""
+    """Contents of a ``predictions_<split>.npz`` file (see the module docstring).
+
+    Attributes
+    ----------
+    maps : ndarray of shape (N, S, S), float32 (or float16, figures only)
+        Anomaly maps at the network input size ``S``.
+    scores : ndarray of shape (N,), float32
+        Image scores (max of each map).
+    labels : ndarray of shape (N,), int8
+        1 = anomalous.
+    defect_types, image_paths, mask_paths : ndarray of shape (N,), str
+        ``mask_paths`` is ``""`` for normal images.
+    config, teacher_weights, dataset : dict
+        The run's config, teacher description and dataset record.
+    meta : dict
+        Split, precision, timings, versions.
+    image_sizes : ndarray of shape (N, 2), optional
+        Original ``(width, height)`` of each image, pixels.
+    masks_packed : ndarray, optional
+        The binarised masks at map resolution, bit-packed (see :meth:`masks`).
+    path : Path, optional
+        The file read.
+    """
 
     maps: np.ndarray
     scores: np.ndarray
@@ -102,18 +126,26 @@ class Predictions:
 
     @property
     def split(self) -> str:
+        """The split predicted (``test``, ``val`` or ``train``)."""
         return str(self.meta.get("split", ""))
 
     @property
     def category(self) -> str:
+        """The dataset category."""
         return str(self.dataset.get("category", ""))
 
     def masks(self, mask_rule: str | None = None) -> np.ndarray:
-        """Ground truth, bool (N, S, S) at the map resolution.
+        """Ground truth at the map resolution.
 
-        ``mask_rule=None`` (or the run's rule): the masks stored at prediction time. Another
-        rule (``gt0``, ``nearest``, ``eq1``) reloads the mask files via
-        :func:`stfpm_lib.data.load_mask` (they must still exist).
+        Parameters
+        ----------
+        mask_rule : {"gt0", "nearest", "eq1"}, optional
+            ``None`` (or the run's rule): the masks stored at prediction time. Another rule reloads the
+            mask files via :func:`stfpm_lib.data.load_mask` (they must still exist).
+
+        Returns
+        -------
+        ndarray of shape (N, S, S), bool
         """
         cfg = self.cfg
         n, side = len(self), int(self.maps.shape[-1])
@@ -132,17 +164,33 @@ class Predictions:
         return out
 
     def to_frame(self):
-        """Per-image table: image_path, defect_type, label, score."""
-        import pandas as pd
+        """Per-image table.
 
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``image_path``, ``defect_type``, ``label``, ``score``; one row per image.
+        """
         return pd.DataFrame({"image_path": self.image_paths, "defect_type": self.defect_types,
                              "label": self.labels.astype(int), "score": self.scores})
 
 
 def prepare_for_inference(model: STFPM, cfg: STFPMConfig, device: torch.device) -> STFPM:
-    """``model`` ready for :func:`predict_batch` on ``device``: eval mode, memory format of
-    ``cfg.channels_last``, and BatchNorm folded into the convolutions when ``cfg.precision``
-    is a mixed precision on ``device`` (fp32 keeps the networks as they are)."""
+    """``model`` ready for :func:`predict_batch` on ``device``.
+
+    Eval mode, memory format of ``cfg.channels_last``, and BatchNorm folded into the convolutions
+    when ``cfg.precision`` is a mixed precision on ``device`` (fp32 keeps the networks as they are).
+
+    Parameters
+    ----------
+    model : STFPM
+    cfg : STFPMConfig
+    device : torch.device
+
+    Returns
+    -------
+    STFPM
+    """
     device = torch.device(device)
     if amp_dtype(cfg.precision, device) is not None:
         model = inference_copy(model)
@@ -151,11 +199,26 @@ def prepare_for_inference(model: STFPM, cfg: STFPMConfig, device: torch.device) 
 
 def predict_batch(model: STFPM, images: torch.Tensor, cfg: STFPMConfig, device: torch.device,
                   output_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Anomaly maps and image scores of one batch: ``(maps (B,S,S) float32, scores (B,))`` on ``device``.
+    """Anomaly maps and image scores of one batch, on ``device``.
 
-    ``images``: uint8 (B,S,S,3) or normalised float (B,3,S,S), on any device. Call under
-    ``torch.inference_mode`` (and :func:`stfpm_lib.engine.device.kernel_policy`) with a model from
-    :func:`prepare_for_inference`.
+    Call under ``torch.inference_mode`` (and :func:`stfpm_lib.engine.device.kernel_policy`) with a
+    model from :func:`prepare_for_inference`.
+
+    Parameters
+    ----------
+    model : STFPM
+    images : torch.Tensor of shape (B, S, S, 3) uint8, or (B, 3, S, S) normalised float
+        On any device.
+    cfg : STFPMConfig
+        Precision, memory format and map settings.
+    device : torch.device
+    output_size : int, optional
+        Side of the maps, pixels (default ``cfg.input_size``).
+
+    Returns
+    -------
+    (torch.Tensor of shape (B, S, S) float32, torch.Tensor of shape (B,))
+        Maps and scores.
     """
     x = prepare_input(images, device, cfg.channels_last)
     with autocast(cfg.precision, device):
@@ -179,7 +242,17 @@ class _Uint8Items(torch.utils.data.Dataset):
 
 
 def default_predictions_path(checkpoint_path, split: str = "test") -> Path:
-    """``<checkpoint dir>/predictions_<split>.npz``."""
+    """Where :func:`predict` writes by default: ``<checkpoint dir>/predictions_<split>.npz``.
+
+    Parameters
+    ----------
+    checkpoint_path : str or path-like
+    split : str, default="test"
+
+    Returns
+    -------
+    Path
+    """
     return Path(checkpoint_path).parent / f"predictions_{split}.npz"
 
 
@@ -218,8 +291,6 @@ def _run_batches(model: STFPM, loader, run_cfg: STFPMConfig, dev: torch.device, 
     n_subnormal = 0
     scores = np.zeros(n, dtype=np.float32)
     masks = np.zeros((n, side, side), dtype=bool)
-    from tqdm.auto import tqdm
-
     t_net, i = 0.0, 0
     t_all = time.perf_counter()
     with torch.inference_mode(), kernel_policy(dev, run_cfg.precision):
@@ -286,28 +357,53 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
             device: str | None = None, batch_size: int | None = None, progress: bool = False,
             maps_dtype: str = "float32", precision: str | None = None, channels_last: bool | None = None,
             expect: STFPMConfig | None = None) -> Path:
-    """Run the checkpoint over ``split`` of ``category`` and write the ``.npz``; return its path.
+    """Run the checkpoint over ``split`` of ``category`` and write the ``.npz``.
 
-    Args:
-        checkpoint_path: a finished ``checkpoint.pt`` from :func:`stfpm_lib.engine.training.fit`.
-        data_root, category: default to those recorded in the checkpoint.
-        out_path: default ``predictions_<split>.npz`` next to the checkpoint.
-        split: ``test`` (all test images), ``val`` (held-out normals) or ``train``. ``val`` and
-            ``train`` are the images recorded in the checkpoint (not a split recomputed from
-            the folder); they must still exist, unchanged (sha256), under the data root, else
-            :class:`stfpm_lib.data.DataError` names them.
-        device: default the checkpoint config's device (``auto``: CUDA when present).
-        batch_size: a positive integer, default ``cfg.eval_batch_size`` (anything else raises
-            :class:`stfpm_lib.config.ConfigError`).
-        precision, channels_last: inference settings, default the checkpoint config's (e.g. a
-            student trained in fp32 can be run with ``precision="bf16"``); recorded in ``meta``.
-        maps_dtype: ``float32`` (default, exact; what metrics need) or ``float16`` (half the size,
-            for figures only: :func:`stfpm_lib.records.evaluation.evaluate_predictions` refuses it). float16
-            keeps ~3 significant digits down to 6.1e-5; below that (subnormal) precision drops. The
-            share of such map values is recorded in ``meta["float16_subnormal_fraction"]`` and
-            a warning is issued above 1% (product maps of a well-trained student can be tiny).
-        expect: the config the checkpoint must have been built with (backbone, layer set,
-            teacher weights); a mismatch raises :class:`stfpm_lib.engine.checkpoint.CheckpointError`.
+    Parameters
+    ----------
+    checkpoint_path : str or path-like
+        A finished ``checkpoint.pt`` from :func:`stfpm_lib.engine.training.fit`.
+    data_root, category : str, optional
+        Default to those recorded in the checkpoint.
+    out_path : str or path-like, optional
+        Default ``predictions_<split>.npz`` next to the checkpoint.
+    split : {"test", "val", "train"}, default="test"
+        ``test``: all test images; ``val`` (held-out normals) and ``train``: the images recorded in
+        the checkpoint (not a split recomputed from the folder); they must still exist, unchanged
+        (sha256), under the data root, else :class:`stfpm_lib.data.DataError` names them.
+    device : str, optional
+        Default the checkpoint config's device (``auto``: CUDA when present).
+    batch_size : int, optional
+        Positive; default ``cfg.eval_batch_size``.
+    progress : bool, default=False
+        Show a progress bar.
+    maps_dtype : {"float32", "float16"}, default="float32"
+        ``float32``: exact, what metrics need. ``float16``: half the size, for figures only
+        (:func:`stfpm_lib.records.evaluation.evaluate_predictions` refuses it); it keeps ~3
+        significant digits down to 6.1e-5, below that (subnormal) precision drops: the share of such
+        values is recorded in ``meta["float16_subnormal_fraction"]`` and a warning is issued above 1%
+        (product maps of a well-trained student can be tiny).
+    precision, channels_last : optional
+        Inference settings, default the checkpoint config's (e.g. a student trained in fp32 can be
+        run with ``precision="bf16"``); recorded in ``meta``.
+    expect : STFPMConfig, optional
+        The config the checkpoint must have been built with (backbone, layer set, teacher weights).
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``split`` or ``maps_dtype``, or an ``out_path`` not ending in ``.npz``.
+    ConfigError
+        A ``batch_size`` that is not a positive integer.
+    CheckpointError
+        A bad checkpoint, or a mismatch with ``expect``.
+    DataError
+        Missing or changed images.
     """
     _check_predict_args(split, maps_dtype, batch_size)
     checkpoint_path = Path(checkpoint_path)
@@ -347,13 +443,31 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
 
 
 def recorded_split(dataset: dict[str, Any], index, split: str, cfg: STFPMConfig) -> list[Path]:
-    """The ``split`` (``train``/``val``) images recorded in a checkpoint's dataset record, under ``index``'s root.
+    """The ``split`` images recorded in a checkpoint's dataset record, under ``index``'s root.
 
     Each recorded file (``<split>_files``, relative to ``root/category``) must exist and have its
-    recorded sha256; otherwise :class:`stfpm_lib.data.DataError` names the missing or changed
-    files. Checkpoints that record only image names (``<split>_images``, version 1) are resolved
-    in ``train/good`` without the content check; with no record at all the split is recomputed
-    (with a warning).
+    recorded sha256. Checkpoints that record only image names (``<split>_images``, version 1) are
+    resolved in ``train/good`` without the content check; with no record at all the split is
+    recomputed (with a warning).
+
+    Parameters
+    ----------
+    dataset : dict
+        The checkpoint's dataset record.
+    index : CategoryIndex
+        The category as found now.
+    split : {"train", "val"}
+    cfg : STFPMConfig
+        For recomputing a split that was not recorded.
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    DataError
+        Missing or changed files (named).
     """
 
     base = Path(index.root).resolve() / index.category
@@ -383,7 +497,21 @@ def _first_five(names: list[str]) -> str:
 
 
 def load_predictions(path) -> Predictions:
-    """Read a file written by :func:`predict` (no pickles)."""
+    """Read a file written by :func:`predict` (no pickles).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    Predictions
+
+    Raises
+    ------
+    PredictionsError
+        A missing, unreadable or incomplete file.
+    """
     path = Path(path)
     if not path.is_file():
         raise PredictionsError(f"predictions file not found: {path}")

@@ -76,6 +76,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..config import LAYERS, ConfigError, STFPMConfig, config_differences
 from ..data import ImageDataset, index_category, split_train_val
@@ -84,7 +85,7 @@ from ..method.loss import loss_from_config, per_image_loss
 from ..method.model import STFPM, build_stfpm, feature_shapes
 from ..method.weights import TeacherWeights, resolve_teacher_weights
 from ..metrics import pixel_auroc
-from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, sha256_file
+from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, relative_posix, sha256_file
 from ..records.provenance import environment_info
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, FORMAT_VERSION, LAST_FORMAT, LAST_NAME,
                          read_checkpoint, save_checkpoint)
@@ -108,7 +109,18 @@ _SELECTION = {"val_map": ("val_map", 1), "val_loss": ("val_loss", 1), "last": (N
 
 
 def history_columns(selection: str) -> list[str]:
-    """Columns of ``history.csv`` for a run with ``cfg.selection == selection``."""
+    """Columns of ``history.csv``.
+
+    Parameters
+    ----------
+    selection : str
+        The run's ``cfg.selection``.
+
+    Returns
+    -------
+    list of str
+        :data:`HISTORY_COLUMNS`, plus ``test_pixel_auroc`` for a leakage selection.
+    """
     return HISTORY_COLUMNS + (["test_pixel_auroc"] if selection in LEAKAGE_SELECTIONS else [])
 
 
@@ -120,12 +132,24 @@ class TrainError(RuntimeError):
 class TrainResult:
     """Outcome of :func:`fit`.
 
-    checkpoint_path: ``out_dir/checkpoint.pt``; history: one row per epoch
-    (epoch, train_loss, val_loss, val_map, epoch_time_s); best_epoch: the kept epoch (1-based);
-    train_time_s: wall time of all epochs (summed over resumed sessions);
-    teacher_weights: the teacher's description (source, name, path, sha256, seed, state_sha256);
-    selection_value: the kept epoch's criterion (``None`` for ``last``).
-    teacher_cache: summaries of the teacher feature caches (``None`` without the cache).
+    Attributes
+    ----------
+    checkpoint_path : Path
+        ``out_dir/checkpoint.pt``.
+    history : pandas.DataFrame
+        One row per epoch: ``epoch, train_loss, val_loss, val_map, epoch_time_s`` (seconds).
+    best_epoch : int
+        The kept epoch (1-based).
+    train_time_s : float
+        Wall time of all epochs, seconds (summed over resumed sessions).
+    teacher_weights : dict
+        The teacher's description (source, name, path, sha256, seed, state_sha256).
+    selection_value : float or None
+        The kept epoch's criterion (``None`` for ``last``).
+    resumed_from_epoch : int
+        Epochs already done when this session started (0: a fresh run).
+    teacher_cache : dict or None
+        Summaries of the teacher feature caches (``None`` without the cache).
     """
 
     checkpoint_path: Path
@@ -179,13 +203,6 @@ def _teacher_record(model: STFPM) -> dict[str, Any]:
     return record
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(base).as_posix()
-    except ValueError:
-        return str(Path(path).resolve())
-
-
 def _dataset_record(index, train_paths, val_paths) -> dict[str, Any]:
     """The index's description with an absolute ``root`` and the split: image names, and
     paths relative to ``root/category`` with each file's sha256 (what predict re-checks)."""
@@ -194,7 +211,7 @@ def _dataset_record(index, train_paths, val_paths) -> dict[str, Any]:
     record["root"] = str(Path(index.root).resolve())
     for split, paths in (("train", train_paths), ("val", val_paths)):
         record[f"{split}_images"] = [p.name for p in paths]
-        record[f"{split}_files"] = [_relative(p, base) for p in paths]
+        record[f"{split}_files"] = [relative_posix(p, base) for p in paths]
         record[f"{split}_sha256"] = [sha256_file(p) for p in paths]
     return record
 
@@ -218,10 +235,14 @@ def _check_batchnorm(cfg: STFPMConfig, n_train: int) -> None:
 class IndexedImages(torch.utils.data.Dataset):
     """``(image, index)`` items of an :class:`~stfpm_lib.data.ImageDataset`: what training needs.
 
-    ``image`` is the uint8 (S, S, 3) array the dataset decoded and resized once (cached in
-    memory); batches of it are normalised by :func:`stfpm_lib.engine.device.prepare_input` on the
-    device, bit-identical to normalising each image. Masks, labels and paths are skipped.
-    ``index`` keys the teacher feature cache.
+    ``image`` is the uint8 (S, S, 3) array the dataset decoded and resized once (cached in memory);
+    batches of it are normalised by :func:`stfpm_lib.engine.device.prepare_input` on the device,
+    bit-identical to normalising each image. Masks, labels and paths are skipped. ``index`` keys the
+    teacher feature cache.
+
+    Parameters
+    ----------
+    dataset : ImageDataset
     """
 
     def __init__(self, dataset) -> None:
@@ -254,11 +275,30 @@ def _teacher(model: STFPM, x: torch.Tensor, indices, cache: TeacherFeatureCache 
 def train_step(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, x: torch.Tensor,
                cfg: STFPMConfig, device: torch.device, *, indices=None,
                cache: TeacherFeatureCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step of the student on the batch ``x`` (B,3,S,S), already on ``device``.
+    """One SGD step of the student on a batch already on ``device``.
 
-    Forward passes under ``cfg.precision`` autocast; the loss in float32 with the config's
-    ½, batch and layer reductions (:func:`~stfpm_lib.method.loss.loss_from_config`). Returns ``(loss, per_image_loss (B,))``, detached, on
-    ``device`` (no host synchronisation).
+    Forward passes under ``cfg.precision`` autocast; the loss in float32 with the config's ½, batch
+    and layer reductions (:func:`~stfpm_lib.method.loss.loss_from_config`).
+
+    Parameters
+    ----------
+    model : STFPM
+    optimizer : torch.optim.Optimizer
+        SGD over the student's parameters.
+    scaler : torch.amp.GradScaler
+        From :func:`stfpm_lib.engine.device.grad_scaler` (enabled for fp16 only).
+    x : torch.Tensor of shape (B, 3, S, S)
+    cfg : STFPMConfig
+    device : torch.device
+    indices : torch.Tensor of shape (B,), optional
+        Dataset indices of the rows (needed with ``cache``).
+    cache : TeacherFeatureCache, optional
+        Teacher features kept across epochs.
+
+    Returns
+    -------
+    (torch.Tensor of shape (), torch.Tensor of shape (B,))
+        The loss and the per-image losses, detached, on ``device`` (no host synchronisation).
     """
     with autocast(cfg.precision, device):
         t_feats = _teacher(model, x, indices, cache)
@@ -274,9 +314,25 @@ def train_step(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp
 def train_epoch(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, batches: Iterable,
                 cfg: STFPMConfig, device: torch.device, *, cache: TeacherFeatureCache | None = None,
                 on_batch: Callable[[torch.Tensor], None] | None = None) -> float:
-    """One pass of :func:`train_step` over ``batches`` (``(images, indices)`` or dicts with
-    ``image``); the student in train mode. Returns the mean per-image loss (one host sync).
-    ``on_batch(loss)`` is called after every step (e.g. a progress bar)."""
+    """One pass of :func:`train_step` over ``batches``, the student in train mode.
+
+    Parameters
+    ----------
+    model, optimizer, scaler
+        As in :func:`train_step`.
+    batches : iterable
+        ``(images, indices)`` pairs or dicts with ``image``.
+    cfg : STFPMConfig
+    device : torch.device
+    cache : TeacherFeatureCache, optional
+    on_batch : callable, optional
+        ``on_batch(loss)`` after every step (e.g. a progress bar).
+
+    Returns
+    -------
+    float
+        The mean per-image loss (one host synchronisation).
+    """
     model.train()
     loss_sum, n = 0.0, 0
     for batch in batches:
@@ -294,12 +350,27 @@ def train_epoch(model: STFPM, optimizer: torch.optim.Optimizer, scaler: torch.am
 @torch.no_grad()
 def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
              cache: TeacherFeatureCache | None = None) -> tuple[float, float]:
-    """(val_loss, val_map) over ``loader``: mean per-image loss and mean selection map.
+    """Validation loss and selection map over ``loader``.
 
-    ``cache``: teacher features of the validation images (batches must carry indices);
-    it must only ever be used inside ``torch.inference_mode``, as here.
+    Parameters
+    ----------
+    model : STFPM
+    loader : iterable
+        Batches as for :func:`train_epoch` (normal validation images).
+    cfg : STFPMConfig
+    device : torch.device
+    cache : TeacherFeatureCache, optional
+        Teacher features of the validation images (batches must carry indices); it must only ever be
+        used inside ``torch.inference_mode``, as here.
+
+    Returns
+    -------
+    (float, float)
+        ``(val_loss, val_map)``: mean per-image loss and mean of the selection map (the fused map at
+        a quarter of the input size for ``official`` upsampling, else the final map).
     """
     model.eval()
+    loss_st, map_st = cfg.loss_settings(), cfg.map_settings()
     loss_sum, map_sum, n = 0.0, 0.0, 0
     with torch.inference_mode():
         for batch in loader:
@@ -308,12 +379,12 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
             with autocast(cfg.precision, device):
                 t_feats = _teacher(model, x, indices, cache)
                 s_feats = model.student(x)
-            loss_sum += float(per_image_loss(t_feats, s_feats, half=cfg.loss_half,
-                                             layer_reduction=cfg.loss_layer_reduction).sum())
+            loss_sum += float(per_image_loss(t_feats, s_feats, half=loss_st.half,
+                                             layer_reduction=loss_st.layer_reduction).sum())
             if cfg.map_upsample == "official":
-                maps = fused_map(t_feats, s_feats, cfg, cfg.input_size)
+                maps = fused_map(t_feats, s_feats, map_st, cfg.input_size)
             else:
-                maps = anomaly_map(t_feats, s_feats, cfg, cfg.input_size)
+                maps = anomaly_map(t_feats, s_feats, map_st, cfg.input_size)
             map_sum += float(maps.flatten(1).mean(dim=1).sum())
             n += x.shape[0]
     return loss_sum / n, map_sum / n
@@ -323,9 +394,23 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
 def test_pixel_auroc(model: STFPM, dataset: ImageDataset, cfg: STFPMConfig, device: torch.device) -> float:
     """Pixel AUROC of ``model`` on the test images of ``dataset``: the ``test_pixel_auroc`` criterion.
 
-    Maps ``(N, S, S)`` at the input size ``S``, masks from ``dataset`` (``cfg.mask_rule``). Batches of
-    ``cfg.eval_batch_size`` are stacked by hand, not by a DataLoader, whose iterator would draw from the
-    global RNG and so change the training batch order.
+    Parameters
+    ----------
+    model : STFPM
+    dataset : ImageDataset
+        The test images and masks (``cfg.mask_rule``) at the input size ``S``.
+    cfg : STFPMConfig
+    device : torch.device
+
+    Returns
+    -------
+    float
+        Pixel AUROC in [0, 1] over the maps ``(N, S, S)``.
+
+    Notes
+    -----
+    Batches of ``cfg.eval_batch_size`` are stacked by hand, not by a DataLoader, whose iterator would
+    draw from the global RNG and so change the training batch order.
     """
     model.eval()
     maps, masks = [], []
@@ -345,11 +430,23 @@ def test_pixel_auroc(model: STFPM, dataset: ImageDataset, cfg: STFPMConfig, devi
 class TrainingState:
     """What ``last.pt`` holds after ``epoch`` epochs: enough to continue exactly.
 
-    ``student`` / ``optimizer`` / ``scaler``: state dicts (``scaler`` is ``None`` in version-1 files);
-    ``rng``: :func:`stfpm_lib.engine.device.rng_state` (NumPy's state as NumPy gives it);
-    ``history``: one row per epoch; ``best``: ``{"epoch", "value", "student"}`` of the kept epoch
-    (``epoch`` 0 and ``student`` ``None`` before the first); ``elapsed_s``: wall time of the epochs.
-    ``config`` / ``teacher_weights`` / ``dataset``: the run's records, which a resumption must match.
+    Attributes
+    ----------
+    config, teacher_weights, dataset : dict
+        The run's records, which a resumption must match.
+    epoch : int
+        Epochs done.
+    student, optimizer, scaler : dict or None
+        State dicts (``scaler`` is ``None`` in version-1 files).
+    rng : dict or None
+        :func:`stfpm_lib.engine.device.rng_state` (NumPy's state as NumPy gives it).
+    history : list of dict
+        One row per epoch.
+    best : dict
+        ``{"epoch", "value", "student"}`` of the kept epoch (``epoch`` 0 and ``student`` ``None``
+        before the first).
+    elapsed_s : float
+        Wall time of the epochs, seconds.
     """
 
     config: dict[str, Any]
@@ -365,8 +462,15 @@ class TrainingState:
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``last.pt`` content (format ``stfpm-last``; :func:`~stfpm_lib.engine.checkpoint.save_checkpoint`
-        adds the hashes). NumPy's RNG keys are stored as a tensor (``weights_only`` loading)."""
+        """The ``last.pt`` content (format ``stfpm-last``).
+
+        :func:`~stfpm_lib.engine.checkpoint.save_checkpoint` adds the hashes. NumPy's RNG keys are stored
+        as a tensor (``weights_only`` loading).
+
+        Returns
+        -------
+        dict of str to object
+        """
         rng = None if self.rng is None else {**self.rng, "numpy": _numpy_state_to_torch(self.rng["numpy"])}
         return {
             "format": LAST_FORMAT, "version": FORMAT_VERSION, "config": self.config, "epoch": self.epoch,
@@ -377,7 +481,17 @@ class TrainingState:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> "TrainingState":
-        """Inverse of :meth:`to_dict` (as :func:`~stfpm_lib.engine.checkpoint.read_checkpoint` returns it)."""
+        """Inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        obj : mapping of str to object
+            As :func:`~stfpm_lib.engine.checkpoint.read_checkpoint` returns it.
+
+        Returns
+        -------
+        TrainingState
+        """
         rng = dict(obj["rng"])
         rng["numpy"] = _numpy_state_from_torch(rng["numpy"])
         best = obj["best"]
@@ -548,8 +662,6 @@ def _run_epoch(session: _Session, state: TrainingState, cfg: STFPMConfig, epoch:
 def _train_epochs(session: _Session, state: TrainingState, cfg: STFPMConfig, last_path: Path, category: str,
                   progress: bool, log: Callable[[dict[str, Any]], None] | None) -> None:
     """Epochs ``state.epoch + 1 .. cfg.epochs``, ``last.pt`` written after each, with a progress bar."""
-    from tqdm.auto import tqdm
-
     n = len(session.train_loader)
     bar = tqdm(total=cfg.epochs * n, initial=state.epoch * n, disable=not progress, desc=f"{category} train",
                unit="batch", leave=False)
@@ -603,18 +715,41 @@ def fit(cfg: STFPMConfig, data_root, category: str, out_dir, *, resume: bool = T
         log: Callable[[dict[str, Any]], None] | None = None, weights: TeacherWeights | None = None) -> TrainResult:
     """Train a student for ``category`` and write ``out_dir/checkpoint.pt`` (see the module doc).
 
-    Args:
-        cfg: the run's configuration (all hyper-parameters, device, precision).
-        data_root: MVTec-layout root (``None``: ``$MVTEC_ROOT``).
-        out_dir: directory for ``checkpoint.pt``, ``last.pt``, ``history.csv``, ``config.json``.
-        resume: continue from ``out_dir/last.pt`` if present (same config required); a finished
-            run with the same config is returned as is. ``False`` starts afresh.
-        progress: show a tqdm bar with the loss.
-        log: called with each epoch's history row (after ``last.pt`` is saved).
-        weights: already-resolved teacher weights (default: resolve ``cfg.teacher_weights``).
+    Nothing is written before data and weights are checked.
 
-    Raises ``DataError`` (bad data), ``WeightsError`` (teacher weights), ``TrainError``
-    (``out_dir`` holds another run); nothing is written before data and weights are checked.
+    Parameters
+    ----------
+    cfg : STFPMConfig
+        The run's configuration (all hyper-parameters, device, precision).
+    data_root : str or path-like or None
+        MVTec-layout root (``None``: ``$MVTEC_ROOT``).
+    category : str
+    out_dir : str or path-like
+        Directory for ``checkpoint.pt``, ``last.pt``, ``history.csv``, ``config.json``.
+    resume : bool, default=True
+        Continue from ``out_dir/last.pt`` if present (same config required); a finished run with the
+        same config is returned as is. ``False`` starts afresh.
+    progress : bool, default=True
+        Show a tqdm bar with the loss.
+    log : callable, optional
+        Called with each epoch's history row (after ``last.pt`` is saved).
+    weights : TeacherWeights, optional
+        Already-resolved teacher weights (default: resolve ``cfg.teacher_weights``).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DataError
+        Bad data.
+    WeightsError
+        Unusable teacher weights.
+    TrainError
+        ``out_dir`` holds another run.
+    OutputError
+        ``out_dir`` cannot be written.
     """
     train_paths, val_paths, dataset_record = _split_and_record(cfg, data_root, category)
     out_dir = Path(out_dir)

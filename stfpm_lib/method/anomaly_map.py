@@ -20,51 +20,15 @@ Image score: maximum of the final map.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..config import MAP_SCALES, MapScale, MapSettings
 from .loss import normalized_sq_dist
 
 __all__ = ["MapSettings", "layer_maps", "fused_map", "anomaly_map", "gaussian_blur", "image_scores"]
-
-_SCALES = ("sq_dist", "half_sq_dist", "half_sq_dist_per_area")
-_UPSAMPLES = ("official", "direct")
-_FUSIONS = ("product", "sum")
-
-
-@dataclass(frozen=True)
-class MapSettings:
-    """The four map knobs of :class:`~stfpm_lib.config.STFPMConfig` (same names and meaning)."""
-
-    map_scale: str = "sq_dist"
-    map_upsample: str = "official"
-    map_fusion: str = "product"
-    smoothing_sigma: float = 0.0
-
-    def __post_init__(self) -> None:
-        for key, choices in (("map_scale", _SCALES), ("map_upsample", _UPSAMPLES), ("map_fusion", _FUSIONS)):
-            if getattr(self, key) not in choices:
-                raise ValueError(f"{key}={getattr(self, key)!r} is not one of {list(choices)}")
-        if not self.smoothing_sigma >= 0:
-            raise ValueError(f"smoothing_sigma={self.smoothing_sigma!r} must be >= 0")
-
-    @classmethod
-    def from_any(cls, cfg_or_kwargs: Any = None) -> "MapSettings":
-        """From an ``STFPMConfig`` (or any object with those attributes), a mapping, or ``None``."""
-        if cfg_or_kwargs is None:
-            return cls()
-        if isinstance(cfg_or_kwargs, MapSettings):
-            return cfg_or_kwargs
-        names = ("map_scale", "map_upsample", "map_fusion", "smoothing_sigma")
-        if isinstance(cfg_or_kwargs, Mapping):
-            unknown = sorted(set(cfg_or_kwargs) - set(names))
-            if unknown:
-                raise ValueError(f"unknown anomaly-map setting(s) {unknown}; valid: {list(names)}")
-            return cls(**cfg_or_kwargs)
-        return cls(**{name: getattr(cfg_or_kwargs, name) for name in names})
 
 
 def _size2(size: int | Sequence[int]) -> tuple[int, int]:
@@ -75,10 +39,27 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
 
 
 def layer_maps(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor],
-               map_scale: str = "sq_dist") -> list[torch.Tensor]:
-    """Per-layer maps at feature resolution: list of (B, h_l, w_l) float32."""
-    if map_scale not in _SCALES:
-        raise ValueError(f"map_scale={map_scale!r} is not one of {list(_SCALES)}")
+               map_scale: MapScale = "sq_dist") -> list[torch.Tensor]:
+    """Per-layer maps at feature resolution.
+
+    Parameters
+    ----------
+    teacher_feats, student_feats : sequence of torch.Tensor of shape (B, C_l, h_l, w_l)
+        Features of each pyramid level, in the same order.
+    map_scale : {"sq_dist", "half_sq_dist", "half_sq_dist_per_area"}, default="sq_dist"
+        ``‖Δ‖²`` (official), ``½‖Δ‖²`` or ``½‖Δ‖²/(h_l·w_l)`` (XIA), Δ the normalised difference.
+
+    Returns
+    -------
+    list of torch.Tensor of shape (B, h_l, w_l), float32
+
+    Raises
+    ------
+    ValueError
+        An unknown ``map_scale``, or different / zero numbers of layers.
+    """
+    if map_scale not in MAP_SCALES:
+        raise ValueError(f"map_scale={map_scale!r} is not one of {list(MAP_SCALES)}")
     if len(teacher_feats) != len(student_feats) or not teacher_feats:
         raise ValueError("need the same non-zero number of teacher and student layers")
     maps = []
@@ -108,10 +89,25 @@ def _fuse(maps: list[torch.Tensor], fusion: str) -> torch.Tensor:
 
 def fused_map(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor],
               cfg_or_kwargs: Any, output_size: int | Sequence[int]) -> torch.Tensor:
-    """The fused map before the last resize and smoothing, (B, h, w) float32.
+    """The fused map before the last resize and smoothing.
 
-    ``official`` upsampling: at a quarter of ``output_size`` (64×64 for 256, the quantity
-    whose mean the official code uses for model selection). ``direct``: at ``output_size``.
+    ``official`` upsampling: at a quarter of ``output_size`` (64×64 for 256, the quantity whose mean
+    the official code uses for model selection). ``direct``: at ``output_size``.
+
+    Parameters
+    ----------
+    teacher_feats, student_feats : sequence of torch.Tensor of shape (B, C_l, h_l, w_l)
+        Features of each pyramid level, in the same order.
+    cfg_or_kwargs : STFPMConfig, MapSettings, mapping or None
+        The map knobs: an ``STFPMConfig``, a :class:`~stfpm_lib.config.MapSettings`, a dict with any
+        of ``map_scale``, ``map_upsample``, ``map_fusion``, ``smoothing_sigma``, or ``None`` (official).
+    output_size : int or (int, int)
+        ``(H, W)`` of the final map, pixels (an int: square).
+
+    Returns
+    -------
+    torch.Tensor of shape (B, h, w), float32
+        ``(h, w) = (H // 4, W // 4)`` (official) or ``(H, W)`` (direct).
     """
     st = MapSettings.from_any(cfg_or_kwargs)
     out_hw = _size2(output_size)
@@ -122,10 +118,17 @@ def fused_map(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[tor
 
 def anomaly_map(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor],
                 cfg_or_kwargs: Any, output_size: int | Sequence[int]) -> torch.Tensor:
-    """Final anomaly map, (B, H, W) float32, ``(H, W) = output_size``.
+    """Final anomaly map: layer maps, upsampled, fused, resized and smoothed (module docstring).
 
-    ``cfg_or_kwargs``: an ``STFPMConfig``, a :class:`MapSettings`, or a dict with any of
-    ``map_scale``, ``map_upsample``, ``map_fusion``, ``smoothing_sigma``.
+    Parameters
+    ----------
+    teacher_feats, student_feats, cfg_or_kwargs, output_size
+        As in :func:`fused_map`: features (B, C_l, h_l, w_l) of each level, the map knobs, and
+        ``(H, W)`` of this map, pixels.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, H, W), float32
     """
     st = MapSettings.from_any(cfg_or_kwargs)
     out = _resize(fused_map(teacher_feats, student_feats, st, output_size), _size2(output_size))
@@ -148,10 +151,27 @@ def _reflect_index(n: int, radius: int, device) -> torch.Tensor:
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """Gaussian smoothing of (B,H,W) or (H,W) maps, separable, reflect boundary.
+    """Gaussian smoothing of maps, separable, reflect boundary.
 
-    Matches ``scipy.ndimage.gaussian_filter(m, sigma, mode="reflect", truncate=4.0)`` applied
-    to each map (kernel radius ``int(truncate·σ + 0.5)``; works for radii beyond the map size).
+    Matches ``scipy.ndimage.gaussian_filter(m, sigma, mode="reflect", truncate=4.0)`` applied to each
+    map (kernel radius ``int(truncate·σ + 0.5)``; works for radii beyond the map size).
+
+    Parameters
+    ----------
+    maps : torch.Tensor of shape (B, H, W) or (H, W)
+    sigma : float
+        Standard deviation, pixels (<= 0: ``maps`` unchanged).
+    truncate : float, default=4.0
+        Kernel radius in units of ``sigma``.
+
+    Returns
+    -------
+    torch.Tensor of the shape of ``maps``
+
+    Raises
+    ------
+    ValueError
+        If ``maps`` is neither 2-D nor 3-D.
     """
     if sigma <= 0:
         return maps
@@ -170,7 +190,21 @@ def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> to
 
 
 def image_scores(maps: torch.Tensor) -> torch.Tensor:
-    """Image-level score = max of each map: (B,H,W) -> (B,)."""
+    """Image-level scores: the maximum of each map.
+
+    Parameters
+    ----------
+    maps : torch.Tensor of shape (B, H, W)
+
+    Returns
+    -------
+    torch.Tensor of shape (B,)
+
+    Raises
+    ------
+    ValueError
+        If ``maps`` is not 3-D.
+    """
     if maps.ndim != 3:
         raise ValueError(f"expected maps of shape (B,H,W), got {tuple(maps.shape)}")
     return maps.flatten(1).amax(dim=1)

@@ -12,21 +12,35 @@ batch instead of averaging (anomalib, HCW, XIA: B/2 × the official loss with ``
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["normalized_sq_dist", "stfpm_loss", "per_image_loss", "loss_from_config"]
+from ..config import LayerReduction, LossReduction, LossSettings
 
-_REDUCTIONS = ("batch_mean", "batch_sum")
-_LAYER_REDUCTIONS = ("sum", "mean")
+__all__ = ["LossSettings", "normalized_sq_dist", "stfpm_loss", "per_image_loss", "loss_from_config"]
 
 
 def normalized_sq_dist(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """``Σ_c (F̂t − F̂s)²`` per position: (B,C,h,w) × 2 -> (B,h,w), computed in float32.
+    """Squared distance of the channel-normalised features at every position, ``Σ_c (F̂t − F̂s)²``.
 
     Channel-wise L2 normalisation is ``F.normalize(dim=1)`` (eps 1e-12, torch's default).
+
+    Parameters
+    ----------
+    teacher, student : torch.Tensor of shape (B, C, h, w)
+        Features of one pyramid level (any float dtype; computed in float32).
+
+    Returns
+    -------
+    torch.Tensor of shape (B, h, w), float32
+        Values in [0, 4] (unitless: both vectors have norm 1 or 0).
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or are not 4-D.
     """
     if teacher.shape != student.shape or teacher.ndim != 4:
         raise ValueError(f"teacher/student features must have the same (B,C,h,w) shape, got "
@@ -37,10 +51,28 @@ def normalized_sq_dist(teacher: torch.Tensor, student: torch.Tensor) -> torch.Te
 
 
 def per_image_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], *,
-                   half: bool = False, layer_reduction: str = "sum") -> torch.Tensor:
-    """Loss of each image, (B,): ``[½] Σ_l (or mean_l) mean_{i,j} Σ_c (F̂t − F̂s)²``."""
-    if layer_reduction not in _LAYER_REDUCTIONS:
-        raise ValueError(f"layer_reduction={layer_reduction!r} is not one of {list(_LAYER_REDUCTIONS)}")
+                   half: bool = False, layer_reduction: LayerReduction = "sum") -> torch.Tensor:
+    """Loss of each image: ``[½] Σ_l (or mean_l) mean_{i,j} Σ_c (F̂t − F̂s)²``.
+
+    Parameters
+    ----------
+    teacher_feats, student_feats : sequence of torch.Tensor of shape (B, C_l, h_l, w_l)
+        One tensor per pyramid level, in the same order.
+    half : bool, default=False
+        Multiply by ½.
+    layer_reduction : {"sum", "mean"}, default="sum"
+        Sum (official) or average the layer losses.
+
+    Returns
+    -------
+    torch.Tensor of shape (B,), float32
+
+    Raises
+    ------
+    ValueError
+        An unknown ``layer_reduction``, or different / zero numbers of layers.
+    """
+    LossSettings(half=half, layer_reduction=layer_reduction)  # checks the choice
     if len(teacher_feats) != len(student_feats) or not teacher_feats:
         raise ValueError(f"need the same non-zero number of teacher and student layers, got "
                          f"{len(teacher_feats)} and {len(student_feats)}")
@@ -51,23 +83,58 @@ def per_image_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequenc
 
 
 def stfpm_loss(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], *,
-               half: bool = False, reduction: str = "batch_mean", layer_reduction: str = "sum",
+               half: bool = False, reduction: LossReduction = "batch_mean", layer_reduction: LayerReduction = "sum",
                return_per_image: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Scalar STFPM loss (see the module docstring); defaults are the official code.
 
-    ``return_per_image=True`` returns ``(loss, per_image (B,))``: the scalar and the
-    :func:`per_image_loss` it reduces (what training averages over an epoch, without a second
-    computation).
+    Parameters
+    ----------
+    teacher_feats, student_feats : sequence of torch.Tensor of shape (B, C_l, h_l, w_l)
+        One tensor per pyramid level, in the same order.
+    half : bool, default=False
+        Multiply by ½ (paper, anomalib, HCW, XIA).
+    reduction : {"batch_mean", "batch_sum"}, default="batch_mean"
+        Average (official) or sum the per-image losses over the batch.
+    layer_reduction : {"sum", "mean"}, default="sum"
+        Sum (official) or average the layer losses (XIA).
+    return_per_image : bool, default=False
+        Also return the :func:`per_image_loss` the scalar reduces (what training averages over an
+        epoch, without a second computation).
+
+    Returns
+    -------
+    torch.Tensor of shape (), float32, or (loss, per_image of shape (B,))
+
+    Raises
+    ------
+    ValueError
+        An unknown reduction, or mismatched layers.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction={reduction!r} is not one of {list(_REDUCTIONS)}")
+    LossSettings(half=half, reduction=reduction, layer_reduction=layer_reduction)  # checks the choices
     per_image = per_image_loss(teacher_feats, student_feats, half=half, layer_reduction=layer_reduction)
     loss = per_image.mean() if reduction == "batch_mean" else per_image.sum()
     return (loss, per_image) if return_per_image else loss
 
 
-def loss_from_config(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], cfg, *,
+def loss_from_config(teacher_feats: Sequence[torch.Tensor], student_feats: Sequence[torch.Tensor], settings: Any, *,
                      return_per_image: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """:func:`stfpm_loss` with ``cfg.loss_half``, ``cfg.loss_reduction``, ``cfg.loss_layer_reduction``."""
-    return stfpm_loss(teacher_feats, student_feats, half=cfg.loss_half, reduction=cfg.loss_reduction,
-                      layer_reduction=cfg.loss_layer_reduction, return_per_image=return_per_image)
+    """:func:`stfpm_loss` with the knobs of ``settings``.
+
+    Parameters
+    ----------
+    teacher_feats, student_feats : sequence of torch.Tensor of shape (B, C_l, h_l, w_l)
+        One tensor per pyramid level.
+    settings : LossSettings, STFPMConfig, mapping or None
+        A :class:`~stfpm_lib.config.LossSettings`, an ``STFPMConfig`` (its ``loss_half``,
+        ``loss_reduction``, ``loss_layer_reduction``), a mapping of LossSettings fields, or ``None``
+        (the official loss).
+    return_per_image : bool, default=False
+        As in :func:`stfpm_loss`.
+
+    Returns
+    -------
+    torch.Tensor of shape (), or (loss, per_image of shape (B,))
+    """
+    st = LossSettings.from_any(settings)
+    return stfpm_loss(teacher_feats, student_feats, half=st.half, reduction=st.reduction,
+                      layer_reduction=st.layer_reduction, return_per_image=return_per_image)

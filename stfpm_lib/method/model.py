@@ -19,12 +19,14 @@ its DataLoaders then draw from the global RNG exactly where the official code's 
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..config import BACKBONES, LAYERS, RANDOM_INITS, STFPMConfig
+from ..config import BACKBONES, LAYERS, RANDOM_INITS, RandomInit, STFPMConfig
 from .weights import TeacherWeights, resolve_teacher_weights, state_dict_sha256
 
 __all__ = ["FeaturePyramid", "STFPM", "build_stfpm", "feature_shapes", "fold_batchnorm", "inference_copy"]
@@ -35,24 +37,31 @@ _STEM = ("conv1", "bn1", "relu", "maxpool")
 class FeaturePyramid(nn.Module):
     """ResNet truncated after the deepest requested stage.
 
-    Args:
-        backbone: one of ``resnet18``, ``resnet34``, ``resnet50``, ``wide_resnet50_2``.
-        layers: non-empty subset of ``layer1..layer4`` (any order; output is in network order).
-        weights: teacher weights to load; ``None`` or a ``random`` record keeps the
-            torchvision default init drawn from the current global RNG.
-        frozen: no gradients and always in eval mode (the teacher).
-        random_init: ``torchvision`` (default init) or ``zero_last_bn`` (also the last BatchNorm γ
-            of every residual block set to 0, torchvision's ``zero_init_residual``); weights loaded
-            from ``weights`` replace either.
+    Parameters
+    ----------
+    backbone : {"resnet18", "resnet34", "resnet50", "wide_resnet50_2"}
+        torchvision model name.
+    layers : sequence of {"layer1", "layer2", "layer3", "layer4"}
+        Non-empty; any order (the output is in network order).
+    weights : TeacherWeights, optional
+        Weights to load; ``None`` or a ``random`` record keeps the torchvision default init drawn
+        from the current global RNG.
+    frozen : bool, default=False
+        No gradients and always in eval mode (the teacher).
+    random_init : {"torchvision", "zero_last_bn"}, default="torchvision"
+        ``zero_last_bn`` also sets the last BatchNorm γ of every residual block to 0 (torchvision's
+        ``zero_init_residual``); weights loaded from ``weights`` replace either init.
 
-    ``forward(x: (B,3,H,W)) -> list[Tensor]``, one ``(B, C_l, H/2^(l+1), W/2^(l+1))`` map per
-    requested layer, in network order (layer1 first).
+    Notes
+    -----
+    ``forward(x)``: ``x`` of shape (B, 3, H, W) -> list of one (B, C_l, H/2^(l+1), W/2^(l+1)) tensor
+    per requested layer, in network order (layer1 first).
     """
 
     def __init__(self, backbone: str, layers: Sequence[str], weights: TeacherWeights | None = None,
-                 *, frozen: bool = False, random_init: str = "torchvision") -> None:
+                 *, frozen: bool = False, random_init: RandomInit = "torchvision") -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # heavy (~3 s, pulls torch._dynamo): loaded only when a network is built
 
         if backbone not in BACKBONES:
             raise ValueError(f"backbone={backbone!r} is not one of {list(BACKBONES)}")
@@ -90,6 +99,7 @@ class FeaturePyramid(nn.Module):
         return super().train(mode and not self.frozen)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The requested stages' outputs for ``x`` of shape (B, 3, H, W): list of (B, C_l, h_l, w_l), layer1 first."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
         feats = []
@@ -103,8 +113,17 @@ class FeaturePyramid(nn.Module):
 class STFPM(nn.Module):
     """Frozen teacher and trainable student pyramids of the same architecture.
 
-    ``forward(x) -> (teacher_feats, student_feats)``; teacher features are computed
-    without autograd. ``.train()`` never puts the teacher in train mode.
+    Parameters
+    ----------
+    teacher, student : FeaturePyramid
+        Same backbone and layers; the teacher frozen.
+    teacher_weights : TeacherWeights, optional
+        Where the teacher's weights came from (recorded in checkpoints).
+
+    Notes
+    -----
+    ``forward(x)`` -> ``(teacher_feats, student_feats)``; teacher features are computed without
+    autograd. ``.train()`` never puts the teacher in train mode.
     """
 
     def __init__(self, teacher: FeaturePyramid, student: FeaturePyramid,
@@ -118,23 +137,36 @@ class STFPM(nn.Module):
 
     @property
     def backbone(self) -> str:
+        """The torchvision model name of both pyramids."""
         return self.student.backbone
 
     @property
     def layers(self) -> tuple[str, ...]:
+        """The pyramid levels, in network order."""
         return self.student.layers
 
     def train(self, mode: bool = True) -> "STFPM":
+        """Set the student's mode; the teacher stays in eval mode."""
         super().train(mode)
         self.teacher.eval()
         return self
 
     def teacher_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Teacher pyramid of ``x`` under ``torch.no_grad``."""
+        """Teacher pyramid of ``x`` under ``torch.no_grad``.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (B, 3, H, W)
+
+        Returns
+        -------
+        list of torch.Tensor of shape (B, C_l, h_l, w_l)
+        """
         with torch.no_grad():
             return self.teacher(x)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(teacher_feats, student_feats)`` of ``x`` (B, 3, H, W), each a list of (B, C_l, h_l, w_l)."""
         return self.teacher_features(x), self.student(x)
 
     def teacher_fingerprint(self) -> str:
@@ -145,17 +177,21 @@ class STFPM(nn.Module):
 def fold_batchnorm(pyramid: FeaturePyramid) -> FeaturePyramid:
     """An inference-only copy of ``pyramid`` with every BatchNorm folded into its convolution.
 
-    In eval mode ``BN(conv(x)) = conv'(x)`` with ``W' = W·γ/√(σ²+ε)`` and
-    ``b' = β − μ·γ/√(σ²+ε)`` per output channel (running statistics), so the copy computes
-    the same features (to float32 rounding, ~1e-6 relative) with one pass fewer over every
-    activation. Pairs folded: ``convK``/``bnK`` children of the stem and of every residual
-    block, and ``downsample = Sequential(conv, bn)``. The copy is frozen (always eval, no
-    gradients); the original is untouched.
+    In eval mode ``BN(conv(x)) = conv'(x)`` with ``W' = W·γ/√(σ²+ε)`` and ``b' = β − μ·γ/√(σ²+ε)``
+    per output channel (running statistics), so the copy computes the same features (to float32
+    rounding, ~1e-6 relative) with one pass fewer over every activation. Pairs folded: ``convK``/
+    ``bnK`` children of the stem and of every residual block, and ``downsample = Sequential(conv,
+    bn)``.
+
+    Parameters
+    ----------
+    pyramid : FeaturePyramid
+
+    Returns
+    -------
+    FeaturePyramid
+        Frozen (always eval, no gradients); the original is untouched.
     """
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     folded = copy.deepcopy(pyramid).eval()
     for module in list(folded.modules()):
         for k in range(1, 4):
@@ -176,7 +212,16 @@ def fold_batchnorm(pyramid: FeaturePyramid) -> FeaturePyramid:
 
 
 def inference_copy(model: STFPM) -> STFPM:
-    """:class:`STFPM` whose teacher and student are :func:`fold_batchnorm` copies (eval only)."""
+    """An eval-only :class:`STFPM` whose teacher and student are :func:`fold_batchnorm` copies.
+
+    Parameters
+    ----------
+    model : STFPM
+
+    Returns
+    -------
+    STFPM
+    """
     return STFPM(fold_batchnorm(model.teacher), fold_batchnorm(model.student), model.teacher_weights).eval()
 
 
@@ -184,10 +229,27 @@ def build_stfpm(cfg: STFPMConfig, weights: TeacherWeights | None = None, *,
                 advance_global_rng: bool = False) -> STFPM:
     """Teacher (``cfg.teacher_weights``, resolved unless ``weights`` is given) and a fresh student.
 
-    Deterministic for a given ``cfg.seed``. The global torch RNG state is left untouched,
-    unless ``advance_global_rng``: then the global RNG is seeded with ``cfg.seed`` and left
-    where building the two full networks left it (the official code's state when its
-    training DataLoader first draws).
+    Deterministic for a given ``cfg.seed``.
+
+    Parameters
+    ----------
+    cfg : STFPMConfig
+        ``backbone``, ``layers``, ``teacher_weights`` and ``seed`` are read.
+    weights : TeacherWeights, optional
+        Already resolved teacher weights.
+    advance_global_rng : bool, default=False
+        ``False``: the global torch RNG state is left untouched. ``True``: the global RNG is seeded
+        with ``cfg.seed`` and left where building the two full networks left it (the official
+        code's state when its training DataLoader first draws).
+
+    Returns
+    -------
+    STFPM
+
+    Raises
+    ------
+    WeightsError
+        Teacher weights that cannot be resolved.
     """
     if weights is None:
         weights = resolve_teacher_weights(cfg.teacher_weights, cfg.backbone)
@@ -203,9 +265,23 @@ def build_stfpm(cfg: STFPMConfig, weights: TeacherWeights | None = None, *,
 
 
 def feature_shapes(backbone: str, layers: Sequence[str], input_size: int) -> list[tuple[int, int, int]]:
-    """Expected ``(C, h, w)`` of each layer for a square input of side ``input_size``.
+    """Expected ``(C, h, w)`` of each layer for a square input.
 
     Spatial sides follow the stem (conv stride 2, maxpool stride 2) and stride-2 stages.
+
+    Parameters
+    ----------
+    backbone : str
+        torchvision model name.
+    layers : sequence of str
+        Pyramid levels (network order is used).
+    input_size : int
+        Side of the input, pixels.
+
+    Returns
+    -------
+    list of (int, int, int)
+        Channels and feature-map side(s), one tuple per layer in network order.
     """
     def down(n: int) -> int:  # conv k3/k7 s2 p(k//2) and maxpool k3 s2 p1 both give floor((n-1)/2)+1
         return (n - 1) // 2 + 1

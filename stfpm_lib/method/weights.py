@@ -65,14 +65,23 @@ class WeightsFileError(WeightsError, ValueError):
 class TeacherWeights:
     """Where the teacher's weights come from.
 
-    source: ``"imagenet"``, ``"random"`` or ``"file"``.
-    name: torchvision enum name (``"ResNet18_Weights.IMAGENET1K_V1"``), ``"random"`` or the file name.
-    path: the file that was loaded (``None`` for ``random``).
-    sha256: sha256 of that file's bytes (``None`` for ``random``).
-    backbone: torchvision model name.
-    seed: RNG seed of a ``random`` teacher (``None`` otherwise; set by ``build_stfpm``).
-    url: download URL of ImageNet weights.
-    state_dict: the tensors (``None`` for ``random``); never serialised.
+    Attributes
+    ----------
+    source : {"imagenet", "random", "file"}
+    name : str
+        torchvision enum name (``"ResNet18_Weights.IMAGENET1K_V1"``), ``"random"`` or the file name.
+    path : str or None
+        The file that was loaded (``None`` for ``random``).
+    sha256 : str or None
+        sha256 of that file's bytes, hex (``None`` for ``random``).
+    backbone : str
+        torchvision model name.
+    seed : int or None
+        RNG seed of a ``random`` teacher (``None`` otherwise; set by ``build_stfpm``).
+    url : str or None
+        Download URL of ImageNet weights.
+    state_dict : mapping of str to torch.Tensor, or None
+        The tensors (``None`` for ``random``); never serialised.
     """
 
     source: str
@@ -85,7 +94,12 @@ class TeacherWeights:
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-safe description (everything but the tensors)."""
+        """JSON-safe description: every attribute but the tensors.
+
+        Returns
+        -------
+        dict of str to object
+        """
         return {
             "source": self.source,
             "name": self.name,
@@ -98,8 +112,26 @@ class TeacherWeights:
 
 
 def imagenet_weights_enum(backbone: str, member: str = "IMAGENET1K_V1"):
-    """The torchvision weights enum member for ``backbone`` (e.g. ``ResNet18_Weights.IMAGENET1K_V1``)."""
-    from torchvision.models import get_model_weights
+    """The torchvision weights enum member for ``backbone``.
+
+    Parameters
+    ----------
+    backbone : str
+        torchvision model name.
+    member : str, default="IMAGENET1K_V1"
+        Enum member name.
+
+    Returns
+    -------
+    torchvision.models.WeightsEnum
+        E.g. ``ResNet18_Weights.IMAGENET1K_V1``.
+
+    Raises
+    ------
+    WeightsFileError
+        An unknown backbone or member.
+    """
+    from torchvision.models import get_model_weights  # heavy (~3 s): only when ImageNet weights are asked for
 
     _check_backbone(backbone)
     enum = get_model_weights(backbone)
@@ -112,11 +144,28 @@ def imagenet_weights_enum(backbone: str, member: str = "IMAGENET1K_V1"):
 
 
 def resolve_teacher_weights(spec: str, backbone: str, *, progress: bool = False) -> TeacherWeights:
-    """Resolve ``spec`` (``"imagenet"[:MEMBER]`` | ``"random"`` | path) for ``backbone``.
+    """Resolve the teacher weights ``spec`` for ``backbone``.
 
-    Raises :class:`WeightsUnavailableError` when ImageNet weights are neither cached nor
-    downloadable, :class:`WeightsFileError` for a bad file (missing, unreadable, wrong
-    hash, wrong keys or shapes).
+    Parameters
+    ----------
+    spec : str
+        ``"imagenet"`` or ``"imagenet:MEMBER"`` (torchvision weights API), ``"random"``, or the path
+        of a ``.pth`` state dict.
+    backbone : str
+        torchvision model name.
+    progress : bool, default=False
+        Show the download progress of ImageNet weights.
+
+    Returns
+    -------
+    TeacherWeights
+
+    Raises
+    ------
+    WeightsUnavailableError
+        ImageNet weights neither cached nor downloadable.
+    WeightsFileError
+        A bad file (missing, unreadable, wrong hash, wrong keys or shapes).
     """
     _check_backbone(backbone)
     spec = str(spec)
@@ -131,8 +180,17 @@ def resolve_teacher_weights(spec: str, backbone: str, *, progress: bool = False)
 def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
     """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors (sorted by name).
 
-    A fingerprint of the actual teacher tensors, independent of the file format; used to
-    check that a checkpoint is evaluated with the teacher it was trained with.
+    A fingerprint of the actual teacher tensors, independent of the file format; used to check that
+    a checkpoint is evaluated with the teacher it was trained with.
+
+    Parameters
+    ----------
+    state_dict : mapping of str to torch.Tensor
+
+    Returns
+    -------
+    str
+        64 hex digits.
     """
     digest = hashlib.sha256()
     for key in sorted(state_dict):
@@ -228,7 +286,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def _check_state_dict(state: Mapping[str, torch.Tensor], backbone: str, path: Path) -> None:
     """Keys and shapes must match torchvision's ``backbone`` (the ``fc`` head may be absent)."""
-    import torchvision
+    import torchvision  # heavy (~3 s): only when a .pth file is checked
 
     with torch.device("meta"):
         reference = torchvision.models.get_model(backbone, weights=None).state_dict()

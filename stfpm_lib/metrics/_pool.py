@@ -114,17 +114,9 @@ def build_pool(
     check_pairs(map_list, mask_list, resize_maps)
     check_finite_maps(map_list)
     dtype = score_dtype(map_list)
+    n_pos_img = _count_defect_pixels(mask_list, mask_binarization, require_pos)
 
-    n_pos_img = [int(np.count_nonzero(binarize(k, mask_binarization))) for k in mask_list]
-    n_neg_total = sum(k.size for k in mask_list) - sum(n_pos_img)
-    if n_neg_total == 0:
-        raise UndefinedMetricError("masks contain no normal pixels: the metric needs normal pixels (FPR undefined)")
-    if require_pos and sum(n_pos_img) == 0:
-        raise UndefinedMetricError(
-            "masks contain no defect pixels (after mask_binarization): pixel AUROC / PRO are undefined for this set"
-        )
-
-    neg = np.empty(n_neg_total, dtype=dtype)
+    neg = np.empty(sum(k.size for k in mask_list) - sum(n_pos_img), dtype=dtype)
     pos_parts: list[np.ndarray] = []
     w_parts: list[np.ndarray] = []
     n_components = 0
@@ -132,11 +124,7 @@ def build_pool(
     resize = BilinearResizer()  # reuses its buffers; its output is consumed before the next call
     for m, k, npos in zip(map_list, mask_list, n_pos_img):
         k = binarize(k, mask_binarization)
-        if m.shape != k.shape:
-            s = resize(m, k.shape)
-        else:
-            s = m
-        s = s.astype(dtype, copy=False)
+        s = (resize(m, k.shape) if m.shape != k.shape else m).astype(dtype, copy=False)
         if npos == 0:
             neg[off : off + s.size] = s.ravel()
             off += s.size
@@ -149,12 +137,32 @@ def build_pool(
             w_parts.append(w)
             n_components += n_lab
     neg.sort()
-    pos = np.concatenate(pos_parts) if pos_parts else np.empty(0, dtype=dtype)
-    pos_w = None
-    if components:
-        w = np.concatenate(w_parts) if w_parts else np.empty(0, dtype=np.float64)
-        order = np.argsort(pos, kind="stable")
-        pos, pos_w = pos[order], w[order]
-    else:
-        pos.sort()
+    pos, pos_w = _sorted_positives(pos_parts, w_parts if components else None, dtype)
     return PixelPool(neg=neg, pos=pos, pos_w=pos_w, n_components=n_components)
+
+
+def _count_defect_pixels(mask_list: list[np.ndarray], mask_binarization: MaskBinarization,
+                         require_pos: bool) -> list[int]:
+    """Defect pixels of each mask; raises :class:`UndefinedMetricError` when no pixel is normal
+    (or none is a defect and ``require_pos``)."""
+    n_pos_img = [int(np.count_nonzero(binarize(k, mask_binarization))) for k in mask_list]
+    if sum(k.size for k in mask_list) - sum(n_pos_img) == 0:
+        raise UndefinedMetricError("masks contain no normal pixels: the metric needs normal pixels (FPR undefined)")
+    if require_pos and sum(n_pos_img) == 0:
+        raise UndefinedMetricError(
+            "masks contain no defect pixels (after mask_binarization): pixel AUROC / PRO are undefined for this set"
+        )
+    return n_pos_img
+
+
+def _sorted_positives(pos_parts: list[np.ndarray], w_parts: list[np.ndarray] | None,
+                      dtype: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
+    """The defect scores sorted ascending, with their region weights in the same order (``None``
+    without components)."""
+    pos = np.concatenate(pos_parts) if pos_parts else np.empty(0, dtype=dtype)
+    if w_parts is None:
+        pos.sort()
+        return pos, None
+    w = np.concatenate(w_parts) if w_parts else np.empty(0, dtype=np.float64)
+    order = np.argsort(pos, kind="stable")
+    return pos[order], w[order]

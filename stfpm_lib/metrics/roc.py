@@ -56,6 +56,7 @@ __all__ = [
     "pixel_f1_best",
     "pixel_f1_val",
     "val_threshold",
+    "thin_curve",
 ]
 
 
@@ -165,10 +166,29 @@ def roc_from_pool(pool: PixelPool, max_points: int | None = None) -> ROCCurve:
     c = binary_counts(pool)
     curve = ROCCurve(np.concatenate([[0.0], c.fp / c.n_neg]), np.concatenate([[0.0], c.tp / c.n_pos]),
                      np.concatenate([[np.inf], c.thresholds.astype(np.float64)]))
-    return _thin(curve, max_points)
+    return thin_curve(curve, max_points)
 
 
-def _thin(curve: Any, max_points: int | None) -> Any:
+def thin_curve(curve: Any, max_points: int | None) -> Any:
+    """At most ``max_points`` evenly spaced points of a curve (first and last kept), for plots and files.
+
+    Parameters
+    ----------
+    curve : NamedTuple of equally long 1-D arrays
+        E.g. a :class:`ROCCurve` or a ``PROCurve``.
+    max_points : int or None
+        Most points kept (>= 2); ``None``: the curve unchanged.
+
+    Returns
+    -------
+    NamedTuple
+        Same type as ``curve``, arrays indexed by ``unique(round(linspace(0, P - 1, max_points)))``.
+
+    Raises
+    ------
+    ValueError
+        If ``max_points < 2`` and the curve is longer.
+    """
     n = curve[0].size
     if max_points is None or n <= max_points:
         return curve

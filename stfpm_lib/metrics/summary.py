@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._pool import build_pool
+from ._pool import PixelPool, build_pool
 from ._validation import (
     MaskBinarization,
     UndefinedMetricError,
@@ -41,6 +41,20 @@ def _labels_from_masks(mask_list: list[np.ndarray], mask_binarization: MaskBinar
     return np.array([bool(binarize(k, mask_binarization).any()) for k in mask_list])
 
 
+def _full_pool(pool: PixelPool | None, maps: Any, mask_list: list[np.ndarray], mask_binarization: MaskBinarization,
+               resize_maps: bool) -> PixelPool:
+    """``pool`` (checked to hold every image's pixels, with regions) or a new one built with components."""
+    if pool is None:
+        return build_pool(maps, mask_list, mask_binarization=mask_binarization, resize_maps=resize_maps,
+                          components=True)
+    n_pixels = sum(k.size for k in mask_list)
+    if pool.pos_w is None or pool.n_pos + pool.n_neg != n_pixels:
+        raise ValueError(f"pool must be build_pool(maps, masks, components=True) of these {len(mask_list)} images "
+                         f"({n_pixels} pixels); got one of {pool.n_pos + pool.n_neg} pixels"
+                         + (" without components" if pool.pos_w is None else ""))
+    return pool
+
+
 def compute_all(
     maps: Any,
     masks: Any,
@@ -56,6 +70,7 @@ def compute_all(
     image_val_quantile: float = 1.0,
     pixel_val_quantile: float = 1.0,
     orig_masks: Any = None,
+    pool: PixelPool | None = None,
 ) -> dict[str, float]:
     """Every metric of one category in a flat ``dict[str, float]``, from one pixel pool.
 
@@ -87,6 +102,10 @@ def compute_all(
     orig_masks : list of 2-D arrays, optional
         Masks at the original image resolution; adds ``au_pro_orig_res`` and
         ``pixel_auroc_orig_res`` with each map bilinearly upsampled to its mask's size.
+    pool : PixelPool, optional
+        The pixel pool of ``maps`` and ``masks`` built by ``build_pool(maps, masks,
+        mask_binarization=..., resize_maps=..., components=True)``, when the caller needs it too
+        (curves): it is used instead of building it again. Default: built here.
 
     Returns
     -------
@@ -124,7 +143,7 @@ def compute_all(
     check_mask_binarization(mask_binarization)
     mask_list = as_image_list(masks, "masks")
     y = _labels_from_masks(mask_list, mask_binarization) if labels is None else as_labels(labels, len(mask_list))
-    pool = build_pool(maps, mask_list, mask_binarization=mask_binarization, resize_maps=resize_maps, components=True)
+    pool = _full_pool(pool, maps, mask_list, mask_binarization, resize_maps)
     scores = image_scores(maps)
 
     out: dict[str, float] = {
@@ -142,17 +161,7 @@ def compute_all(
     }
     if official:
         out["official_pro"] = official_pro_from_curve(official_curve_from_pool(pool, official_max_steps), fpr_limit)
-    best = image_f1_best(scores, y)
-    out["image_f1_best"], out["image_f1_best_threshold"] = best.f1, best.threshold
-    best = f1_best_from_pool(pool)
-    out["pixel_f1_best"], out["pixel_f1_best_threshold"] = best.f1, best.threshold
-    iou = iou_best_from_pool(pool)
-    out["pixel_iou_best"], out["pixel_iou_best_threshold"] = iou.iou, iou.threshold
-    if val_maps is not None:
-        val = image_f1_val(scores, y, image_scores(val_maps), image_val_quantile)
-        out["image_f1_val"], out["image_f1_val_threshold"] = val.f1, val.threshold
-        val = f1_gt_from_pool(pool, val_threshold(as_image_list(val_maps, "val_maps"), pixel_val_quantile))
-        out["pixel_f1_val"], out["pixel_f1_val_threshold"] = val.f1, val.threshold
+    out.update(_threshold_metrics(pool, scores, y, val_maps, image_val_quantile, pixel_val_quantile))
     del pool
     if orig_masks is not None:
         pool = build_pool(maps, orig_masks, mask_binarization=mask_binarization, resize_maps=True, components=True)
@@ -169,6 +178,25 @@ def compute_all(
     return out
 
 
+def _threshold_metrics(pool: PixelPool, scores: np.ndarray, y: np.ndarray, val_maps: Any,
+                       image_val_quantile: float, pixel_val_quantile: float) -> dict[str, float]:
+    """The thresholded metrics of :func:`compute_all`: F1-max (image, pixel), IoU-max (pixel), and with
+    ``val_maps`` the F1 at the validation-normal threshold; each with its threshold in score units."""
+    out: dict[str, float] = {}
+    best = image_f1_best(scores, y)
+    out["image_f1_best"], out["image_f1_best_threshold"] = best.f1, best.threshold
+    best = f1_best_from_pool(pool)
+    out["pixel_f1_best"], out["pixel_f1_best_threshold"] = best.f1, best.threshold
+    iou = iou_best_from_pool(pool)
+    out["pixel_iou_best"], out["pixel_iou_best_threshold"] = iou.iou, iou.threshold
+    if val_maps is not None:
+        val = image_f1_val(scores, y, image_scores(val_maps), image_val_quantile)
+        out["image_f1_val"], out["image_f1_val_threshold"] = val.f1, val.threshold
+        val = f1_gt_from_pool(pool, val_threshold(as_image_list(val_maps, "val_maps"), pixel_val_quantile))
+        out["pixel_f1_val"], out["pixel_f1_val_threshold"] = val.f1, val.threshold
+    return out
+
+
 def per_defect_type(
     maps: Any,
     masks: Any,
@@ -181,6 +209,7 @@ def per_defect_type(
     official: bool = False,
     include_all: bool = True,
     scores: Any = None,
+    pool: PixelPool | None = None,
 ):
     """Per-defect-type breakdown: each type's anomalous images against **all** normal images.
 
@@ -208,6 +237,9 @@ def per_defect_type(
     scores : array-like of shape (N,), optional
         Image scores for the image AUROC; default: the max of each map. Pass the scores the
         headline image AUROC used, so the ``(all)`` row equals it.
+    pool : PixelPool, optional
+        The pixel pool of all ``maps`` and ``masks`` (as for :func:`compute_all`), used for the
+        ``(all)`` row instead of building it again.
 
     Returns
     -------
@@ -239,7 +271,7 @@ def per_defect_type(
     hole 1 1.0 0.6667
     (all) 2 1.0 0.875
     """
-    import pandas as pd
+    import pandas as pd  # only for this table: importing stfpm_lib.metrics stays light (NumPy, SciPy)
 
     check_mask_binarization(mask_binarization)
     map_list = as_image_list(maps, "maps")
@@ -267,12 +299,15 @@ def per_defect_type(
         row["image_auroc"] = image_auroc(image_level[idx], y[idx])
         pixel = dict.fromkeys(("pixel_auroc", "au_pro", "pixel_ap") + (("official_pro",) if official else ()), np.nan)
         try:
-            pool = build_pool(sub_maps, sub_masks, mask_binarization=mask_binarization, resize_maps=resize_maps,
-                              components=True)
-            pixel.update(pixel_auroc=auroc_from_pool(pool), au_pro=au_pro_from_pool(pool, fpr_limit),
-                         pixel_ap=ap_from_pool(pool))
+            if name == "(all)":  # every image: the pool of compute_all
+                sub_pool = _full_pool(pool, map_list, mask_list, mask_binarization, resize_maps)
+            else:
+                sub_pool = build_pool(sub_maps, sub_masks, mask_binarization=mask_binarization,
+                                      resize_maps=resize_maps, components=True)
+            pixel.update(pixel_auroc=auroc_from_pool(sub_pool), au_pro=au_pro_from_pool(sub_pool, fpr_limit),
+                         pixel_ap=ap_from_pool(sub_pool))
             if official:
-                pixel["official_pro"] = official_pro_from_curve(official_curve_from_pool(pool), fpr_limit)
+                pixel["official_pro"] = official_pro_from_curve(official_curve_from_pool(sub_pool), fpr_limit)
         except UndefinedMetricError:
             pass
         row.update(pixel_auroc=pixel["pixel_auroc"], au_pro=pixel["au_pro"], image_ap=image_ap(image_level[idx], y[idx]),

@@ -25,6 +25,9 @@ import pandas as pd
 
 from .. import metrics as M
 from ..metrics.bootstrap import PerImage, per_image_stats
+from ..metrics._pool import build_pool  # the pixel pool, built once and shared by the metrics and the curves
+from ..metrics.pro import official_curve_from_pool, pro_curve_from_pool
+from ..metrics.roc import roc_from_pool, thin_curve
 from ..data import image_size_of, index_category
 from ..data.imageio import read_mask_values
 from ..engine.inference import PredictionsError, load_predictions
@@ -64,24 +67,37 @@ class EvaluationError(ValueError):
 class Evaluation:
     """Metrics of one category's test predictions.
 
-    metrics: flat ``dict[str, float]``: ``image_auroc``, ``pixel_auroc``, ``au_pro`` (MVTec, FPR <= 0.3,
-        at map resolution), ``official_pro`` (the official code's min-max-rescaled PRO, **not** AU-PRO),
-        ``image_f1`` / ``pixel_f1`` (best threshold, "F1-max", ``*_threshold``), ``image_ap`` / ``pixel_ap``
-        (average precision, sklearn's step-wise sum), ``pixel_iou`` (best pooled-pixel IoU, "IoU-max",
-        ``pixel_iou_threshold``), with validation predictions
-        ``image_f1_val`` / ``pixel_f1_val`` (threshold = max of the normal validation scores,
-        ``*_threshold``), with ``original_resolution`` ``au_pro_orig_res`` / ``pixel_auroc_orig_res``,
-        and counts (``n_images``, ``n_anomalous``, ``n_normal``, ``n_defect_pixels``,
-        ``n_normal_pixels``, ``n_regions``, ``n_defect_types``, ``map_size``).
-    per_defect_type: DataFrame indexed by defect type (each type's images vs all normal images; last
-        row ``(all)``): n_anomalous, n_normal, image_auroc, pixel_auroc, au_pro, official_pro.
-    curves: ``image_roc`` / ``pixel_roc`` (``fpr``, ``tpr``, ``thresholds``, ``auc``), ``pro`` (MVTec
-        curve up to the FPR limit: ``fpr``, ``pro``, ``thresholds``, ``auc``) and ``official_pro``
-        (the official 4000-step grid curve before rescaling, ``auc`` = ``official_pro``).
-    scores, labels, defect_types, image_paths: per test image, ``(N,)``.
-    per_image_stats: the bootstrap summary of the test images
-        (:class:`~stfpm_lib.metrics.bootstrap.PerImage`: names from :func:`image_keys`, scores, labels,
-        per-image pixel-score histograms), written by :func:`write_per_image`.
+    Attributes
+    ----------
+    metrics : dict of str to float
+        ``image_auroc``, ``pixel_auroc``, ``au_pro`` (MVTec, FPR <= ``fpr_limit``, at map
+        resolution), ``official_pro`` (the official code's min-max-rescaled PRO, **not** AU-PRO),
+        ``image_f1`` / ``pixel_f1`` (best threshold, "F1-max", ``*_threshold`` in score units),
+        ``image_ap`` / ``pixel_ap`` (average precision, sklearn's step-wise sum), ``pixel_iou`` (best
+        pooled-pixel IoU, "IoU-max", ``pixel_iou_threshold``); with validation
+        predictions ``image_f1_val`` / ``pixel_f1_val`` (threshold = max of the normal validation
+        scores, ``*_threshold``); with ``original_resolution`` ``au_pro_orig_res`` /
+        ``pixel_auroc_orig_res``; and counts (``n_images``, ``n_anomalous``, ``n_normal``,
+        ``n_defect_pixels``, ``n_normal_pixels``, ``n_regions``, ``n_defect_types``, ``map_size``
+        in pixels, ``fpr_limit``, ``n_val_images``).
+    per_defect_type : pandas.DataFrame
+        Indexed by defect type (each type's images vs all normal images; last row ``(all)``):
+        ``n_anomalous, n_normal, image_auroc, pixel_auroc, au_pro, official_pro, image_ap, pixel_ap``.
+    curves : dict of str to dict
+        ``image_roc`` / ``pixel_roc`` (``fpr``, ``tpr``, ``thresholds``, ``auc``; the pixel ROC
+        thinned to 2000 points), ``pro`` (MVTec curve up to the FPR limit, thinned: ``fpr``, ``pro``,
+        ``thresholds``, ``auc``, ``fpr_limit``) and ``official_pro`` (the official 4000-step grid
+        curve before rescaling, ``auc`` = ``official_pro``).
+    scores, labels, defect_types, image_paths : ndarray of shape (N,)
+        Per test image.
+    per_image_stats : PerImage
+        The bootstrap summary of the test images (:class:`~stfpm_lib.metrics.bootstrap.PerImage`:
+        names from :func:`image_keys`, scores, labels, per-image pixel-score histograms), written by
+        :func:`write_per_image`.
+    source : str or None
+        The predictions file, when read from one.
+    mask_rule : str or None
+        The rule the masks were binarised with.
     """
 
     metrics: dict[str, float]
@@ -99,9 +115,22 @@ class Evaluation:
         """Indices of test images for figures, ``k`` per group (fewer if the group is smaller).
 
         ``anomalous_best``: defective images with the highest scores; ``anomalous_worst``: defective
-        images with the lowest scores (missed); ``normal_best``: normal images with the lowest
-        scores; ``normal_worst``: normal images with the highest scores (false alarms). Ties keep
-        test order.
+        images with the lowest scores (missed); ``normal_best``: normal images with the lowest scores;
+        ``normal_worst``: normal images with the highest scores (false alarms). Ties keep test order.
+
+        Parameters
+        ----------
+        k : int, default=3
+            Positive.
+
+        Returns
+        -------
+        dict of str to ndarray of int
+
+        Raises
+        ------
+        ValueError
+            If ``k < 1``.
         """
         if int(k) < 1:
             raise ValueError(f"k={k!r} must be a positive integer")
@@ -115,21 +144,18 @@ class Evaluation:
         return out
 
     def per_image(self) -> pd.DataFrame:
-        """One row per test image: image_path, defect_type, label, score."""
+        """One row per test image.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``image_path``, ``defect_type``, ``label``, ``score``.
+        """
         return pd.DataFrame({"image_path": self.image_paths, "defect_type": self.defect_types,
                              "label": self.labels, "score": self.scores})
 
 
 _CURVE_POINTS = 2000
-
-
-def _thin(arrays: dict[str, np.ndarray], n: int = _CURVE_POINTS) -> dict[str, np.ndarray]:
-    """At most ``n`` evenly spaced points (first and last kept) of equally long curve arrays."""
-    size = len(next(iter(arrays.values())))
-    if size <= n:
-        return arrays
-    idx = np.unique(np.linspace(0, size - 1, n).round().astype(int))
-    return {k: v[idx] for k, v in arrays.items()}
 
 
 def _original_masks(pred: Any) -> list[np.ndarray]:
@@ -237,20 +263,21 @@ def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray,
     return {k: float(v) for k, v in metrics.items()}
 
 
-def _curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-            metrics: Mapping[str, float], fpr_limit: float) -> dict[str, dict[str, Any]]:
-    """Image ROC, pixel ROC (thinned), PRO up to ``fpr_limit`` (thinned) and the official PRO curve."""
+def _curves(pool: Any, scores: np.ndarray, labels: np.ndarray, metrics: Mapping[str, float],
+            fpr_limit: float) -> dict[str, dict[str, Any]]:
+    """Image ROC, pixel ROC (thinned), PRO up to ``fpr_limit`` (thinned) and the official PRO curve;
+    the pixel curves from ``pool`` (the test maps' pixel pool, with regions)."""
     image_roc = M.roc_curve(scores, labels)
-    pixel_roc = M.pixel_roc_curve(maps, masks, max_points=_CURVE_POINTS)
-    pro = M.pro_curve(maps, masks, fpr_limit)
-    official = M.official_pro_curve(maps, masks)
+    pixel_roc = roc_from_pool(pool, _CURVE_POINTS)
+    pro = thin_curve(pro_curve_from_pool(pool, fpr_limit), _CURVE_POINTS)
+    official = official_curve_from_pool(pool)
     return {
         "image_roc": {"fpr": image_roc.fpr, "tpr": image_roc.tpr, "thresholds": image_roc.thresholds,
                       "auc": metrics["image_auroc"]},
         "pixel_roc": {"fpr": pixel_roc.fpr, "tpr": pixel_roc.tpr, "thresholds": pixel_roc.thresholds,
                       "auc": metrics["pixel_auroc"]},
-        "pro": {**_thin({"fpr": pro.fpr, "pro": pro.pro, "thresholds": pro.thresholds}),
-                "auc": metrics["au_pro"], "fpr_limit": float(fpr_limit)},
+        "pro": {"fpr": pro.fpr, "pro": pro.pro, "thresholds": pro.thresholds, "auc": metrics["au_pro"],
+                "fpr_limit": float(fpr_limit)},
         "official_pro": {"fpr": official.fpr, "pro": official.pro, "thresholds": official.thresholds,
                          "auc": metrics["official_pro"]},
     }
@@ -258,18 +285,44 @@ def _curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.
 
 def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, original_resolution: bool = False,
                          fpr_limit: float = 0.3, mask_rule: str | None = None) -> Evaluation:
-    """Every metric of one category from its test predictions (a ``Predictions`` or a ``.npz`` path).
+    """Every metric of one category from its test predictions.
 
-    Every number comes from float32 (or float64) maps: predictions whose maps were stored as
-    float16 raise :class:`~stfpm_lib.engine.inference.PredictionsError` (their rounding moves the
-    official-code PRO by ~2.5e-4; predict with ``maps_dtype="float32"``, the default).
-    Pixel metrics use the maps ``(N, H, W)`` and ``predictions.masks()`` (binarised at map resolution
-    by the config's ``mask_rule``); image metrics use the stored float32 ``scores`` (max of each map)
-    and the folder labels. ``val_predictions`` (normal validation images) adds the F1 at a threshold
-    chosen without test data. ``original_resolution`` adds AU-PRO and pixel AUROC with each map
-    bilinearly upsampled to its original mask (the MVTec protocol; slow for 1024² images).
-    ``mask_rule`` (``gt0``/``nearest``/``eq1``) re-binarises the masks from the mask files for a
-    sensitivity check (default: the rule of the run, as stored); ``Evaluation.mask_rule`` records it.
+    Every number comes from float32 (or float64) maps. Pixel metrics use the maps and
+    ``predictions.masks()`` (binarised at map resolution by the config's ``mask_rule``), from one
+    pixel pool shared by the metrics, the per-defect-type ``(all)`` row and the curves; image
+    metrics use the stored float32 ``scores`` (max of each map) and the folder labels.
+
+    Parameters
+    ----------
+    predictions : Predictions or str or path-like
+        Test predictions, or the ``.npz`` written by :func:`~stfpm_lib.engine.inference.predict`;
+        maps of shape (N, H, W).
+    val_predictions : Predictions or str or path-like, optional
+        Normal validation images (the ``val`` split): adds the F1 at a threshold chosen without test
+        data.
+    original_resolution : bool, default=False
+        Also AU-PRO and pixel AUROC with each map bilinearly upsampled to its original mask (the
+        MVTec protocol; slow for 1024² images; not for cropped maps).
+    fpr_limit : float, default=0.3
+        FPR limit of AU-PRO and the official PRO, in (0, 1].
+    mask_rule : {"gt0", "nearest", "eq1"}, optional
+        Re-binarise the masks from the mask files, for a sensitivity check (default: the rule of the
+        run, as stored); ``Evaluation.mask_rule`` records it.
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    PredictionsError
+        Maps stored as float16 (their rounding moves the official-code PRO by ~2.5e-4; predict with
+        ``maps_dtype="float32"``, the default) or a bad file.
+    EvaluationError
+        Validation predictions of another split or with anomalous images; original resolution of
+        cropped maps.
+    UndefinedMetricError
+        A metric undefined for these images (the file named).
     """
 
     pred, source = _load(predictions)
@@ -281,7 +334,9 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # official PRO may be NaN by its own formula
             val_maps = None if val is None else _float32_maps(val.maps, "val_predictions")
-            m = M.compute_all(maps, masks, labels, val_maps=val_maps, fpr_limit=fpr_limit, orig_masks=_original_masks(pred) if original_resolution else None)
+            pool = build_pool(maps, masks, components=True)
+            m = M.compute_all(maps, masks, labels, val_maps=val_maps, fpr_limit=fpr_limit, pool=pool,
+                              orig_masks=_original_masks(pred) if original_resolution else None)
     except M.UndefinedMetricError as exc:
         raise M.UndefinedMetricError(f"{where}: {exc}") from exc
     types = np.asarray([str(t) for t in pred.defect_types])
@@ -289,8 +344,9 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True, scores=scores)
-    curves = _curves(maps, masks, scores, labels, metrics, fpr_limit)
+        table = M.per_defect_type(maps, masks, types, labels, fpr_limit=fpr_limit, official=True, scores=scores,
+                                  pool=pool)
+    curves = _curves(pool, scores, labels, metrics, fpr_limit)
     paths = np.asarray([str(p) for p in pred.image_paths])
     stats = per_image_stats(maps, masks, scores, labels, names=image_keys(paths, types), defect_types=types,
                             fpr_limit=fpr_limit)
@@ -300,8 +356,18 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
 
 
 def image_keys(image_paths: Any, defect_types: Any) -> list[str]:
-    """Names that pair the same test image across runs: ``<defect_type>/<file name>``
-    (the full paths when those are not unique)."""
+    """Names that pair the same test image across runs.
+
+    Parameters
+    ----------
+    image_paths, defect_types : sequence of shape (N,)
+        The test images and their defect types.
+
+    Returns
+    -------
+    list of str
+        ``<defect_type>/<file name>`` per image, or the full paths when those names are not unique.
+    """
     keys = [f"{t}/{Path(str(p)).name}" for p, t in zip(image_paths, defect_types)]
     return keys if len(set(keys)) == len(keys) else [str(p) for p in image_paths]
 
@@ -403,16 +469,37 @@ def _per_defect_dict(table: Any) -> dict[str, dict[str, float | int | None]]:
 def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], config: Any, teacher_weights: Any,
                        dataset: Any, wall_time_s: float, extra: Mapping[str, Any] | None = None,
                        per_defect_type: Any = None) -> Path:
-    """Write ``metrics.json`` atomically and return its path.
+    """Write ``metrics.json`` atomically.
 
-    Records the metrics (non-finite values as ``null``), the config (``STFPMConfig`` or dict), the
-    teacher weights (``TeacherWeights`` or its ``describe()`` dict; the sha256 is computed from
-    ``path`` when missing and required unless the teacher is random), the dataset (root, category,
-    per-split file counts; counted from disk when not given), the wall time in seconds, the
-    environment (:func:`stfpm_lib.records.provenance.environment_info`) and ``extra`` (by convention
-    ``train_time_s``, ``best_epoch``, ``predictions`` ...). ``per_defect_type`` (optional; the
-    :attr:`Evaluation.per_defect_type` DataFrame) is written under the key ``per_defect_type`` as
-    ``{defect_type: {"n_anomalous": n, "n_normal": n, "<metric>": value, ...}}``, last ``"(all)"``.
+    Parameters
+    ----------
+    path : str or path-like
+    metrics : mapping of str to number
+        Non-finite values are written as ``null``.
+    config : STFPMConfig or mapping
+    teacher_weights : TeacherWeights or mapping
+        Or its ``describe()`` dict; the sha256 is computed from ``path`` when missing and required
+        unless the teacher is random.
+    dataset : mapping
+        Root, category and per-split file counts (counted from disk when not given).
+    wall_time_s : float
+        Seconds.
+    extra : mapping, optional
+        By convention ``train_time_s``, ``best_epoch``, ``predictions`` ...
+    per_defect_type : pandas.DataFrame, optional
+        :attr:`Evaluation.per_defect_type`, written under the key ``per_defect_type`` as
+        ``{defect_type: {"n_anomalous": n, "n_normal": n, "<metric>": value, ...}}``, last ``"(all)"``.
+
+    Returns
+    -------
+    Path
+        The file written; it also records the environment
+        (:func:`stfpm_lib.records.provenance.environment_info`).
+
+    Raises
+    ------
+    ValueError
+        Non-numeric metrics or an unusable config / teacher record.
     """
 
     wall = float(wall_time_s)
@@ -435,10 +522,22 @@ def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], c
 
 
 def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a ``metrics.json``; metric ``null`` values come back as NaN.
+    """Read and validate a ``metrics.json``.
 
-    Raises :class:`MetricsFileError` naming the file for a missing file, invalid JSON, another
-    schema, missing keys or non-numeric metrics (``per_defect_type`` values included, when present).
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    dict of str to object
+        The file's content; metric ``null`` values come back as NaN.
+
+    Raises
+    ------
+    MetricsFileError
+        A missing file, invalid JSON, another schema, missing keys or non-numeric metrics (``per_defect_type`` values
+        included, when present; the file named).
     """
     path = Path(path)
     if not path.is_file():
@@ -485,6 +584,21 @@ def write_per_image(path: str | os.PathLike, stats: PerImage, *, config: Any, te
                     dataset: Any) -> Path:
     """Write ``per_image.npz`` (compressed, atomically) and return its path.
 
+    Parameters
+    ----------
+    path : str or path-like
+    stats : PerImage
+        :attr:`Evaluation.per_image_stats`.
+    config, teacher_weights, dataset
+        The run's records, as for :func:`write_metrics_json`.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Notes
+    -----
     Arrays: those of :meth:`PerImage.to_arrays` (``names``, ``labels``, ``defect_types``, ``scores``
     ``(N,)``; ``bin_edges`` ``(K,)``; ``hist_normal``, ``hist_defect`` ``(N, K)`` int32 pixel counts;
     ``hist_defect_weight`` ``(N, K)`` float64; ``n_regions`` ``(N,)``; ``fpr_limit``) and ``meta``, a
@@ -508,7 +622,22 @@ def write_per_image(path: str | os.PathLike, stats: PerImage, *, config: Any, te
 
 
 def read_per_image(path: str | os.PathLike) -> tuple[PerImage, dict[str, Any]]:
-    """Read a ``per_image.npz``: ``(PerImage, meta)``; :class:`PerImageFileError` names the file at fault."""
+    """Read a ``per_image.npz``.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    (PerImage, dict)
+        The per-image summary and the file's ``meta`` record (config, teacher weights, dataset, environment).
+
+    Raises
+    ------
+    PerImageFileError
+        A missing, unreadable or foreign file (the file named).
+    """
     path = Path(path)
     if not path.is_file():
         raise PerImageFileError(f"per-image file not found: {path}")

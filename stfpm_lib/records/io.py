@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_save", "atomic_write_text", "atomic_write_bytes", "sha256_file", "OutputError",
-           "check_writable", "clean_stale_tmp", "tmp_name"]
+           "check_writable", "clean_stale_tmp", "tmp_name", "relative_posix"]
 
 #: errno of a failed write -> the reason in words.
 _WRITE_ERRORS = {
@@ -47,17 +47,40 @@ def _reason(exc: OSError) -> str:
 
 
 def tmp_name(path: str | os.PathLike) -> Path:
-    """The temporary name beside ``path`` used by this process: ``.<stem>.tmp<pid><suffix>``."""
+    """The temporary name beside ``path`` used by this process.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    Path
+        ``.<stem>.tmp<pid><suffix>`` in ``path``'s folder.
+    """
     path = Path(path)
     return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+    """A temporary path beside ``path``, renamed to ``path`` on success.
 
-    The temporary file keeps ``path``'s suffix (NumPy and torch writers care). On an
-    exception it is removed and ``path`` is left untouched.
+    The temporary file keeps ``path``'s suffix (NumPy and torch writers care). On an exception it is
+    removed and ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Yields
+    ------
+    Path
+
+    Raises
+    ------
+    OutputError
+        The write failed for lack of space, a read-only file system or permissions.
     """
     path = Path(path)
     tmp = tmp_name(path)
@@ -76,28 +99,71 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (:class:`OutputError` as :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or path-like
+    text : str
+
+    Returns
+    -------
+    Path
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; return the path."""
+    """Write ``data`` to ``path`` atomically (:class:`OutputError` as :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or path-like
+    data : bytes
+
+    Returns
+    -------
+    Path
+    """
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` and rename the result to ``path``."""
+    """Call ``writer(tmp_path)`` and rename the result to ``path`` (:class:`OutputError` as :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or path-like
+    writer : callable
+        ``writer(tmp_path)`` writes the file.
+
+    Returns
+    -------
+    Path
+    """
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a file's bytes.
+
+    Parameters
+    ----------
+    path : str or path-like
+    chunk_size : int, default=1 MiB
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
@@ -105,11 +171,45 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def relative_posix(path: str | os.PathLike, base: str | os.PathLike, default: str | None = None) -> str:
+    """``path`` relative to ``base`` in POSIX form (``good/000.png``), both resolved first.
+
+    Parameters
+    ----------
+    path, base : str or path-like
+        The file and the folder it is expected under.
+    default : str, optional
+        What to return when ``path`` is not under ``base``; default: ``path`` resolved, absolute.
+
+    Returns
+    -------
+    str
+        The relative path with ``/`` separators, or ``default`` / the absolute path.
+    """
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return str(resolved) if default is None else default
+
+
 def check_writable(directory: str | os.PathLike) -> Path:
     """Create ``directory`` if needed and write (then delete) a small probe file in it.
 
-    Raises :class:`OutputError` naming the folder and the reason (read-only, no permission,
-    disk full, a file in the way) before any long work starts. Returns the folder.
+    Parameters
+    ----------
+    directory : str or path-like
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder and the reason (read-only, no permission, disk full, a file in the way),
+        before any long work starts.
     """
     directory = Path(directory)
     probe = directory / tmp_name(directory / ".write-probe").name
@@ -157,11 +257,20 @@ def _writer_gone(pid: int, mtime: float) -> bool:
 
 
 def clean_stale_tmp(directory: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files of killed writes in ``directory`` (not recursive); return them.
+    """Remove the temporary files of killed writes in ``directory`` (not recursive).
 
-    Only files named like :func:`tmp_name` (``.<stem>.tmp<pid><suffix>``, also the notebook
-    runner's ``.<nb>.tmp<pid>.ipynb``) whose writer is gone (see :func:`_writer_gone`); a
-    write in progress in another live process is left alone.
+    Only files named like :func:`tmp_name` (``.<stem>.tmp<pid><suffix>``, also the notebook runner's
+    ``.<nb>.tmp<pid>.ipynb``) whose writer is gone (see :func:`_writer_gone`); a write in progress in
+    another live process is left alone.
+
+    Parameters
+    ----------
+    directory : str or path-like
+
+    Returns
+    -------
+    list of Path
+        The files removed.
     """
     directory = Path(directory)
     removed = []

@@ -6,6 +6,8 @@ import datetime as _dt
 import platform
 from importlib import metadata
 
+import torch
+
 __all__ = ["package_versions", "environment_info"]
 
 _PACKAGES = (
@@ -15,7 +17,18 @@ _PACKAGES = (
 
 
 def package_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
-    """Installed version of each distribution (``"not installed"`` when absent)."""
+    """Installed version of each distribution.
+
+    Parameters
+    ----------
+    packages : tuple of str
+        Distribution names (default: the project's dependencies).
+
+    Returns
+    -------
+    dict of str to str
+        ``"not installed"`` for an absent one.
+    """
     versions = {}
     for name in packages:
         try:
@@ -26,9 +39,14 @@ def package_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
 
 
 def environment_info() -> dict[str, object]:
-    """Package versions plus Python, platform, CPU/GPU and a UTC timestamp."""
-    import torch
+    """Package versions plus Python, platform, CPU/GPU and a UTC timestamp.
 
+    Returns
+    -------
+    dict of str to object
+        ``python``, ``platform``, ``packages``, ``cuda_available``, ``torch_threads``, ``utc_time``
+        (ISO 8601) and, with CUDA, ``gpu``.
+    """
     info: dict[str, object] = {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -20,7 +20,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..config import STFPMConfig
 from ..data import denormalize
@@ -82,9 +85,6 @@ def load_rgb(path: str | os.PathLike, cfg: Any) -> np.ndarray:
 def _resize_to(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if amap.shape == tuple(shape):
         return amap
-    import torch
-    import torch.nn.functional as F
-
     t = torch.from_numpy(np.ascontiguousarray(amap, dtype=np.float32))[None, None]
     return F.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
@@ -171,8 +171,6 @@ def plot_training_curves(history: pd.DataFrame, *, best_epoch: int | None = None
     if best_epoch is not None:
         for ax in (ax_loss, ax_val):
             ax.axvline(best_epoch, color="k", linestyle="--", linewidth=0.8, label=f"selected epoch {best_epoch}")
-    from matplotlib.ticker import MaxNLocator
-
     for ax in (ax_loss, ax_val):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:

@@ -69,10 +69,25 @@ def _validate(df: pd.DataFrame, path: Path) -> None:
 
 def load_published(*, sources: str | Iterable[str] | None = None, metrics: str | Iterable[str] | None = None,
                    categories: str | Iterable[str] | None = None, path: str | Path | None = None) -> pd.DataFrame:
-    """All published numbers as a long DataFrame with columns :data:`COLUMNS`, optionally filtered.
+    """All published numbers as a long DataFrame, optionally filtered.
 
-    ``value`` is a float fraction, ``decimals`` the number of decimals the source printed.
-    Rows are in source, metric and MVTec category order (``mean`` last).
+    Parameters
+    ----------
+    sources, metrics, categories : str or iterable of str, optional
+        Keep only these source ids, metrics, categories.
+    path : str or Path, optional
+        Another CSV of the same format (default: the packaged one).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`COLUMNS`; ``value`` is a float fraction, ``decimals`` the number of decimals
+        the source printed. Rows in source, metric and MVTec category order (``mean`` last).
+
+    Raises
+    ------
+    PublishedDataError
+        A malformed CSV (file and row named).
     """
     csv_path = Path(path) if path is not None else PUBLISHED_CSV
     if not csv_path.is_file():
@@ -90,16 +105,32 @@ def load_published(*, sources: str | Iterable[str] | None = None, metrics: str |
 
 
 def source_labels() -> dict[str, str]:
-    """``source_id`` → human-readable source, in :data:`SOURCE_IDS` order."""
+    """Human-readable name of each source.
+
+    Returns
+    -------
+    dict of str to str
+        ``source_id`` → label, in :data:`SOURCE_IDS` order.
+    """
     df = load_published()
     labels = dict(zip(df["source_id"], df["source"]))
     return {sid: labels[sid] for sid in SOURCE_IDS if sid in labels}
 
 
 def published_table(metric: str, *, sources: Iterable[str] | None = None) -> pd.DataFrame:
-    """Wide table of one metric: index = category (MVTec order, ``mean`` last), columns = source ids.
+    """Wide table of one metric.
 
-    Missing numbers are NaN; sources without any value for ``metric`` are left out.
+    Parameters
+    ----------
+    metric : str
+    sources : iterable of str, optional
+        Source ids (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index = category (MVTec order, ``mean`` last), columns = source ids; missing numbers are NaN,
+        sources without any value for ``metric`` are left out.
     """
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not one of {list(METRICS)}")
@@ -113,10 +144,21 @@ def published_table(metric: str, *, sources: Iterable[str] | None = None) -> pd.
 
 
 def check_means(df: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Stated means vs the mean of the per-category values, for every source/metric with all 15 categories.
+    """Stated means against the mean of the per-category values, for every source/metric with all 15
+    categories.
 
-    Columns: source_id, metric, stated, recomputed, difference, tolerance, ok. The tolerance is
-    half a unit of the last printed decimal for the mean plus the same for the (rounded) values.
+    The tolerance is half a unit of the last printed decimal for the mean plus the same for the
+    (rounded) values.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame, optional
+        As :func:`load_published` returns it (default: all published numbers).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``source_id, metric, stated, recomputed, difference, tolerance, ok``.
     """
     df = load_published() if df is None else df
     out = []

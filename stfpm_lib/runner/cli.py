@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from ..config import MASK_RULES, ConfigError, STFPMConfig, parse_fields
+from ..records.io import OutputError
 
 __all__ = ["main", "build_parser", "parse_set"]
 
 EXIT_USAGE = 2
+# The commands import the torch-based layers (engine, records.evaluation, data) inside their functions
+# ("lazy: no torch for --help"): ``stfpm --help`` and usage errors answer at once, without loading torch.
 
 
 class _UsageError(Exception):
@@ -34,8 +40,6 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     Each value is typed for its field by :func:`stfpm_lib.config.parse_field` (``loss_half=no``
     is ``False``, ``lr=abc`` raises ``ConfigError`` naming ``lr``); unknown keys raise.
     """
-    from ..config import parse_fields
-
     out: dict[str, str] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -81,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--val-predictions", default=None,
                     help="normal validation predictions for the *_val F1 thresholds "
                          "(default: predictions_val.npz beside --predictions, if present)")
-    ev.add_argument("--mask-rule", default=None, choices=["gt0", "nearest", "eq1"],
+    ev.add_argument("--mask-rule", default=None, choices=list(MASK_RULES),
                     help="re-binarise the masks (default: the run's rule, stored in the file)")
     ev.add_argument("--original-resolution", action="store_true",
                     help="also AU-PRO and pixel AUROC at the original image resolution (slow for 1024² images)")
@@ -91,8 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_from_args(args: argparse.Namespace):
     """``--config FILE`` or ``--preset NAME`` (default ``official``), then the ``--set`` overrides."""
-    from ..config import STFPMConfig
-
     if args.config and args.preset:
         raise _UsageError("give either --config or --preset, not both (a config file names its preset)")
     if args.config:
@@ -107,7 +109,7 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..engine.training import fit
+    from ..engine.training import fit  # lazy: no torch for --help
 
     cfg = _config_from_args(args)
     result = fit(cfg, args.data_root, args.category, args.out, resume=not args.no_resume,
@@ -117,16 +119,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"epochs: {len(h)}  kept epoch: {result.best_epoch} (selection={cfg.selection})  "
           f"train time: {result.train_time_s:.1f} s  teacher: {result.teacher_weights.get('name')}")
     if args.predict:
-        from ..engine.inference import predict
+        from ..engine.inference import predict  # lazy, as above
 
         print(f"predictions: {predict(result.checkpoint_path, args.data_root, args.category, progress=not args.no_progress)}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from ..engine.inference import predict
-
-    from ..config import STFPMConfig
+    from ..engine.inference import predict  # lazy: no torch for --help
 
     expect = None
     if args.expect_config:
@@ -141,9 +141,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import time
-
-    from ..records.evaluation import evaluate_predictions, write_metrics_json
+    from ..records.evaluation import evaluate_predictions, write_metrics_json  # lazy: no torch for --help
     from ..engine.inference import load_predictions
 
     start = time.perf_counter()
@@ -172,19 +170,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from ..config import ConfigError
-    from ..data import DataError
+    """The errors reported as ``error: ...`` with exit status 2 (imported only once one is raised: torch)."""
+    from ..data import DataError  # lazy: see the docstring
     from ..engine.inference import PredictionsError
     from ..engine.checkpoint import CheckpointError
     from ..engine.training import TrainError
     from ..method.weights import WeightsError
+    from ..metrics import UndefinedMetricError
+    from ..records.evaluation import EvaluationError, MetricsFileError
 
     errors: list[type[BaseException]] = [_UsageError, ConfigError, DataError, WeightsError, CheckpointError,
                                          TrainError, PredictionsError, FileNotFoundError, NotImplementedError]
-    from ..records.evaluation import EvaluationError, MetricsFileError
-    from ..records.io import OutputError
-    from ..metrics import UndefinedMetricError
-
     return tuple(errors + [EvaluationError, MetricsFileError, OutputError, UndefinedMetricError])
 
 

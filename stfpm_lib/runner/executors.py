@@ -203,7 +203,7 @@ def worker_slot() -> int | None:
     if _SLOT is not None:
         return _SLOT
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # lazy: Dask is imported only when a Dask executor is used
 
         return slot_from_name(get_worker().name)
     except (ImportError, ValueError):
@@ -247,7 +247,7 @@ def _run_local(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int, on_
             else:
                 on_done(index, result, None)
         return
-    import multiprocessing
+    import multiprocessing  # lazy: only the local pool needs it
 
     context = multiprocessing.get_context("spawn")
     slots = context.Queue()
@@ -266,7 +266,7 @@ def _run_local(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int, on_
 
 
 def _run_dask(fn: Callable[[Any], Any], tasks: Sequence[Any], spec: ExecutorSpec, on_done: OnDone) -> None:
-    from distributed import as_completed as dask_completed
+    from distributed import as_completed as dask_completed  # lazy: Dask only for Dask executors
 
     run_id = uuid.uuid4().hex[:8]
     resources = None if spec.kind == "scheduler" else {SLOT_RESOURCE: 1}
@@ -286,7 +286,7 @@ def _run_dask(fn: Callable[[Any], Any], tasks: Sequence[Any], spec: ExecutorSpec
 @contextlib.contextmanager
 def _dask_client(spec: ExecutorSpec) -> Iterator[Any]:
     """A ``distributed.Client`` of ``spec``; clusters started here are closed on exit."""
-    import dask
+    import dask  # lazy: Dask only for Dask executors
     from distributed import Client, LocalCluster
 
     if spec.kind == "scheduler":
@@ -319,7 +319,7 @@ def make_jobqueue_cluster(spec: ExecutorSpec):
     ``cores // processes`` threads. The workers import this very ``stfpm_lib`` (``PYTHONPATH`` set in
     the job script).
     """
-    import dask_jobqueue
+    import dask_jobqueue  # lazy: only for --cluster slurm|pbs
 
     c = spec.cluster
     directives = list(c.job_extra)

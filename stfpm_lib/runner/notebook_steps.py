@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from ..config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differences, parse_field
+from ..records.io import sha256_file
+
+# The torch-, pandas- and matplotlib-based layers (data, engine, records.evaluation) are imported inside the
+# functions that use them ("lazy"): the notebook runner imports this module for its config reading only.
 
 __all__ = [
     "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
@@ -54,17 +60,17 @@ def config_from_namespace(namespace: Mapping[str, Any], preset: str | None = Non
 def resolve_notebook_data_root(data_root: str | os.PathLike | None) -> Path:
     """``data_root``, else ``$MVTEC_ROOT``, else the embedded demo dataset (interactive use)."""
     if data_root in (None, "") and not os.environ.get("MVTEC_ROOT"):
-        from ..data.demo import demo_root
+        from ..data.demo import demo_root  # lazy: see the note at the imports
 
         return Path(demo_root())
-    from ..data.mvtec import resolve_data_root
+    from ..data.mvtec import resolve_data_root  # lazy: see the note at the imports
 
     return resolve_data_root(data_root)
 
 
 def resolve_category(data_root: str | os.PathLike, category: str | None) -> str:
     """``category``, checked to exist under ``data_root``; ``None`` -> the first category found."""
-    from ..data.mvtec import DataError, index_category, list_categories
+    from ..data.mvtec import DataError, index_category, list_categories  # lazy: see the note at the imports
 
     if category in (None, ""):
         found = list_categories(data_root)
@@ -91,7 +97,7 @@ def teacher_label(teacher: STFPMConfig | Mapping[str, Any] | str | None) -> str:
     else:
         source = teacher
     if source == "random":
-        from ..data.demo import RANDOM_TEACHER_LABEL
+        from ..data.demo import RANDOM_TEACHER_LABEL  # lazy: see the note at the imports
 
         return RANDOM_TEACHER_LABEL
     return ""
@@ -102,7 +108,7 @@ def counts_table(data_root: str | os.PathLike, categories: list[str] | None = No
 
     Columns: ``category``, ``split`` (``train`` | ``test``), ``defect_type``, ``images``, ``masks``.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: see the note at the imports
 
     from ..data.mvtec import index_category, list_categories
 
@@ -188,9 +194,9 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     ``preset`` and ``overrides`` (a notebook's parameters, see :func:`expected_config`) must, and
     without those the checkpoint's config is used. Every mismatch is reported at once.
     """
-    from ..records.evaluation import PER_IMAGE_NAME, evaluate_predictions, write_metrics_json, write_per_image
+    from ..records.evaluation import (PER_IMAGE_NAME, evaluate_predictions,  # lazy: see the note at the imports
+                                      write_metrics_json, write_per_image)
     from ..engine.inference import load_predictions, predict
-    from ..records.io import sha256_file
     from ..engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
     out = Path(out_dir)
@@ -229,7 +235,7 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
 def run_category(cfg: STFPMConfig, data_root: str | os.PathLike, category: str, out_dir: str | os.PathLike, *,
                  log: Callable[[Mapping[str, Any]], None] | None = None) -> CategoryEvaluation:
     """Train (``stfpm_lib.engine.training.fit``, resumable) then :func:`evaluate_category`: the whole per-category job."""
-    from ..engine.training import fit
+    from ..engine.training import fit  # lazy: see the note at the imports
 
     fit(cfg, data_root, category, out_dir, progress=False, log=log)
     return evaluate_category(out_dir, data_root, category, cfg=cfg)
@@ -241,8 +247,7 @@ def plot_dataset_examples(data_root: str | os.PathLike, category: str, cfg: STFP
 
     Images are shown as the network sees them (``cfg.image_size``/crop, default 256).
     """
-    import numpy as np
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: see the note at the imports
 
     from ..data import index_category, load_mask
     from ..data.transforms import image_size_of, read_image_uint8

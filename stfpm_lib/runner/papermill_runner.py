@@ -36,6 +36,7 @@ import contextlib
 import datetime as _dt
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sys
@@ -44,9 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from tqdm import tqdm
+
 from ..config import CONFIG_FIELDS, ConfigError, STFPMConfig, parse_field
 from ..records.io import atomic_write_text, clean_stale_tmp
 from .executors import ExecutorError, ExecutorSpec, run_tasks
+from .notebook_steps import config_overrides  # the notebooks' own reading: the config they will build
+
+# papermill and nbformat (seconds to import) and the torch-based layers (data, method) are imported inside
+# the functions that use them ("lazy"): ``python -m stfpm_lib.batch --help`` and bad input answer at once.
 
 __all__ = [
     "BatchError", "DEMO_OVERRIDES", "NOTEBOOK_OUTPUTS", "RUNNER_KEYS", "NotebookSpec", "CategoryResult",
@@ -164,7 +171,7 @@ class NotebookSpec:
 
 def load_notebook_spec(path: str | os.PathLike) -> NotebookSpec:
     """Read a notebook's parameters cell (papermill's ``inspect_notebook``); errors name the file."""
-    import nbformat
+    import nbformat  # lazy: see the note at the imports
     import papermill
 
     path = Path(path)
@@ -204,8 +211,6 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
             raise BatchError(f"unknown notebook parameter {key!r} for {names}; parameters: {known}{config_note}")
     if not any(spec.takes_config for spec in specs):
         return None
-    from .notebook_steps import config_overrides  # the notebooks' own reading: the config they will build
-
     try:
         return STFPMConfig.from_preset(preset, **config_overrides(overrides))
     except (ConfigError, TypeError) as exc:
@@ -214,7 +219,7 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
 
 def resolve_categories(data_root: Path, spec: str | Sequence[str]) -> list[str]:
     """``"all"`` -> every category of ``data_root``; ``"a,b"`` -> checked against those found."""
-    from ..data.mvtec import list_categories
+    from ..data.mvtec import list_categories  # lazy: see the note at the imports
 
     found = list_categories(data_root)
     if not found:
@@ -402,13 +407,13 @@ def _ensure_importable() -> None:
 def _kernel_config():
     """The kernels' traitlets config: IPC transport where the OS has Unix sockets (the setting ipykernel's
     "Kernel is running over TCP without encryption" warning names; local kernels need no TCP port)."""
-    from traitlets.config import Config
+    from traitlets.config import Config  # lazy: only needed to start kernels
 
     return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
 
 
 def _execute(nb_path: Path, out_dir: Path, params: dict, job: CategoryJob) -> StepResult:
-    import papermill
+    import papermill  # lazy: see the note at the imports
     from papermill.exceptions import PapermillExecutionError
 
     name = nb_path.stem
@@ -466,8 +471,6 @@ def run_category_job(job: CategoryJob) -> CategoryResult:
     Complete steps are skipped unless ``job.force``; a re-executed step first loses its old outputs
     (and so does every later step). ``job.finish`` runs last, under the lock.
     """
-    import logging
-
     _ensure_importable()
     papermill_log = logging.getLogger("papermill")
     if not any(isinstance(f, _QuietUnknownParameter) for f in papermill_log.filters):
@@ -626,8 +629,6 @@ def run_jobs(job_list: Sequence[CategoryJob], executor: ExecutorSpec, *, desc: s
     """Run the jobs on ``executor`` (:mod:`~stfpm_lib.runner.executors`) with one progress bar (the
     last finished job and its status, counts of failures); a dead worker fails its job only.
     Returns the results in the order of ``job_list``."""
-    from tqdm import tqdm
-
     results: list[CategoryResult | None] = [None] * len(job_list)
     bar = tqdm(total=len(job_list), desc=desc, unit=unit, disable=not progress, file=sys.stdout)
 
@@ -728,7 +729,7 @@ def _check_teacher(cfg: STFPMConfig | None):
     """
     if cfg is None or cfg.teacher_weights == "random":
         return None
-    from ..method.weights import WeightsError, resolve_teacher_weights
+    from ..method.weights import WeightsError, resolve_teacher_weights  # lazy: see the note at the imports
 
     try:
         return resolve_teacher_weights(cfg.teacher_weights, cfg.backbone)
@@ -752,7 +753,7 @@ def _cli_inputs(args: argparse.Namespace, reproduce_mode: bool, overrides: dict[
                 teacher_given: bool) -> tuple[list, list, Path, dict[str, Any], str | None, bool, str]:
     """``(notebooks, run_level, data_root, overrides, warning, demo, run_name)`` of the command line:
     the pipeline (``reproduce``, on the embedded demo without a data root) or the given notebooks."""
-    from ..data.mvtec import resolve_data_root
+    from ..data.mvtec import resolve_data_root  # lazy: see the note at the imports
 
     warning = None
     demo = False
@@ -763,7 +764,7 @@ def _cli_inputs(args: argparse.Namespace, reproduce_mode: bool, overrides: dict[
         if args.data_root or os.environ.get("MVTEC_ROOT"):
             data_root = resolve_data_root(args.data_root).resolve()
         else:
-            from ..data.demo import demo_root, demo_teacher_weights
+            from ..data.demo import demo_root, demo_teacher_weights  # lazy: see the note at the imports
 
             demo = True
             data_root = Path(demo_root()).resolve()
@@ -803,7 +804,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         raise BatchError(f"--jobs must be >= 1, got {args.jobs}")
     cfg = validate_overrides(notebooks + run_level, args.preset, overrides)
     if cfg is not None and cfg.teacher_weights == "random" and warning is None:
-        from ..data.demo import RANDOM_TEACHER_LABEL
+        from ..data.demo import RANDOM_TEACHER_LABEL  # lazy: see the note at the imports
 
         warning = f"teacher_weights=random: results are a {RANDOM_TEACHER_LABEL}"
     categories = resolve_categories(data_root, args.categories) if notebooks else []
@@ -840,12 +841,12 @@ def reproduce(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns 0 on success, 1 when a notebook failed, 2 on bad input."""
-    from ..data.mvtec import DataError
+    from ..data.mvtec import DataError  # lazy: see the note at the imports
 
     args = _parser().parse_args(argv)
     try:
         if args.command == "study":
-            from .study_runner import run_study_cli
+            from .study_runner import run_study_cli  # lazy: the study runner loads the tables (pandas)
 
             return run_study_cli(args)
         return _execute_cli(args, reproduce_mode=args.command == "reproduce")

@@ -153,6 +153,30 @@ def test_every_field_has_a_spec_and_numbers_are_normalised() -> None:
                 crop_size=32, smoothing_sigma=0.0, cache_memory_mb=0)
 
 
+def test_each_choice_list_is_declared_once_as_a_literal_type() -> None:
+    """A string field's annotation (a ``Literal``) and its validated choices are the same tuple, and the
+    method's own checks use it: a choice added to the type is accepted everywhere at once."""
+    import typing
+
+    from stfpm_lib import config
+    from stfpm_lib.method.anomaly_map import MapSettings
+    from stfpm_lib.method.loss import stfpm_loss
+
+    hints = typing.get_type_hints(STFPMConfig)
+    literal_fields = {name for name, spec in config.FIELD_SPECS.items() if spec.kind is str and spec.choices}
+    assert literal_fields == {"mask_rule", "split", "backbone", "loss_reduction", "loss_layer_reduction", "map_scale",
+                              "map_upsample", "map_fusion", "selection", "device", "precision", "random_init"}
+    for name in literal_fields:
+        assert typing.get_origin(hints[name]) is typing.Literal, name
+        assert typing.get_args(hints[name]) == config.FIELD_SPECS[name].choices, name
+    assert typing.get_args(typing.get_args(hints["layers"])[0]) == config.LAYERS == config.FIELD_SPECS["layers"].choices
+    assert config.LOSS_REDUCTIONS == ("batch_mean", "batch_sum")
+    with pytest.raises(ValueError, match=r"reduction='mean' is not one of \['batch_mean', 'batch_sum'\]"):
+        stfpm_loss([], [], reduction="mean")
+    with pytest.raises(ValueError, match=r"map_fusion='mean' is not one of \['product', 'sum'\]"):
+        MapSettings(map_fusion="mean")
+
+
 @pytest.mark.parametrize("field, text, value", [
     ("loss_half", "no", False), ("loss_half", "False", False), ("loss_half", "0", False), ("loss_half", "off", False),
     ("channels_last", "yes", True), ("channels_last", "TRUE", True), ("channels_last", "1", True),

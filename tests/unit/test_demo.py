@@ -118,10 +118,8 @@ def test_cached_file_is_verified(empty_hub: Path, monkeypatch: pytest.MonkeyPatc
     (empty_hub / "resnet18-f37072fd.pth").write_bytes(b"not a state dict")
     source, warning = demo_teacher_weights(probe=lambda url, t: None)
     assert source == "random" and "is unusable" in warning and "resnet18-f37072fd.pth" in warning
-    import stfpm_lib.method.weights as weights
-
     seen = []
-    monkeypatch.setattr(weights, "resolve_teacher_weights", lambda spec, backbone: seen.append((spec, backbone)))
+    monkeypatch.setattr(demo_module, "resolve_teacher_weights", lambda spec, backbone: seen.append((spec, backbone)))
     assert demo_teacher_weights(probe=lambda url, t: "unreachable") == ("imagenet", None)
     assert seen == [("imagenet", "resnet18")]
 

@@ -120,6 +120,30 @@ def test_golden_curves_and_best_worst(gold):
     assert gold.per_image()["score"].tolist() == pytest.approx([0.4, 0.9, 0.38], abs=1e-3)
 
 
+def test_curves_equal_the_public_curve_functions():
+    """The curves, computed from the pool built once for the metrics, are those of the public functions
+    (pixel ROC thinned to 2000 points, PRO thinned to 2000 points, the official 4000-step grid)."""
+    from stfpm_lib import metrics as M
+
+    rng = np.random.default_rng(5)
+    maps = rng.random((6, 48, 48)).astype(np.float32)
+    masks = np.zeros((6, 48, 48), bool)
+    masks[3:, 10:30, 5:25] = True
+    maps[masks] += 0.3
+    ev = evaluate_predictions(_predictions(maps, masks, [0, 0, 0, 1, 1, 1], ["good"] * 3 + ["a"] * 3))
+    roc = M.pixel_roc_curve(maps, masks, max_points=2000)
+    pro = M.pro_curve(maps, masks, 0.3)
+    official = M.official_pro_curve(maps, masks)
+    assert len(ev.curves["pixel_roc"]["fpr"]) == 2000 < len(M.pixel_roc_curve(maps, masks, max_points=None).fpr)
+    assert pro.fpr.size > 2000 and len(ev.curves["pro"]["fpr"]) == 2000
+    idx = np.unique(np.linspace(0, pro.fpr.size - 1, 2000).round().astype(int))
+    for name, ref in (("fpr", pro.fpr[idx]), ("pro", pro.pro[idx]), ("thresholds", pro.thresholds[idx])):
+        np.testing.assert_array_equal(ev.curves["pro"][name], ref)
+    for key, ref in (("pixel_roc", roc), ("official_pro", official)):
+        for name in ref._fields:
+            np.testing.assert_array_equal(ev.curves[key][name], getattr(ref, name))
+
+
 # ---------------------------------------------------------------------------------------------- perfect detector
 def test_perfect_detector_scores_one_everywhere():
     rng = np.random.default_rng(0)

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from stfpm_lib.records import io
-from stfpm_lib.records.io import OutputError, atomic_save, atomic_write_text, check_writable, clean_stale_tmp, tmp_name
+from stfpm_lib.records.io import (OutputError, atomic_save, atomic_write_text, check_writable, clean_stale_tmp,
+                                  relative_posix, tmp_name)
 
 
 def test_full_disk_is_said_in_words_and_leaves_nothing(tmp_path):
@@ -92,3 +93,15 @@ def test_clean_stale_tmp_removes_only_files_whose_writer_is_gone(tmp_path):
 def test_process_start_time_is_ours():
     started = io._process_start_time(os.getpid())
     assert started is not None and started <= time.time()
+
+
+def test_relative_posix(tmp_path):
+    (tmp_path / "cat" / "good").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "cat")
+    inside = tmp_path / "cat" / "good" / "000.png"
+    assert relative_posix(inside, tmp_path / "cat") == "good/000.png"
+    assert relative_posix(str(tmp_path / "link" / "good" / ".." / "good" / "000.png"), tmp_path / "link") == "good/000.png"
+    assert relative_posix(tmp_path / "link" / "good" / "000.png", tmp_path / "cat") == "good/000.png"  # both resolved
+    outside = tmp_path / "other" / "x.png"
+    assert relative_posix(outside, tmp_path / "cat") == str(outside.resolve())
+    assert relative_posix(outside, tmp_path / "cat", default="x.png") == "x.png"

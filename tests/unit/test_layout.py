@@ -1,6 +1,9 @@
 """The package layout: sub-packages name the layers, imports only go down, no two modules share a name."""
 
 import ast
+import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -87,3 +90,151 @@ def test_test_files_have_unique_basenames():
     """pytest imports test files by basename (rootdir-relative): two ``test_x.py`` would clash."""
     names = Counter(p.name for p in TESTS.rglob("test_*.py"))
     assert [name for name, n in names.items() if n > 1] == []
+
+
+#: Longest function allowed in the library, lines from its ``def`` to its last line, docstring excluded.
+MAX_FUNCTION_LINES = 60
+
+
+def _function_lengths(source: str) -> list[tuple[str, int, int]]:
+    """``(qualified name, def line, length)`` of every function and method in ``source`` (nested ones too),
+    length counted from the ``def`` line to the last line, without the docstring."""
+    out = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = child.end_lineno - child.lineno + 1
+                body = child.body
+                if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                        and isinstance(body[0].value.value, str):
+                    length -= body[0].end_lineno - body[0].lineno + 1
+                out.append((prefix + child.name, child.lineno, length))
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return out
+
+
+def test_function_lengths_are_measured_without_the_docstring():
+    source = 'def f(x):\n    """Doc\n\n    more.\n    """\n    y = x\n    return y\n\n\nclass C:\n' \
+             '    def m(self):\n        def inner():\n            return 1\n        return inner()\n'
+    assert _function_lengths(source) == [("f", 1, 3), ("C.m", 11, 4), ("C.m.inner", 12, 2)]
+
+
+def test_no_library_function_is_longer_than_60_lines():
+    long = [f"{path.relative_to(PACKAGE)}:{line} {name} ({n} lines)"
+            for path in _modules() for name, line, n in _function_lengths(path.read_text())
+            if n > MAX_FUNCTION_LINES]
+    assert long == [], f"functions over {MAX_FUNCTION_LINES} lines (docstring excluded): " + "; ".join(long)
+
+
+def _uncommented_inner_imports(source: str) -> list[int]:
+    """Lines of imports inside functions whose group (consecutive import statements) has no ``#`` comment on
+    its first line or on the line above it: an import stays inside a function only with its reason written."""
+    lines = source.splitlines()
+    bad = []
+
+    def check_block(stmts: list[ast.stmt]) -> None:
+        previous_is_import = False
+        for stmt in stmts:
+            is_import = isinstance(stmt, (ast.Import, ast.ImportFrom))
+            if is_import and not previous_is_import:
+                here, above = lines[stmt.lineno - 1], lines[stmt.lineno - 2] if stmt.lineno > 1 else ""
+                if "#" not in here and "#" not in above:
+                    bad.append(stmt.lineno)
+            previous_is_import = is_import
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    block = getattr(inner, field, None)
+                    if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                        check_block(block)
+    return sorted(set(bad))
+
+
+def test_the_inner_import_rule_sees_a_bare_import():
+    source = "def f():\n    x = 1\n    import json\n    import os\n    return x\n\n\n" \
+             "def g():\n    import torch  # heavy: only here\n    import numpy\n"
+    assert _uncommented_inner_imports(source) == [3]
+
+
+def test_imports_are_at_module_level_unless_a_comment_says_why():
+    bad = [f"{path.relative_to(PACKAGE)}:{line}" for path in _modules()
+           for line in _uncommented_inner_imports(path.read_text())]
+    assert bad == [], "function-level imports without a comment saying why: " + ", ".join(bad)
+
+
+def test_light_entry_points_do_not_load_torch():
+    """The metrics, the config and the command lines import without torch (fast ``--help``, light metrics)."""
+    code = ("import sys, stfpm_lib.metrics, stfpm_lib.config, stfpm_lib.runner.cli, stfpm_lib.runner.papermill_runner\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'papermill', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+#: Modules whose public functions and classes carry numpydoc sections (the metrics have their own test;
+#: data/, runner/, reporting/tables.py and reporting/figures.py are not converted yet).
+NUMPYDOC_MODULES = ["config.py", "method/*.py", "engine/*.py", "records/*.py", "reporting/published.py", "bench/*.py"]
+#: torch.nn.Module overrides, documented by torch
+_MODULE_OVERRIDES = {"forward", "train"}
+
+
+def _numpydoc_gaps(source: str) -> list[str]:
+    """Public functions/methods whose docstring lacks a ``Parameters`` section naming each parameter, or a
+    ``Returns``/``Yields`` section when they return something; public classes with fields and no
+    ``Parameters``/``Attributes`` section. Properties and one-argument-free methods need only a summary."""
+    gaps = []
+
+    def has(doc: str, title: str) -> bool:
+        return f"{title}\n" + "-" * len(title) in doc
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
+                doc = ast.get_docstring(child) or ""
+                fields = [n for n in child.body if isinstance(n, ast.AnnAssign) and "ClassVar" not in ast.unparse(n)]
+                init = [n for n in child.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+                if (fields or init) and not (has(doc, "Parameters") or has(doc, "Attributes")):
+                    gaps.append(f"{prefix}{child.name}: no Parameters/Attributes")
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.FunctionDef) and not child.name.startswith("_"):
+                if child.name in _MODULE_OVERRIDES or any(ast.unparse(d) == "property" for d in child.decorator_list):
+                    continue
+                doc = ast.get_docstring(child) or ""
+                args = [a.arg for a in child.args.posonlyargs + child.args.args + child.args.kwonlyargs
+                        if a.arg not in ("self", "cls")] + ([child.args.kwarg.arg] if child.args.kwarg else [])
+                if args:
+                    if not has(doc, "Parameters"):
+                        gaps.append(f"{prefix}{child.name}: no Parameters")
+                    else:
+                        params = re.split(r"\n\w[\w ]*\n-{3,}\n", doc.split("Parameters\n----------\n", 1)[1])[0]
+                        names = " ".join(line.split(" : ")[0] for line in params.splitlines()
+                                         if line and not line.startswith(" "))
+                        gaps.extend(f"{prefix}{child.name}: parameter {a} undocumented" for a in args
+                                    if not re.search(rf"(?<![\w*]){a}\b|\*\*{a}\b", names))
+                returns = child.returns is not None and ast.unparse(child.returns) not in ("None", "'None'")
+                if returns and args and not (has(doc, "Returns") or has(doc, "Yields")):
+                    gaps.append(f"{prefix}{child.name}: no Returns")
+
+    visit(ast.parse(source), "")
+    return gaps
+
+
+def test_the_numpydoc_rule_sees_a_missing_section():
+    source = ('def f(a, b):\n    """Sum.\n\n    Parameters\n    ----------\n    a : int\n    """\n    return a\n'
+              'def g(x) -> int:\n    """G."""\n')
+    assert _numpydoc_gaps(source) == ["f: parameter b undocumented", "g: no Parameters", "g: no Returns"]
+
+
+def test_public_functions_have_numpydoc_sections():
+    paths = sorted({p for pattern in NUMPYDOC_MODULES for p in PACKAGE.glob(pattern)})
+    gaps = [f"{path.relative_to(PACKAGE)}: {gap}" for path in paths for gap in _numpydoc_gaps(path.read_text())]
+    assert gaps == [], "docstrings without numpydoc sections:\n" + "\n".join(gaps)

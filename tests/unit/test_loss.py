@@ -55,6 +55,23 @@ def test_loss_batch_reduction_by_hand():
     torch.testing.assert_close(per_image, torch.tensor([0.60, 0.0]))
 
 
+def test_loss_reads_only_its_narrow_settings():
+    """loss_from_config takes a LossSettings (what STFPMConfig.loss_settings builds), a config or a mapping."""
+    from stfpm_lib.method.loss import LossSettings
+
+    ta, sa = feats_a()
+    t, s = torch.cat([ta, 2 * ta]), torch.cat([sa, ta])  # per image [1.20, 0] as above
+    settings = STFPMConfig.from_preset("anomalib").loss_settings()
+    assert settings == LossSettings(half=True, reduction="batch_sum", layer_reduction="sum")
+    torch.testing.assert_close(loss_from_config([t], [s], settings), torch.tensor(0.60))
+    torch.testing.assert_close(loss_from_config([t], [s], {"reduction": "batch_sum"}), torch.tensor(1.20))
+    torch.testing.assert_close(loss_from_config([t], [s], None), torch.tensor(0.60))
+    with pytest.raises(ValueError, match=r"unknown loss setting\(s\) \['loss_half'\]"):
+        LossSettings.from_any({"loss_half": True})
+    with pytest.raises(ValueError, match="layer_reduction='max' is not one of"):
+        LossSettings(layer_reduction="max")
+
+
 def test_train_step_reduces_the_batch_with_stfpm_loss():
     """Training uses the tested loss function: its loss is stfpm_loss of the same features, and an
     unknown batch reduction (bypassing the config's own check) is refused by it, not summed."""

@@ -479,6 +479,37 @@ def test_compute_all_and_per_defect_type():
     assert table.loc["scratch", "n_anomalous"] == 5 and table.loc["scratch", "n_normal"] == 6
 
 
+def test_a_pool_built_once_gives_the_same_metrics_as_building_it_again():
+    """compute_all / per_defect_type reuse a caller's pixel pool (what evaluate_predictions does for its
+    curves too): same numbers, and the (all) row equals the headline pixel metrics exactly."""
+    from stfpm_lib.metrics._pool import build_pool
+
+    maps, masks = make_set(**DATASETS["smooth"], n=12, n_normal=4)
+    types = ["good"] * 4 + ["scratch"] * 4 + ["blob"] * 4
+    pool = build_pool(maps, masks, components=True)
+    assert M.compute_all(maps, masks, pool=pool) == M.compute_all(maps, masks)
+    table = M.per_defect_type(maps, masks, types, official=True, pool=pool)
+    assert table.equals(M.per_defect_type(maps, masks, types, official=True))
+    out = M.compute_all(maps, masks)
+    assert (table.loc["(all)", "au_pro"], table.loc["(all)", "pixel_auroc"]) == (out["au_pro"], out["pixel_auroc"])
+    with pytest.raises(ValueError, match="components"):
+        M.compute_all(maps, masks, pool=build_pool(maps, masks))
+    with pytest.raises(ValueError, match=r"these 11 images \(\d+ pixels\)"):
+        M.compute_all(maps[1:], masks[1:], pool=pool)
+
+
+def test_thin_curve_keeps_first_last_and_evenly_spaced_points():
+    from stfpm_lib.metrics.roc import thin_curve
+
+    curve = M.ROCCurve(np.arange(11.0), np.arange(11.0) * 2, -np.arange(11.0))
+    thinned = thin_curve(curve, 3)
+    assert type(thinned) is M.ROCCurve and thinned.fpr.tolist() == [0, 5, 10] and thinned.tpr.tolist() == [0, 10, 20]
+    assert thin_curve(curve, 4).fpr.tolist() == [0, 3, 7, 10]  # round(linspace(0, 10, 4)) = 0, 3.33, 6.67, 10
+    assert thin_curve(curve, None) is curve and thin_curve(curve, 11) is curve
+    with pytest.raises(ValueError, match="max_points must be >= 2"):
+        thin_curve(curve, 1)
+
+
 # ------------------------------------------------------------------------------------ bad input
 def test_shape_mismatch_names_the_image():
     maps, masks = make_set(**DATASETS["smooth"])

@@ -119,7 +119,7 @@ def test_results_mean_std_and_seed_counts(study):
     assert df.loc[("better", "mean"), "n_seeds"] == 2
     md = (study / "tables" / "results.md").read_text()
     cell = f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
-    assert f"| base | catA | 3/3 |" in md and cell in md
+    assert "| base | catA | 3/3 |" in md and cell in md
     assert "| better | catB | 2/3 |" in md
     assert "have no metrics.json: see missing.md" in md
 

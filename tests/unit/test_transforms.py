@@ -92,6 +92,30 @@ def test_gt0_masks_from_files_equal_cv2(tmp_path, image_size):
     assert differs_from_float > 0  # the data is one where a float resize would not give cv2's masks
 
 
+def test_transforms_read_only_their_narrow_settings(tmp_path):
+    """A TransformSettings (image_size, crop_size, mask_rule) gives the same arrays as the whole config;
+    knobs of other parts (loss, map, training) do not matter."""
+    from stfpm_lib.config import TransformSettings
+    from stfpm_lib.data.transforms import read_image_uint8
+
+    Image.fromarray(thin_mask(np.random.default_rng(3), 90, 70)).save(tmp_path / "m.png")
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (90, 70, 3), dtype=np.uint8)).save(tmp_path / "i.png")
+    cfg = STFPMConfig.from_preset("xia", image_size=64, crop_size=48, epochs=1)
+    settings = cfg.transform_settings()
+    assert settings == TransformSettings(image_size=64, crop_size=48, mask_rule="nearest") and settings.input_size == 48
+    image = read_image_uint8(tmp_path / "i.png", settings)
+    assert image.shape == (48, 48, 3)
+    np.testing.assert_array_equal(image, read_image_uint8(tmp_path / "i.png", cfg))
+    mask = read_mask_uint8(tmp_path / "m.png", (70, 90), settings)
+    np.testing.assert_array_equal(mask, read_mask_uint8(tmp_path / "m.png", (70, 90), cfg))
+    np.testing.assert_array_equal(mask, read_mask_uint8(tmp_path / "m.png", (70, 90), {"image_size": 64,
+                                                                                        "crop_size": 48,
+                                                                                        "mask_rule": "nearest"}))
+    assert mask.shape == (48, 48) and mask.any()
+    with pytest.raises(ValueError, match=r"mask_rule='gt1' is not one of \['gt0', 'nearest', 'eq1'\]"):
+        TransformSettings(mask_rule="gt1")
+
+
 def float_bilinear(mask: np.ndarray, size: int) -> np.ndarray:
     """The float resize (half-pixel centres, no antialiasing) that cv2's fixed point departs from."""
     import torch
