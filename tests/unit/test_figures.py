@@ -69,7 +69,7 @@ def test_heatmap_overlay_and_save(tmp_path):
     assert _n_axes(fig) == 2
     assert RANDOM_TEACHER_LABEL in fig._suptitle.get_text()
     ov = fig.axes[1]
-    assert len(ov.images) == 2 and ov.images[1].get_cmap().name == "jet"
+    assert len(ov.images) == 2 and ov.images[1].get_cmap().name == F.HEATMAP_CMAP == "inferno"
     assert ov.images[1].get_array().shape == (32, 32)
     paths = F.save_figure(fig, tmp_path / "sub" / "overlay.png")
     assert [p.name for p in paths] == ["overlay.png", "overlay.pdf"]
@@ -115,13 +115,13 @@ def _curves():
 def test_roc_and_pro_curves():
     fig = F.plot_roc_curves(_curves(), title_suffix=RANDOM_TEACHER_LABEL)
     assert _n_axes(fig) == 2
-    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "AUROC 0.6600"
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "image AUROC 0.660"
     fig = F.plot_pro_curve(_curves())
     assert _n_axes(fig) == 1
     ax = fig.axes[0]
     assert ax.get_xlim() == (0.0, 0.3)
     assert len(ax.lines) == 2 and len(ax.lines[1].get_xdata()) == 4  # official grid cut at FPR 0.3
-    assert "AU-PRO 0.4500" in ax.get_legend().get_texts()[0].get_text()
+    assert "AU-PRO 0.450" in ax.get_legend().get_texts()[0].get_text()
     fig = F.plot_curves(_curves())
     assert _n_axes(fig) == 3
     empty = F.plot_curves({"image_roc": None})
@@ -160,9 +160,9 @@ def test_best_worst_grid_from_predictions(tiny_mvtec, tmp_path):
     sel = evaluate_predictions(pred).best_worst(2)
     fig = F.plot_best_worst(pred, sel, title_suffix=RANDOM_TEACHER_LABEL)
     assert _n_axes(fig) == 8  # 4 groups x 2 examples
-    titles = [a.get_title() for a in fig.axes]
+    titles = [a.get_title() for a in fig.axes if a.get_label() != "<colorbar>"]
     i = int(sel["anomalous_best"][0])
-    assert titles[0] == f"{pred.defect_types[i]}  s={float(pred.scores[i]):.3g}"
+    assert titles[0] == f"{pred.defect_types[i]}, score {float(pred.scores[i]):.3f}"
     assert all(t.startswith("good") for t in titles[4:])
     assert fig.axes[4].get_ylabel() == "normals, lowest scores"
     # the background is the RGB image file, not BGR: compare with PIL's RGB decode
@@ -180,7 +180,7 @@ def test_published_comparison_bars():
     ax = fig.axes[0]
     # 2 MVTec categories (widget left out) x (run, PAPER, OFF) + XIA transistor only (no carpet value)
     assert len(ax.patches) == 2 * 3 + 1
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["this run", "PAPER", "OFF", "XIA"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["this run", "paper", "official README", "xiahaifeng1995 reproduction"]
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
     assert heights == sorted([0.9, 0.8, 0.988, 0.825, 0.990292, 0.819404, 0.921])
     with pytest.raises(ValueError, match="no MVTec AD category"):
