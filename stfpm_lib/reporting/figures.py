@@ -30,6 +30,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -202,8 +203,10 @@ def overlay_heatmap(ax: Any, image: Any, amap: Any, mask: Any = None, *, alpha: 
 
 def _colorbar(fig: Figure, artist: Any, ax: Any, threshold: float | None = None, label: str = "anomaly score (a.u.)"):
     """A colour bar for ``artist`` beside ``ax`` in the map's units, with the threshold marked when given."""
-    cbar = fig.colorbar(artist, ax=ax, fraction=0.046, pad=0.03)
-    cbar.set_label(label)
+    opaque = mpl.cm.ScalarMappable(norm=artist.norm, cmap=artist.get_cmap())  # the bar without the overlay's alpha
+    cbar = fig.colorbar(opaque, ax=ax, fraction=0.046, pad=0.03)
+    cbar.set_label(label, fontsize=7)
+    cbar.ax.tick_params(labelsize=7)
     lo, hi = artist.get_clim()
     if threshold is not None and lo <= threshold <= hi:
         cbar.ax.axhline(threshold, color=PREDICTION_COLOUR, linewidth=1.5)
@@ -416,12 +419,14 @@ _BEST_WORST_LABELS = {
 
 
 def plot_best_worst(predictions: Any, selection: Mapping[str, Sequence[int]], *, cfg: Any = None,
-                    masks: np.ndarray | None = None, title: str = "Best and worst test images",
+                    masks: np.ndarray | None = None, images: Sequence[Any] | None = None,
+                    title: str = "Best and worst test images",
                     title_suffix: str | None = None) -> Figure:
     """Overlays of the examples chosen by ``Evaluation.best_worst(k)``: one row per group, k columns.
 
     Images are read from ``predictions.image_paths`` as RGB (:func:`load_rgb` with ``cfg``, default
-    ``predictions.config``); masks from ``masks`` or ``predictions.masks()``. Colours share one
+    ``predictions.config``) unless ``images`` gives every test image already loaded; masks from ``masks`` or
+    ``predictions.masks()``. Colours share one
     range: the min and max over all test maps.
     """
     groups = [g for g in _BEST_WORST_LABELS if g in selection and len(selection[g])]
@@ -433,22 +438,22 @@ def plot_best_worst(predictions: Any, selection: Mapping[str, Sequence[int]], *,
         masks = predictions.masks()
     maps = np.asarray(predictions.maps, dtype=np.float32)
     value_range = (float(maps.min()), float(maps.max()))
-    images, amaps, gts, titles = [], [], [], []
+    shown, amaps, gts, titles = [], [], [], []
     blank = np.zeros(maps.shape[1:], np.float32)
     for g in groups:
         idx = list(selection[g]) + [None] * (k - len(selection[g]))
         for i in idx:
             if i is None:  # fewer examples than k in this group: empty panel
-                images.append(np.zeros(maps.shape[1:] + (3,), np.float32))
+                shown.append(np.zeros(maps.shape[1:] + (3,), np.float32))
                 amaps.append(blank)
                 gts.append(None)
                 titles.append("")
                 continue
-            images.append(load_rgb(predictions.image_paths[i], cfg))
+            shown.append(load_rgb(predictions.image_paths[i], cfg) if images is None else images[i])
             amaps.append(maps[i])
             gts.append(masks[i])
             titles.append(f"{predictions.defect_types[i]}, score {float(predictions.scores[i]):.3f}")
-    return plot_examples_grid(images, amaps, gts, titles=titles, ncols=k, value_range=value_range, title=title,
+    return plot_examples_grid(shown, amaps, gts, titles=titles, ncols=k, value_range=value_range, title=title,
                               title_suffix=title_suffix, row_labels=[_BEST_WORST_LABELS[g] for g in groups])
 
 
@@ -759,14 +764,15 @@ def plot_score_distributions(scores_by_category: Mapping[str, Mapping[str, Any]]
 # ====================================================================== animation
 def _frame_figure(shape: tuple[int, int], value_range: tuple[float, float]) -> tuple[Figure, Any, Any, Any]:
     """A reusable two-panel figure (image | heatmap overlay with colour bar) for GIF frames."""
-    fig = Figure(figsize=(4.2, 2.3), dpi=100, layout="constrained")
+    fig = Figure(figsize=(3.6, 2.0), dpi=90, layout="constrained")
+    FigureCanvasAgg(fig)  # pixels to read back
     ax_img, ax_map = fig.subplots(1, 2)
     blank = np.zeros(shape + (3,), np.float32)
     im_rgb = ax_img.imshow(blank)
     im_bg = ax_map.imshow(blank)
     heat = ax_map.imshow(np.zeros(shape, np.float32), cmap=HEATMAP_CMAP, alpha=0.5, vmin=value_range[0],
                          vmax=value_range[1], interpolation="bilinear")
-    fig.colorbar(heat, ax=ax_map, fraction=0.046, pad=0.03).set_label("anomaly score (a.u.)", fontsize=7)
+    _colorbar(fig, heat, ax_map)
     for ax in (ax_img, ax_map):
         ax.set_axis_off()
     return fig, (ax_img, ax_map), (im_rgb, im_bg), heat
@@ -805,7 +811,9 @@ def write_heatmap_gif(images: Sequence[Any], maps: Sequence[Any], path: str | os
                          fontsize=8)
             fig.canvas.draw()
             frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
-    return atomic_save(Path(path), lambda tmp: frames[0].save(tmp, format="GIF", save_all=True,
+    palette = frames[0].quantize(colors=255, method=Image.Quantize.MEDIANCUT)  # one palette: small, no flicker
+    frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    return atomic_save(Path(path), lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, optimize=True,
                                                               append_images=frames[1:], duration=frame_ms, loop=0))
 
 
