@@ -217,7 +217,7 @@ def _colorbar(fig: Figure, artist: Any, ax: Any, threshold: float | None = None,
 def plot_heatmap_overlay(image: Any, amap: Any, mask: Any = None, *, title: str = "", title_suffix: str | None = None,
                          alpha: float = 0.5, value_range: tuple[float, float] | None = None) -> Figure:
     """Two panels: the RGB image with the GT contour, and the heatmap overlay (with a colour bar)."""
-    fig = Figure(figsize=(TEXT_WIDTH_IN * 0.75, 2.6), layout="constrained")
+    fig = Figure(figsize=(4.7, 2.6), layout="constrained")
     ax_img, ax_ov = fig.subplots(1, 2)
     rgb = to_rgb(image)
     ax_img.imshow(rgb)
