@@ -25,10 +25,13 @@ Architecture at a glance (sub-packages name the layers)::
     reporting/             runs -> tables and figures
         tables.py          run -> tables (CSV / Markdown / LaTeX) beside published numbers
         published.py       the published numbers (data in reporting/published/, with sources)
-        figures.py         matplotlib figures for notebooks and theses
+        figures.py         matplotlib figures for notebooks and theses (one style, 300 dpi PNG + PDF)
+        run_figures.py     every figure of a run from its cached maps and metrics (05_figures)
+        html_report.py     <run>/report/index.html: tables, figures, executed notebooks as HTML
     runner/                entry points
         notebook_steps.py  train -> predict -> evaluate for one category, plots (what notebooks call)
         papermill_runner.py  notebooks over categories (``python -m stfpm_lib.batch``, via batch.py)
+        demo_results.py    regenerate the committed results/demo; nbval of its notebooks (make test)
         cli.py             the ``stfpm`` console script: train | predict | evaluate
     bench/                 benchmarks (python -m stfpm_lib.bench metrics|speed)
 

@@ -764,7 +764,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
     )
     print(format_summary(result), flush=True)
     _print_tables(result, run_dir)
-    if reproduce_mode and result.exit_code == 0:
+    if reproduce_mode and result.exit_code == 0 and result.run_level is not None:  # the tables and figures exist
         from ..reporting.html_report import write_report
 
         print(f"report: {write_report(run_dir)}", flush=True)
