@@ -139,10 +139,21 @@ def render_notebook(path: str | Path, out_path: str | Path) -> Path:
 
 
 # ====================================================================== page
-def _figure_html(src: str, caption: str, pdf: str | None = None) -> str:
+def _display_width(path: Path) -> int:
+    """CSS width of an image: 1.7x its physical size (163 px per inch) from its dpi, else 1.5x its pixels,
+    so that every figure shows at one scale whatever its pixel count (and at most the page width)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        dpi = im.info.get("dpi")
+        return round(im.width / float(dpi[0]) * 163) if dpi and float(dpi[0]) > 1 else round(im.width * 1.5)
+
+
+def _figure_html(src: str, caption: str, pdf: str | None = None, base: Path | None = None) -> str:
     e = html.escape
     link = f' (<a href="{e(pdf)}">PDF</a>)' if pdf else ""
-    return (f'<figure><img src="{e(src)}" alt="{e(caption)}">'
+    width = f' width="{_display_width(base / src)}"' if base is not None and (base / src).is_file() else ""
+    return (f'<figure><img src="{e(src)}" alt="{e(caption)}"{width}>'
             f"<figcaption>{e(caption)}{link}</figcaption></figure>")
 
 
@@ -158,8 +169,8 @@ def _run_figures_html(run_dir: Path, report: Path) -> list[str]:
         chosen = [x for x in entries if x["kind"] == kind]
         if chosen:
             parts.append(f"<h2>{html.escape(heading)}</h2>")
-            parts += [_figure_html(f"{rel}/{x['png']}", x["caption"], f"{rel}/{x['pdf']}" if x.get("pdf") else None)
-                      for x in chosen]
+            parts += [_figure_html(f"{rel}/{x['png']}", x["caption"], f"{rel}/{x['pdf']}" if x.get("pdf") else None,
+                                   report) for x in chosen]
     images = [x for x in entries if x["kind"] == "image"]
     if images:
         links = "\n".join(f'<li><a href="{html.escape(rel + "/" + x["png"])}">{html.escape(x["caption"])}</a></li>'
@@ -175,8 +186,8 @@ def _category_figures_html(run_dir: Path, report: Path) -> list[str]:
         shown = [(cat_dir / name, what) for name, what in CATEGORY_FIGURES if (cat_dir / name).is_file()]
         if shown:
             parts.append(f"<h3>{html.escape(cat_dir.name)}</h3>")
-            parts += [_figure_html(os.path.relpath(p, report), f"{cat_dir.name}: {what} (notebook figure)")
-                      for p, what in shown]
+            parts += [_figure_html(os.path.relpath(p, report), f"{cat_dir.name}: {what} (notebook figure)",
+                                   base=report) for p, what in shown]
     return ["<h2>Notebook figures per category</h2>", *parts] if parts else []
 
 

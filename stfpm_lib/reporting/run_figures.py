@@ -26,6 +26,7 @@ CLI: ``python -m stfpm_lib.reporting.run_figures RUN_DIR [--categories a,b] [--s
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import sys
@@ -47,6 +48,7 @@ from .published import METRICS as PUBLISHED_METRICS
 from .tables import ReportError, collect_run
 
 __all__ = ["CategoryData", "FIGURES_DIR", "MANIFEST", "load_category", "category_curves", "run_categories", "image_path",
+           "preview_png",
            "write_run_figures", "main"]
 
 FIGURES_DIR = "figures"
@@ -281,6 +283,19 @@ def write_run_figures(run_dir: str | Path, out_dir: str | Path | None = None,
                 "figures": w.entries}
     atomic_write_text(w.out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return w.entries
+
+
+def preview_png(path: str | Path, width: int = 800) -> bytes:
+    """A ``width``-pixel-wide PNG preview of a figure file (for notebooks: the 300 dpi files stay on disk)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.width > width:
+            im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+        buffer = io.BytesIO()
+        im.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

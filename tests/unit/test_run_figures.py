@@ -89,3 +89,12 @@ def test_categories_and_cli_errors(tiny_run, tmp_path, capsys):
     assert f"error: run directory {tmp_path} has no <category>/metrics.json" in capsys.readouterr().err
     assert R.main([str(tiny_run), "--style", "poster", "--out-dir", str(tmp_path / "f")]) == 2
     assert "style='poster'" in capsys.readouterr().err
+
+
+def test_preview_png_is_a_smaller_png(figures):
+    out, _ = figures
+    data = R.preview_png(out / "roc_curves.png", width=400)
+    import io
+
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG" and im.size == (400, round(400 * 1020 / 1890))
