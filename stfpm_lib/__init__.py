@@ -30,13 +30,16 @@ Architecture at a glance (sub-packages name the layers)::
         study_tables.py    study (variants x seeds x categories) -> tables with seed noise,
                            bootstrap intervals and paired tests
         published.py       the published numbers (data in reporting/published/, with sources)
-        figures.py         matplotlib figures for notebooks and theses
+        figures.py         matplotlib figures for notebooks and theses (one style, 300 dpi PNG + PDF)
+        run_figures.py     every figure of a run from its cached maps and metrics (05_figures)
+        html_report.py     <run>/report/index.html: tables, figures, executed notebooks as HTML
     runner/                entry points
         notebook_steps.py  train -> predict -> evaluate for one category, plots (what notebooks call)
         papermill_runner.py  notebooks over categories (``python -m stfpm_lib.batch``, via batch.py)
         study.py           study specs (studies/*.yaml): variants x seeds x categories -> jobs
         study_runner.py    ``python -m stfpm_lib.batch study``: study.json, resumable jobs, summary
         executors.py       where jobs run: local process pool, Dask (scheduler, LocalCluster, SLURM/PBS), GPU pinning
+        demo_results.py    regenerate the committed results/demo; nbval of its notebooks (make test)
         cli.py             the ``stfpm`` console script: train | predict | evaluate
     bench/                 benchmarks (python -m stfpm_lib.bench metrics|speed)
 

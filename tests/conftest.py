@@ -90,3 +90,15 @@ def fit_interrupted():
             fit(*args, progress=False, log=log, **kwargs)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_mvtec, tmp_path_factory) -> Path:
+    """A finished run (brick, grass) made without training: cached predictions, metrics.json, history, tables
+    (see tests/unit/tiny_run.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "unit"))
+    from tiny_run import make_run
+
+    return make_run(tmp_path_factory.mktemp("tiny_run") / "run", tiny_mvtec)

@@ -5,8 +5,11 @@ Command line (``python -m stfpm_lib.batch``)::
     run        --notebook NB.ipynb [--notebook NB2.ipynb ...] --categories all|a,b --data-root DIR
                --run-name NAME --preset P -p key value ... --jobs N --force
     reproduce  [--data-root DIR] [--categories ...] [--run-name NAME] [-p key value ...]
-               the main job: train -> evaluate per category, then the report notebook once;
-               on MVTec AD (``--data-root`` / ``$MVTEC_ROOT``) or, without one, the embedded demo.
+               the main job: train -> evaluate per category, then the report and figures notebooks
+               once and the HTML report (``report/index.html``); on MVTec AD (``--data-root`` /
+               ``$MVTEC_ROOT``) or, without one, the embedded demo.
+    report     RUN_DIR [--no-notebooks]: write RUN_DIR/report/index.html (tables, figures, executed
+               notebooks rendered as HTML), readable offline
     study      studies/x.yaml [--data-root DIR] [--out DIR] [--jobs N | --scheduler ADDR | --cluster local:N|slurm|pbs]
                a grid of variants x seeds x categories (:mod:`stfpm_lib.runner.study_runner`).
 
@@ -19,7 +22,8 @@ Layout of a run (``<results-dir>/<run-name>``, default ``results/runs/<run-name>
     <category>/<nb>.log         the kernel's stdout/stderr, streamed while it runs
     <category>/checkpoint.pt, history.csv, predictions_*.npz, metrics.json, *.png   (written by the notebooks,
                                 see NOTEBOOK_OUTPUTS)
-    <nb>.ipynb, tables/         run-level notebooks (no ``category`` parameter), e.g. the report
+    <nb>.ipynb, tables/, figures/  run-level notebooks (no ``category`` parameter): 04_report, 05_figures
+    report/index.html           the HTML report (``reproduce`` and ``report``)
 
 Notebook contract: one cell tagged ``parameters`` (the first cell) declaring flat parameters.
 A per-category notebook declares ``category``; the runner sets ``category``, ``data_root``,
@@ -82,16 +86,17 @@ NOTEBOOK_OUTPUTS: dict[str, tuple[str, ...]] = {
     "03_evaluate": ("predictions_test.npz", "predictions_val.npz", "per_image.npz", "metrics.json",
                     "per_defect_type.png", "curves.png", "best_worst.png"),
     "04_report": ("tables",),
+    "05_figures": ("figures",),
 }
 
 #: Parameters the runner sets itself; passing them with ``-p`` is an error.
 RUNNER_KEYS = ("category", "data_root", "out_dir", "run_dir", "force")
 
 #: Output sub-directory of run-level notebooks (default: the notebook's stem).
-RUN_LEVEL_OUT: dict[str, str] = {"04_report": "tables"}
+RUN_LEVEL_OUT: dict[str, str] = {"04_report": "tables", "05_figures": "figures"}
 
 PIPELINE = ("02_train.ipynb", "03_evaluate.ipynb")
-REPORT = "04_report.ipynb"
+REPORTS = ("04_report.ipynb", "05_figures.ipynb")
 RUN_LEVEL = "_run"
 
 
@@ -705,8 +710,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="notebook to execute per category (repeat for a chain, run in order)")
     _common_args(run)
     rep = sub.add_parser("reproduce", help="the main job: train -> evaluate per category, then the report")
-    rep.add_argument("--notebooks-dir", default=None, help="where 02_train/03_evaluate/04_report live")
+    rep.add_argument("--notebooks-dir", default=None, help="where 02_train/03_evaluate/04_report/05_figures live")
     _common_args(rep)
+    html_rep = sub.add_parser("report", help="write RUN_DIR/report/index.html from a finished run")
+    html_rep.add_argument("run_dir", help="run directory (e.g. results/runs/demo)")
+    html_rep.add_argument("--no-notebooks", action="store_true", help="do not render the executed notebooks")
     from .study_runner import add_study_parser  # the study runner builds on this module
 
     add_study_parser(sub)
@@ -760,7 +768,7 @@ def _cli_inputs(args: argparse.Namespace, reproduce_mode: bool, overrides: dict[
     if reproduce_mode:
         nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else default_notebooks_dir()
         notebooks = [load_notebook_spec(nb_dir / name) for name in PIPELINE]
-        run_level = [load_notebook_spec(nb_dir / REPORT)]
+        run_level = [load_notebook_spec(nb_dir / name) for name in REPORTS]
         if args.data_root or os.environ.get("MVTEC_ROOT"):
             data_root = resolve_data_root(args.data_root).resolve()
         else:
@@ -829,6 +837,10 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
     )
     print(format_summary(result), flush=True)
     _print_tables(result, run_dir)
+    if reproduce_mode and result.exit_code == 0 and result.run_level is not None:  # the tables and figures exist
+        from ..reporting.html_report import write_report
+
+        print(f"report: {write_report(run_dir)}", flush=True)
     if note:
         print(note, flush=True)
     return result.exit_code
@@ -844,6 +856,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..data.mvtec import DataError  # lazy: see the note at the imports
 
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        from ..reporting.html_report import main as report_main  # lazy: nbconvert is slow to import
+
+        return report_main([args.run_dir, *(["--no-notebooks"] if args.no_notebooks else [])])
     try:
         if args.command == "study":
             from .study_runner import run_study_cli  # lazy: the study runner loads the tables (pandas)

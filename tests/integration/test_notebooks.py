@@ -24,7 +24,7 @@ from stfpm_lib.runner.notebook_steps import (CONFIG_FIELDS, check_checkpoint_con
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-REQUIRED = ("01_explore_dataset", "02_train", "03_evaluate", "04_report")
+REQUIRED = ("01_explore_dataset", "02_train", "03_evaluate", "04_report", "05_figures")
 RATE_METRICS = ("image_auroc", "pixel_auroc", "au_pro", "official_pro", "image_f1", "pixel_f1")
 
 
@@ -68,6 +68,8 @@ def test_runner_sees_per_category_and_run_level_notebooks():
         assert specs[name].per_category and specs[name].takes_config
         assert {"category", "data_root", "out_dir", "preset"} <= set(specs[name].parameters)
     assert not specs["04_report"].per_category and {"run_dir", "out_dir"} <= set(specs["04_report"].parameters)
+    assert not specs["05_figures"].per_category
+    assert {"run_dir", "out_dir", "categories", "style", "per_image"} <= set(specs["05_figures"].parameters)
     assert "teacher_weights" in specs["02_train"].parameters  # the runner pre-checks the weights for it
 
 
@@ -133,7 +135,7 @@ def _outputs(path: Path) -> list[dict]:
 def test_all_notebooks_execute(executed):
     assert executed["code"] == 0
     run_dir, cat_dir = executed["run_dir"], executed["cat_dir"]
-    executed_paths = [cat_dir / f"{n}.ipynb" for n in REQUIRED[:3]] + [run_dir / "04_report.ipynb"]
+    executed_paths = [cat_dir / f"{n}.ipynb" for n in REQUIRED[:3]] + [run_dir / f"{n}.ipynb" for n in REQUIRED[3:]]
     for path in executed_paths:
         outputs = _outputs(path)
         assert not [o for o in outputs if o["output_type"] == "error"], path
@@ -224,9 +226,23 @@ def test_report_tables(executed):
     assert float(brick["pixel_auroc"]) == pytest.approx(record["metrics"]["pixel_auroc"], abs=1e-5)
 
 
+def test_figures_notebook_outputs(executed):
+    """05_figures drew every figure of the run from the cached maps, the per-image panels included."""
+    import json
+
+    figures = executed["run_dir"] / "figures"
+    manifest = json.loads((figures / "manifest.json").read_text())
+    kinds = [e["kind"] for e in manifest["figures"]]
+    assert kinds.count("image") == 10 and kinds.count("animation") == 1  # brick: 10 test images
+    for name in ("roc_curves", "pro_curves", "score_distributions", "all_categories", "brick/training_curves"):
+        assert (figures / f"{name}.png").stat().st_size > 1000 and (figures / f"{name}.pdf").is_file()
+    out = "".join(o.get("text", "") for o in _outputs(executed["run_dir"] / "05_figures.ipynb"))
+    assert f"{len(manifest['figures'])} figures written to figures/" in out and "per-image panels: 10" in out
+
+
 def test_rerun_skips_complete_notebooks(executed, capsys):
     before = (executed["cat_dir"] / "02_train.ipynb").stat().st_mtime_ns
-    per_category = [a for p in NOTEBOOKS if p.stem != "04_report" for a in ("--notebook", str(p))]
+    per_category = [a for p in NOTEBOOKS if p.stem not in ("04_report", "05_figures") for a in ("--notebook", str(p))]
     argv = ["run", *per_category, "--categories", "brick",
             "--data-root", str(executed["root"]), "--run-name", "ci", "--results-dir", str(executed["run_dir"].parent),
             "-p", "epochs", "1", "-p", "image_size", "64", "-p", "teacher_weights", "random", "-p", "batch_size", "8",

@@ -23,7 +23,7 @@ def _reproduce(results: Path, *extra: str) -> subprocess.CompletedProcess:
     env.pop("MVTEC_ROOT", None)
     env["STFPM_OFFLINE"] = "1"  # no network probe: the demo falls back to the random teacher, loudly
     cmd = [sys.executable, "-m", "stfpm_lib.batch", "reproduce", "--results-dir", str(results), "--run-name", "demo_ci",
-           "-p", "epochs", "2", "-p", "image_size", "64", "--no-progress", *extra]
+           "-p", "epochs", "2", "-p", "image_size", "64", "-p", "per_image", "False", "--no-progress", *extra]
     return subprocess.run(cmd, cwd=results.parent, env=env, capture_output=True, text=True, timeout=400)
 
 
@@ -55,11 +55,13 @@ def test_demo_reproduce_produces_metrics(demo_run):
         assert config["teacher_weights"] == "random" and record["teacher_weights"]["source"] == "random"
         assert record["dataset"]["root"] == str(demo_root().resolve())
         assert record["dataset"]["counts"]["train_good"] == 32 and record["wall_time_s"] > 0
-    assert (run_dir / "04_report.ipynb").is_file()
+    assert (run_dir / "04_report.ipynb").is_file() and (run_dir / "05_figures.ipynb").is_file()
+    assert (run_dir / "figures" / "all_categories.png").is_file() and (run_dir / "report" / "index.html").is_file()
     run = json.loads((run_dir / "run.json").read_text())
     assert run["data_root"] == str(demo_root().resolve()) and run["preset"] == "official"
-    assert run["overrides"] == {**batch.DEMO_OVERRIDES, "epochs": 2, "image_size": 64, "teacher_weights": "random"}
-    assert run["notebooks"] == ["02_train.ipynb", "03_evaluate.ipynb", "04_report.ipynb"]
+    assert run["overrides"] == {**batch.DEMO_OVERRIDES, "epochs": 2, "image_size": 64, "teacher_weights": "random",
+                                "per_image": False}
+    assert run["notebooks"] == ["02_train.ipynb", "03_evaluate.ipynb", "04_report.ipynb", "05_figures.ipynb"]
 
 
 def test_demo_reproduce_prints_tables_and_warns_loudly(demo_run):
@@ -68,7 +70,7 @@ def test_demo_reproduce_prints_tables_and_warns_loudly(demo_run):
     # The random-teacher warning opens and closes the run's output.
     assert "NOT available" in "\n".join(lines[:4]) and lines[0].startswith("!!!!")
     assert out.count("RANDOMLY INITIALISED teacher") == 2 and lines[-1].startswith("!!!!")
-    assert f"tables: {run_dir / 'tables'}" in out
+    assert f"tables: {run_dir / 'tables'}" in out and f"report: {run_dir / 'report' / 'index.html'}" in out
     assert "2 of 2 categories succeeded" in out
     md = (run_dir / "tables" / "results.md").read_text()
     assert RANDOM_TEACHER_LABEL in md and all(f"| {c} |" in md for c in DEMO_CATEGORIES)
