@@ -28,6 +28,7 @@ names that are not safe folder names.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -40,7 +41,7 @@ import yaml
 from ..config import CONFIG_FIELDS, ConfigError, STFPMConfig, parse_field
 from .papermill_runner import PIPELINE, RUNNER_KEYS, BatchError
 
-__all__ = ["StudyError", "Variant", "Study", "Job", "load_study", "expand_jobs", "study_spec", "safe_name",
+__all__ = ["StudyError", "Variant", "Study", "Job", "load_study", "narrow_study", "expand_jobs", "study_spec", "safe_name",
            "SPEC_KEYS"]
 
 #: Top-level keys of a study file.
@@ -86,7 +87,7 @@ class Study:
 
     def config(self, variant: Variant, seed: int) -> STFPMConfig:
         """The configuration of ``variant`` trained with ``seed``."""
-        return STFPMConfig.from_preset(self.preset, **self.overrides, **variant.overrides, seed=seed)
+        return STFPMConfig.from_preset(self.preset, **{**self.overrides, **variant.overrides, "seed": seed})
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,50 @@ def load_study(path: str | os.PathLike) -> Study:
                  notebooks=_names(path, "notebooks", spec.get("notebooks"), PIPELINE), overrides=common,
                  parameters=dict(parameters), baseline=baseline, data_root=data_root,
                  description=str(spec.get("description") or ""))
+
+
+def narrow_study(study: Study, *, params: Sequence[tuple[str, str]] = (), seeds: str | None = None,
+                 categories: str | None = None, variants: str | None = None, baseline: str | None = None) -> Study:
+    """``study`` as the command line adjusts it (``-p KEY VALUE``, ``--seeds``, ``--categories``, ``--variants``).
+
+    Parameters
+    ----------
+    study : Study
+    params : sequence of (str, str)
+        Config fields added to the common overrides (a variant's own overrides still win), each value
+        parsed by :func:`~stfpm_lib.config.parse_field` and checked on every variant.
+    seeds, categories, variants : str, optional
+        Comma-separated lists replacing the file's seeds and categories, and the variants kept.
+    baseline : str, optional
+        The variant to compare with; needed when ``variants`` drops the file's baseline.
+
+    Returns
+    -------
+    Study
+        The adjusted study; errors (:class:`StudyError`) name the command-line option.
+    """
+    where = Path("command line")
+    common = _check_overrides(where, "-p", study.preset, dict(params), study.overrides)
+    kept = study.variants
+    if variants is not None:
+        names = _names(where, "--variants", variants, ())
+        unknown = [n for n in names if n not in {v.name for v in study.variants}]
+        if unknown:
+            raise StudyError(f"--variants {unknown}: not variants of {study.path}: {[v.name for v in study.variants]}")
+        kept = tuple(v for v in study.variants if v.name in names)
+    chosen = baseline if baseline is not None else study.baseline
+    if chosen is not None and chosen not in {v.name for v in kept}:
+        raise StudyError(f"baseline {chosen!r} is not among the variants {[v.name for v in kept]}: pass --baseline")
+    narrowed = dataclasses.replace(
+        study, overrides={**study.overrides, **common}, variants=kept, baseline=chosen,
+        seeds=study.seeds if seeds is None else _seeds(where, [s.strip() for s in seeds.split(",")]),
+        categories=study.categories if categories is None else _names(where, "--categories", categories, "all"))
+    for variant in narrowed.variants:  # every variant still builds (e.g. crop_size <= a smaller image_size)
+        try:
+            narrowed.config(variant, narrowed.seeds[0])
+        except (ConfigError, TypeError) as exc:
+            raise StudyError(f"variant {variant.name!r} with -p {dict(params)}: {exc}") from None
+    return narrowed
 
 
 def expand_jobs(study: Study, categories: Sequence[str] | None = None) -> list[Job]:

@@ -40,7 +40,7 @@ from ..reporting.study_tables import StudyResultsError, write_study_tables
 from . import papermill_runner as runner
 from .executors import ClusterOptions, ExecutorSpec, executor_spec
 from .notebook_steps import METRICS_NAME
-from .study import Job, Study, StudyError, expand_jobs, load_study, study_spec
+from .study import Job, Study, StudyError, expand_jobs, load_study, narrow_study, study_spec
 
 __all__ = ["StudyResult", "add_study_parser", "run_study_cli", "prepare_study_dir", "run_study", "stamp_study",
            "format_study_summary", "DEFAULT_STUDIES_DIR"]
@@ -238,6 +238,13 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="study directory (default results/studies/<name>)")
     p.add_argument("--notebooks-dir", default=None, help="where the spec's notebooks live (default notebooks/)")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and exit (writes nothing)")
+    nar = p.add_argument_group("adjusting the study from the command line (recorded in study.json)")
+    nar.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                     help="config field added to the study's common overrides (a variant's own overrides win), "
+                          "e.g. -p epochs 3 -p image_size 64")
+    nar.add_argument("--seeds", default=None, help="comma-separated seeds replacing the study's, e.g. 0,1,2")
+    nar.add_argument("--categories", default=None, help="comma-separated categories replacing the study's")
+    nar.add_argument("--variants", default=None, help="comma-separated variants to run (default: all)")
     p.add_argument("--force", action="store_true", help="redo finished jobs; overwrite runs made with another config")
     tb = p.add_argument_group("tables (written to <out>/tables/ after the jobs; python -m stfpm_lib.reporting.study_tables)")
     tb.add_argument("--baseline", default=None, help="variant the others are compared with (default: the spec's)")
@@ -285,9 +292,8 @@ def _write_tables(study_dir: Path, baseline: str | None, n_resamples: int) -> No
 
 def run_study_cli(args: argparse.Namespace) -> int:
     """``python -m stfpm_lib.batch study``: validate everything, prepare the folder, run, summarise."""
-    study = load_study(args.spec)
-    if args.baseline is not None and args.baseline not in study.variants:
-        raise StudyError(f"--baseline {args.baseline!r} is not a variant of {study.path}: {list(study.variants)}")
+    study = narrow_study(load_study(args.spec), params=args.param, seeds=args.seeds, categories=args.categories,
+                         variants=args.variants, baseline=args.baseline)
     if args.n_resamples < 1:
         raise StudyError(f"--n-resamples must be >= 1; got {args.n_resamples}")
     executor = _executor(args)

@@ -9,7 +9,7 @@ import pytest
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data.mvtec import MVTEC_CATEGORIES
-from stfpm_lib.runner.study import StudyError, expand_jobs, load_study, safe_name, study_spec
+from stfpm_lib.runner.study import StudyError, expand_jobs, load_study, narrow_study, safe_name, study_spec
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
@@ -161,3 +161,49 @@ def test_committed_studies_load_and_expand():
     factors = load_study(REPO / "studies" / "factors.yaml")
     assert factors.variant("official").overrides == {}
     assert all(len(v.overrides) == 1 for v in factors.variants if v.name != "official")  # one factor at a time
+
+
+def test_the_committed_study_headers_count_their_trainings():
+    """Each file's comment line 'N variants x S seeds x 15 MVTec AD categories = T trainings' is right."""
+    import re
+
+    for path in STUDIES:
+        study = load_study(path)
+        if study.data_root == "demo":
+            continue
+        m = re.search(r"^# (\d+) variants? x (\d+) seeds x 15 MVTec AD categories = ([\d,]+) trainings", path.read_text(),
+                      re.M)
+        assert m, path
+        assert (int(m[1]), int(m[2]), int(m[3].replace(",", ""))) == (
+            len(study.variants), len(study.seeds), len(study.variants) * len(study.seeds) * 15), path
+
+
+def test_command_line_narrowing(tmp_path):
+    path = _write(tmp_path, """
+overrides: {epochs: 100}
+variants:
+  imagenet: {}
+  random: {teacher_weights: random}
+  zero: {teacher_weights: random, random_init: zero_last_bn, image_size: 128}
+seeds: [0, 1, 2, 3, 4]
+baseline: imagenet
+""")
+    study = load_study(path)
+    small = narrow_study(study, params=[("epochs", "3"), ("image_size", "64")], seeds="0,1,2",
+                         categories="PA_BFT01_TL", variants="random,zero", baseline="random")
+    assert small.overrides == {"epochs": 3, "image_size": 64} and small.seeds == (0, 1, 2)
+    assert [v.name for v in small.variants] == ["random", "zero"] and small.baseline == "random"
+    assert small.categories == ("PA_BFT01_TL",)
+    assert small.config(small.variant("random"), 1).image_size == 64
+    assert small.config(small.variant("zero"), 1).image_size == 128  # a variant's own override wins
+    assert narrow_study(study) == study
+    with pytest.raises(StudyError, match=r"baseline 'imagenet' is not among the variants \['random'\]"):
+        narrow_study(study, variants="random")
+    with pytest.raises(StudyError, match=r"--variants \['nope'\]: not variants"):
+        narrow_study(study, variants="random,nope", baseline="random")
+    with pytest.raises(StudyError, match=r"-p.epochs"):
+        narrow_study(study, params=[("epochs", "zero")])
+    with pytest.raises(StudyError, match=r"-p.seed: not an override"):
+        narrow_study(study, params=[("seed", "1")])
+    with pytest.raises(StudyError, match=r"variant 'zero' with -p \{'crop_size': '200'\}"):
+        narrow_study(study, params=[("crop_size", "200")])  # fits the others' 256 px, not zero's 128 px
