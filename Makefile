@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 # Extra arguments for the main job, e.g. make reproduce ARGS="--categories bottle -p epochs 200"
 ARGS   ?=
 
-.PHONY: install test reproduce demo-results bench clean
+.PHONY: install test reproduce demo-results ablation-demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,21 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The committed demo versions of the ablation studies (results/ablations/<study>/): the same study files,
+# made small from the command line (random teacher, 3 epochs, 64 px, 3 seeds, one demo category). The
+# factors demo leaves out crop224 (needs images over 224 px) and epochs200 (its own epochs win over -p).
+ABLATION_DEMO = -p epochs 3 -p image_size 64 -p batch_size 8 -p teacher_weights random --seeds 0,1,2 \
+	--categories PA_BRG03_TL --jobs 2 --no-progress
+FACTORS_DEMO = official,loss_half,loss_batch_sum,loss_layer_mean,wd1e-3,select_last,select_val_loss,\
+select_test_leakage,student_zero_last_bn,map_half,map_per_area,upsample_direct,fusion_sum,smooth4,mask_eq1,\
+mask_nearest,split_random
+
+ablation-demo: $(STAMP)
+	$(BIN)/python -m stfpm_lib.batch study studies/layers.yaml $(ABLATION_DEMO) --out results/ablations/layers
+	$(BIN)/python -m stfpm_lib.batch study studies/backbones.yaml $(ABLATION_DEMO) --out results/ablations/backbones
+	$(BIN)/python -m stfpm_lib.batch study studies/teacher.yaml $(ABLATION_DEMO) --variants random,random_zero_last_bn \
+		--baseline random --out results/ablations/teacher
+	$(BIN)/python -m stfpm_lib.batch study studies/factors.yaml $(ABLATION_DEMO) --variants $(FACTORS_DEMO) \
+		--out results/ablations/factors
+	$(BIN)/python -m stfpm_lib.batch study studies/seeds.yaml $(ABLATION_DEMO) --out results/ablations/seeds

@@ -33,6 +33,7 @@ Architecture at a glance (sub-packages name the layers)::
         figures.py         matplotlib figures for notebooks and theses (one style, 300 dpi PNG + PDF)
         run_figures.py     every figure of a run from its cached maps and metrics (05_figures)
         html_report.py     <run>/report/index.html: tables, figures, executed notebooks as HTML
+        ablation_figures.py  a study's figures from its tables: variants with seed error bars, factor deltas
     runner/                entry points
         notebook_steps.py  train -> predict -> evaluate for one category, plots (what notebooks call)
         papermill_runner.py  notebooks over categories (``python -m stfpm_lib.batch``, via batch.py)

@@ -12,6 +12,7 @@ import ctypes
 import os
 import platform
 import random
+import resource
 import sys
 from typing import Any, Iterator
 
@@ -23,6 +24,7 @@ from ..config import PRECISIONS, ConfigError
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
+    "peak_memory",
     "resolve_device", "seed_everything", "rng_state", "set_rng_state", "autocast", "amp_dtype",
     "effective_precision", "cpu_has_fast_bf16", "cpu_description", "grad_scaler", "prepare_model", "prepare_input",
     "normalize_uint8", "deterministic", "kernel_policy", "synchronize", "tune_cpu_allocator",
@@ -449,3 +451,23 @@ def tune_cpu_allocator() -> bool:
     except (OSError, AttributeError):
         _allocator_tuned = False
     return _allocator_tuned
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """Peak memory of this process so far, for the records of a training run.
+
+    Parameters
+    ----------
+    device : torch.device
+
+    Returns
+    -------
+    dict
+        ``{"mib": float, "kind": str}``: on CUDA the peak of ``torch.cuda.max_memory_allocated``
+        (``kind="cuda_allocated"``), else the process's peak resident set size (``"process_rss"``,
+        the interpreter, torch and the data included), MiB.
+    """
+    if device.type == "cuda":
+        return {"mib": torch.cuda.max_memory_allocated(device) / 2**20, "kind": "cuda_allocated"}
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"mib": rss_kib / 1024, "kind": "process_rss"}

@@ -89,7 +89,7 @@ from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, rel
 from ..records.provenance import environment_info
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, FORMAT_VERSION, LAST_FORMAT, LAST_NAME,
                          read_checkpoint, save_checkpoint)
-from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, prepare_input, prepare_model, resolve_device,
+from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, peak_memory, prepare_input, prepare_model, resolve_device,
                      rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
 
@@ -694,7 +694,7 @@ def _write_result(session: _Session, state: TrainingState, cfg: STFPMConfig, out
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": cfg.to_dict(),
         "student": state.best["student"], "epoch": state.best["epoch"], "epochs_trained": state.epoch,
         "selection": cfg.selection, "selection_value": value,
-        "test_set_leakage": cfg.selection in LEAKAGE_SELECTIONS, "teacher_weights": state.teacher_weights,
+        "test_set_leakage": cfg.selection in LEAKAGE_SELECTIONS, "peak_memory": peak_memory(session.device), "teacher_weights": state.teacher_weights,
         "dataset": state.dataset, "history": state.history, "train_time_s": state.elapsed_s,
         "device": str(session.device), "resumed_from_epoch": resumed_from, "environment": environment_info(),
         "teacher_cache": cache_record,

@@ -302,10 +302,10 @@ def _comparison(study: StudyResults, boot: dict, variant: str, baseline: str, ke
 
 
 # ====================================================================== tables
-def _num(x: float, signed: bool = False) -> str:
+def _num(x: float, signed: bool = False, decimals: int = _DECIMALS) -> str:
     if x is None or not math.isfinite(x):
         return "–"
-    return f"{x:+.{_DECIMALS}f}" if signed else f"{x:.{_DECIMALS}f}"
+    return f"{x:+.{decimals}f}" if signed else f"{x:.{decimals}f}"
 
 
 def _p(x: float) -> str:
@@ -399,6 +399,46 @@ def _missing_table(study: StudyResults) -> _Table | None:
                   ["Variant", "Seed", "Category", "Status"], cells, ["l", "r", "l", "l"], len(cells), [])
 
 
+def _costs_table(study: StudyResults) -> _Table | None:
+    """Per variant: training time (s) and peak memory (MiB) of its jobs, mean ± std over jobs, and what
+    selected the checkpoint (a test-set selection is labelled leakage)."""
+    rows = []
+    for v in study.variants:
+        jobs = [j for (jv, _, _), j in study.jobs.items() if jv == v]
+        if not jobs:
+            continue
+        extra = [j.record.get("extra", {}) for j in jobs]
+        times = [float(e["train_time_s"]) for e in extra if e.get("train_time_s") is not None]
+        peaks = [float(e["peak_memory"]["mib"]) for e in extra if isinstance(e.get("peak_memory"), dict)]
+        kinds = sorted({e["peak_memory"]["kind"] for e in extra if isinstance(e.get("peak_memory"), dict)})
+        leakage = any(e.get("test_set_leakage") for e in extra)
+        rows.append({"variant": v, "n_jobs": len(jobs), "train_time_s_mean": _mean(times),
+                     "train_time_s_std": _std(times), "peak_memory_mib_mean": _mean(peaks),
+                     "peak_memory_mib_std": _std(peaks), "peak_memory_kind": ",".join(kinds) or None,
+                     "selection": ",".join(sorted({str(e.get("selection")) for e in extra})),
+                     "test_set_leakage": leakage})
+    if not rows:
+        return None
+    cells = [[r["variant"], str(r["n_jobs"]),
+              f"{_num(r['train_time_s_mean'], decimals=1)} ± {_num(r['train_time_s_std'], decimals=1)}",
+              f"{_num(r['peak_memory_mib_mean'], decimals=0)} ± {_num(r['peak_memory_mib_std'], decimals=0)}",
+              r["selection"] + (" (TEST-SET LEAKAGE)" if r["test_set_leakage"] else "")] for r in rows]
+    notes = ["Training time: seconds of the training epochs per job. Peak memory: CUDA max allocated, or on the CPU "
+             "the training process's peak resident set (interpreter, torch and data included), MiB. Both depend on the "
+             "machine (see each job's metrics.json environment). A selection reading the test set is leakage."]
+    return _Table("costs", f"Study {study.spec['name']}: training time and memory per variant", pd.DataFrame(rows),
+                  ["Variant", "Jobs", "Train time (s)", "Peak memory (MiB)", "Model selection"], cells,
+                  ["l", "r", "r", "r", "l"], len(cells), notes)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def _std(values: Sequence[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
 def _provenance(study: StudyResults, baseline: str, n_resamples: int, seed: int, confidence: float) -> dict[str, Any]:
     jobs = []
     for (v, s, c), job in study.jobs.items():
@@ -435,7 +475,7 @@ def write_study_tables(study_dir: Path, baseline: str | None = None, n_resamples
     results, intervals = _results_tables(study, boot, confidence)
     intervals.notes += notes + [f"{n_resamples} resamples, seed {seed}."]
     tables = [t for t in (results, intervals, _compare_table(study, boot, baseline, confidence),
-                          _missing_table(study)) if t is not None]
+                          _costs_table(study), _missing_table(study)) if t is not None]
     if study.missing:
         results.notes.append(f"{len(study.missing)} planned job(s) have no metrics.json: see missing.md.")
     out = Path(study_dir) / "tables"

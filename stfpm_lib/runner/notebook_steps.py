@@ -224,6 +224,7 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
             "train_time_s": train_time, "eval_time_s": eval_time, "best_epoch": int(meta["epoch"]),
             "epochs_trained": int(meta.get("epochs_trained", ckpt_cfg.epochs)),
             "selection": meta.get("selection"), "selection_value": meta.get("selection_value"),
+            "test_set_leakage": bool(meta.get("test_set_leakage", False)), "peak_memory": meta.get("peak_memory"),
             "checkpoint": str(ckpt), "predictions": str(test_path), "predictions_sha256": sha256_file(test_path),
             "val_predictions": str(val_path),
         },

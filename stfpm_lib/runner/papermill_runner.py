@@ -87,6 +87,9 @@ NOTEBOOK_OUTPUTS: dict[str, tuple[str, ...]] = {
                     "per_defect_type.png", "curves.png", "best_worst.png"),
     "04_report": ("tables",),
     "05_figures": ("figures",),
+    # study-level reports (a study's ``report``, run in the study directory)
+    **{f"{n:02d}_ablation_{q}": ("tables", "figures")
+       for n, q in enumerate(("layers", "backbones", "teacher", "factors", "seeds"), start=6)},
 }
 
 #: Parameters the runner sets itself; passing them with ``-p`` is an error.

@@ -19,6 +19,8 @@ A study (``studies/<name>.yaml``)::
     categories: all              # or a list
     notebooks: [02_train.ipynb, 03_evaluate.ipynb]   # per-category chain (default), ending in metrics.json
     baseline: layer123           # optional: the variant the others are compared with
+    report: 06_ablation_layers.ipynb   # optional: a study-level notebook (parameter study_dir) run
+                                 # after the jobs in the study directory: tables, figures, discussion
 
 A job is one (variant, seed, category): :func:`expand_jobs`. Errors (:class:`StudyError`) name the
 file and the key: unknown keys, override values that :func:`stfpm_lib.config.parse_field` or
@@ -46,7 +48,7 @@ __all__ = ["StudyError", "Variant", "Study", "Job", "load_study", "narrow_study"
 
 #: Top-level keys of a study file.
 SPEC_KEYS = ("name", "description", "preset", "data_root", "overrides", "parameters", "variants", "grid", "seeds",
-             "categories", "notebooks", "baseline")
+             "categories", "notebooks", "baseline", "report")
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 _NOT_OVERRIDES = {"seed": "use the study's 'seeds' list", "preset": "use the study's 'preset'",
                   **{k: "the runner sets it" for k in RUNNER_KEYS}}
@@ -80,6 +82,7 @@ class Study:
     baseline: str | None = None
     data_root: str | None = None
     description: str = ""
+    report: str | None = None
 
     def variant(self, name: str) -> Variant:
         """The variant called ``name``."""
@@ -306,6 +309,9 @@ def load_study(path: str | os.PathLike) -> Study:
     if clash:
         raise StudyError(f"{path}: parameters {clash} are config fields or set by the runner; "
                          "put config fields under 'overrides' or a variant")
+    report = spec.get("report")
+    if report is not None and not (isinstance(report, str) and report.endswith(".ipynb")):
+        raise StudyError(f"{path}: report must be a notebook file name (e.g. 06_ablation_layers.ipynb), got {report!r}")
     data_root = spec.get("data_root")
     if data_root is not None and not isinstance(data_root, str):
         raise StudyError(f"{path}: data_root must be 'demo' or a path, got {data_root!r}")
@@ -313,7 +319,7 @@ def load_study(path: str | os.PathLike) -> Study:
                  categories=_names(path, "categories", spec.get("categories"), "all"),
                  notebooks=_names(path, "notebooks", spec.get("notebooks"), PIPELINE), overrides=common,
                  parameters=dict(parameters), baseline=baseline, data_root=data_root,
-                 description=str(spec.get("description") or ""))
+                 description=str(spec.get("description") or ""), report=report)
 
 
 def narrow_study(study: Study, *, params: Sequence[tuple[str, str]] = (), seeds: str | None = None,
@@ -382,4 +388,4 @@ def study_spec(study: Study, categories: Sequence[str], notebooks: Sequence[str]
             "variants": {v.name: dict(v.overrides) for v in study.variants}, "seeds": list(study.seeds),
             "categories": list(categories), "notebooks": list(notebooks), "baseline": study.baseline,
             "overrides": dict(study.overrides), "parameters": dict(study.parameters),
-            "description": study.description}
+            "description": study.description, "report": study.report}

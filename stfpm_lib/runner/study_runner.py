@@ -51,7 +51,8 @@ STUDY_JSON = "study.json"
 
 # ----------------------------------------------------------------------------- the "study" stamp
 def stamp_study(record: Mapping[str, Any], out_dir: Path) -> runner.StepResult | None:
-    """A job's last step: put ``record`` under ``"study"`` in ``out_dir/metrics.json`` (atomically).
+    """A job's last step: put ``record`` under ``"study"`` in ``out_dir/metrics.json`` (atomically), and
+    the process that ran the job (host, pid) under ``"study_worker"``.
 
     Returns ``None`` when it is there already (nothing to do), else the step's result. Raises
     ``FileNotFoundError`` when the notebooks wrote no ``metrics.json``.
@@ -63,6 +64,7 @@ def stamp_study(record: Mapping[str, Any], out_dir: Path) -> runner.StepResult |
     if metrics.get("study") == dict(record):
         return None
     metrics["study"] = dict(record)
+    metrics["study_worker"] = {"host": platform.node(), "pid": os.getpid()}
     atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
     return runner.StepResult("study", "ok", str(path))
 
@@ -279,6 +281,29 @@ def _executor(args: argparse.Namespace) -> ExecutorSpec:
                          options=options, allowed_failures=args.worker_retries)
 
 
+def _report_spec(study: Study, notebooks_dir: Path) -> runner.NotebookSpec | None:
+    """The study's ``report`` notebook, checked before any job runs (it must take ``study_dir``)."""
+    if study.report is None:
+        return None
+    spec = runner.load_notebook_spec(Path(study.report) if Path(study.report).is_absolute()
+                                     else notebooks_dir / study.report)
+    if not spec.accepts("study_dir"):
+        raise StudyError(f"{study.path}: report {spec.path.name} has no 'study_dir' parameter")
+    return spec
+
+
+def _run_report(spec: runner.NotebookSpec, study: Study, study_dir: Path, args: argparse.Namespace) -> runner.StepResult:
+    """Execute the report notebook in ``study_dir`` (always: it reads every finished job), under its lock."""
+    params = {"study_dir": str(study_dir), "baseline": study.baseline, "n_resamples": args.n_resamples}
+    params = {k: v for k, v in params.items() if spec.accepts(k)}
+    job = runner.CategoryJob("(study)", str(study_dir), ((str(spec.path.resolve()), spec.outputs, params),),
+                             True, args.kernel, args.log_output, args.timeout, None, label=f"{study.name} report")
+    result = runner.run_category_job(job)
+    step = result.steps[-1]
+    print(f"study report: {step.status} {step.path}" + (f" ({step.error})" if step.error else ""), flush=True)
+    return step
+
+
 def _write_tables(study_dir: Path, baseline: str | None, n_resamples: int) -> None:
     """The study's tables over every job that finished (a study with none gets a message, not tables)."""
     try:
@@ -300,6 +325,7 @@ def run_study_cli(args: argparse.Namespace) -> int:
     data_root, demo = _resolve_data_root(study, args.data_root)
     nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else runner.default_notebooks_dir()
     specs = _notebook_specs(study, nb_dir)
+    report = _report_spec(study, nb_dir)
     categories = runner.resolve_categories(data_root, "all" if study.categories == "all" else list(study.categories))
     jobs = expand_jobs(study, categories)
     random = _validate(study, specs, check_teacher=not args.dry_run)
@@ -320,7 +346,9 @@ def run_study_cli(args: argparse.Namespace) -> int:
                        force=args.force, kernel_name=args.kernel, log_output=args.log_output,
                        execution_timeout=args.timeout, progress=not args.no_progress)
     print(format_study_summary(result), flush=True)
-    _write_tables(study_dir, args.baseline, args.n_resamples)
+    failed_report = report is not None and _run_report(report, study, study_dir, args).status == "failed"
+    if report is None:
+        _write_tables(study_dir, args.baseline, args.n_resamples)
     if note:
         print(note, flush=True)
-    return result.exit_code
+    return result.exit_code or int(failed_report)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -140,8 +141,8 @@ def test_local_cluster_runs_the_grid(tiny_mvtec, tmp_path):
     _check_job(out, "lc", "base", {})
     _check_job(out, "lc", "l12", {"layers": ["layer1", "layer2"]})
     assert json.loads((out / "study.json").read_text())["executor"].startswith("dask LocalCluster")
-    cli_pid_free = {_job_dir(out, v).joinpath(".lock").read_text().split()[1] for v in ("base", "l12")}
-    assert str(os.getpid()) not in cli_pid_free  # written by the workers, not here
+    workers = [json.loads((_job_dir(out, v) / "metrics.json").read_text())["study_worker"] for v in ("base", "l12")]
+    assert all(w["pid"] != os.getpid() and w["host"] == platform.node() for w in workers)  # stamped by the workers
 
 
 # ----------------------------------------------------------------------------- a real scheduler, a killed worker
