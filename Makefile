@@ -41,7 +41,7 @@ clean:
 # The committed demo versions of the ablation studies (results/ablations/<study>/): the same study files,
 # made small from the command line (random teacher, 3 epochs, 64 px, 3 seeds, one demo category). The
 # factors demo leaves out crop224 (needs images over 224 px) and epochs200 (its own epochs win over -p).
-ABLATION_DEMO = -p epochs 3 -p image_size 64 -p batch_size 8 -p teacher_weights random --seeds 0,1,2 \
+ABLATION_DEMO = --data-root demo -p epochs 3 -p image_size 64 -p batch_size 8 -p teacher_weights random --seeds 0,1,2 \
 	--categories PA_BRG03_TL --jobs 2 --no-progress
 FACTORS_DEMO = official,loss_half,loss_batch_sum,loss_layer_mean,wd1e-3,select_last,select_val_loss,\
 select_test_leakage,student_zero_last_bn,map_half,map_per_area,upsample_direct,fusion_sum,smooth4,mask_eq1,\

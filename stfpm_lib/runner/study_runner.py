@@ -73,6 +73,8 @@ def stamp_study(record: Mapping[str, Any], out_dir: Path) -> runner.StepResult |
 def _resolve_data_root(study: Study, given: str | None) -> tuple[Path, bool]:
     """``--data-root``, else the spec's ``data_root`` (``demo``: the embedded demo; relative paths from
     the spec's folder), else ``$MVTEC_ROOT``. Returns the root and whether it is the demo."""
+    if given == "demo" or (not given and study.data_root == "demo"):
+        return Path(demo_root()).resolve(), True
     if given:
         return resolve_data_root(given).resolve(), False
     if study.data_root == "demo":
@@ -236,7 +238,7 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="run a study: a YAML grid of variants x seeds x categories (studies/*.yaml)")
     p.add_argument("spec", help="the study file (YAML), e.g. studies/demo.yaml")
     p.add_argument("--data-root", default=None,
-                   help="dataset root (default: the spec's data_root, else $MVTEC_ROOT)")
+                   help="dataset root, or demo for the embedded demo data (default: the spec's data_root, else $MVTEC_ROOT)")
     p.add_argument("--out", default=None, help="study directory (default results/studies/<name>)")
     p.add_argument("--notebooks-dir", default=None, help="where the spec's notebooks live (default notebooks/)")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and exit (writes nothing)")

@@ -24,6 +24,8 @@ from stfpm_lib.runner.notebook_steps import (CONFIG_FIELDS, check_checkpoint_con
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+#: what the runner executes per run (the ablation notebooks are study reports: test_ablation_notebooks.py)
+RUN_NOTEBOOKS = [p for p in NOTEBOOKS if "_ablation_" not in p.stem]
 REQUIRED = ("01_explore_dataset", "02_train", "03_evaluate", "04_report", "05_figures")
 RATE_METRICS = ("image_auroc", "pixel_auroc", "au_pro", "official_pro", "image_f1", "pixel_f1")
 
@@ -119,7 +121,7 @@ def test_check_checkpoint_config():
 def executed(tiny_mvtec, tmp_path_factory):
     """Every notebook executed once by the runner (papermill) on ``brick``: 1 epoch, 64 px, random teacher."""
     results = tmp_path_factory.mktemp("nb_runs")
-    argv = ["run", *[a for p in NOTEBOOKS for a in ("--notebook", str(p))], "--categories", "brick",
+    argv = ["run", *[a for p in RUN_NOTEBOOKS for a in ("--notebook", str(p))], "--categories", "brick",
             "--data-root", str(tiny_mvtec), "--run-name", "ci", "--results-dir", str(results),
             "-p", "epochs", "1", "-p", "image_size", "64", "-p", "teacher_weights", "random",
             "-p", "batch_size", "8", "-p", "k_examples", "2", "-p", "n_examples", "2", "--no-progress"]
