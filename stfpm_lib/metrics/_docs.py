@@ -1,4 +1,4 @@
-"""Docstring parts shared by the pixel metrics, written once and put in by :func:`shared_doc`.
+"""Docstring parts shared by the image and pixel metrics, written once and put in by :func:`shared_doc`.
 
 A line holding only ``{name}`` (for a name in :data:`FRAGMENTS`) is replaced by that fragment,
 indented like the marker.
@@ -26,6 +26,12 @@ mask_binarization : {"gt0", "gt0.5"}, default="gt0"
 resize_maps : bool, default=False
     Bilinearly resize each map to its own mask's size (e.g. 256² maps, 1024² masks), one
     map at a time; masks may then differ in size.
+""",
+    "image_inputs": """\
+scores : array-like of shape (N,), or maps of shape (N, H, W)
+    Image anomaly scores (higher = more anomalous); maps are reduced by their max.
+labels : array-like of shape (N,)
+    1 (or True) = anomalous, 0 = normal.
 """,
     "pixel_example": """\
 One 2 x 2 image whose right column is one defect region; the defect pixels score 0.9

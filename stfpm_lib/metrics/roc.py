@@ -291,15 +291,13 @@ def image_scores(maps: Any) -> np.ndarray:
     return np.array([m.max() for m in maps_l], dtype=score_dtype(maps_l))
 
 
+@shared_doc
 def image_auroc(scores: Any, labels: Any) -> float:
     """Image-level AUROC (equal to ``sklearn.metrics.roc_auc_score``; ties count half).
 
     Parameters
     ----------
-    scores : array-like of shape (N,), or maps of shape (N, H, W)
-        Image anomaly scores (higher = more anomalous); maps are reduced by their max.
-    labels : array-like of shape (N,)
-        1 (or True) = anomalous, 0 = normal.
+    {image_inputs}
 
     Returns
     -------
@@ -324,15 +322,13 @@ def image_auroc(scores: Any, labels: Any) -> float:
     return auroc_from_pool(_image_pool(scores, labels))
 
 
+@shared_doc
 def roc_curve(scores: Any, labels: Any) -> ROCCurve:
     """Exact image-level ROC curve, one point per distinct score.
 
     Parameters
     ----------
-    scores : array-like of shape (N,), or maps of shape (N, H, W)
-        Image anomaly scores; maps are reduced by their max.
-    labels : array-like of shape (N,)
-        1 = anomalous, 0 = normal.
+    {image_inputs}
 
     Returns
     -------
@@ -351,15 +347,13 @@ def roc_curve(scores: Any, labels: Any) -> ROCCurve:
     return roc_from_pool(_image_pool(scores, labels))
 
 
+@shared_doc
 def image_f1_best(scores: Any, labels: Any) -> F1Result:
     """Best image F1 over all thresholds (oracle threshold; anomalous iff ``score >= threshold``).
 
     Parameters
     ----------
-    scores : array-like of shape (N,), or maps of shape (N, H, W)
-        Image anomaly scores; maps are reduced by their max.
-    labels : array-like of shape (N,)
-        1 = anomalous, 0 = normal.
+    {image_inputs}
 
     Returns
     -------
@@ -410,6 +404,7 @@ def image_f1_val(scores: Any, labels: Any, val_scores: Any, quantile: float = 1.
     return f1_gt_from_pool(_image_pool(scores, labels), val_threshold(as_scores(val_scores, "val_scores"), quantile))
 
 
+@shared_doc
 def image_ap(scores: Any, labels: Any) -> float:
     """Image-level average precision (AUPR), equal to ``sklearn.metrics.average_precision_score``.
 
@@ -419,10 +414,7 @@ def image_ap(scores: Any, labels: Any) -> float:
 
     Parameters
     ----------
-    scores : array-like of shape (N,), or maps of shape (N, H, W)
-        Image anomaly scores; maps are reduced by their max.
-    labels : array-like of shape (N,)
-        1 = anomalous, 0 = normal.
+    {image_inputs}
 
     Returns
     -------
