@@ -132,7 +132,18 @@ def _list(adapter) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the exit status (2 for a data error, with its message on stderr)."""
+    """Run one command; return the exit status (2 for a data error, with its message on stderr).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "list":

@@ -47,6 +47,13 @@ class MaskEncoding:
     * ``polarity="low"``: ``value <= threshold`` (PIPED: 1-bit masks with 0 = defect).
 
     For a given threshold the two polarities are exact complements.
+
+    Parameters
+    ----------
+    polarity : {"high", "low"}
+        ``"high"``: bright = defect; ``"low"``: dark = defect.
+    threshold : int
+        Mask value in [0, 254] the rule compares against.
     """
 
     polarity: Literal["high", "low"] = "high"
@@ -72,7 +79,20 @@ MVTEC_MASK_ENCODING = MaskEncoding("high", 0)
 
 
 def binarize_mask(values: np.ndarray, rule: MaskEncoding) -> np.ndarray:
-    """Boolean defect mask (H, W) of mask values (H, W) under ``rule``."""
+    """Boolean defect mask (H, W) of mask values (H, W) under ``rule``.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        Integer mask values 0–255, shape (H, W).
+    rule : MaskEncoding
+        How the dataset encodes defects.
+
+    Returns
+    -------
+    np.ndarray
+        Boolean defect mask, shape (H, W).
+    """
     if rule.polarity == "high":
         return values > rule.threshold
     return values <= rule.threshold
@@ -82,18 +102,27 @@ def binarize_mask(values: np.ndarray, rule: MaskEncoding) -> np.ndarray:
 class AdapterIndex:
     """The files of one category as an adapter found them.
 
-    Attributes:
-        adapter: adapter name (``mvtec``, ``visa``, ``folder``, ``piped``).
-        root: the dataset root the adapter read.
-        category: category name.
-        train: normal images of the official training split (sorted; empty without one).
-        test: official test samples: normals (``defect_type="good"``) first, then defects
-            sorted by path; and, for datasets without an official split, the defects only.
-        pool: normal images with no official split (folder datasets); a converter splits
-            them into train and test (sorted; empty when the dataset has an official split).
-        mask_encoding: how to read this dataset's masks.
-        notes: things found while indexing that a manifest should record (e.g. which of
-            several candidate folders was used).
+    Attributes
+    ----------
+    adapter : str
+        Adapter name (``mvtec``, ``visa``, ``folder``, ``piped``).
+    root : Path
+        The dataset root the adapter read.
+    category : str
+        Category name.
+    train : tuple of Path
+        Normal images of the official training split (sorted; empty without one).
+    test : tuple of Sample
+        Official test samples: normals (``defect_type="good"``) first, then defects
+        sorted by path; and, for datasets without an official split, the defects only.
+    pool : tuple of Path
+        Normal images with no official split (folder datasets); a converter splits
+        them into train and test (sorted; empty when the dataset has an official split).
+    mask_encoding : MaskEncoding
+        How to read this dataset's masks.
+    notes : tuple of str
+        Things found while indexing that a manifest should record (e.g. which of
+        several candidate folders was used).
     """
 
     adapter: str
@@ -137,7 +166,15 @@ class AdapterIndex:
 
 
 class DatasetAdapter:
-    """Base class: subclasses set ``name`` and implement :meth:`categories`, :meth:`index`, :meth:`params`."""
+    """Base class: subclasses set ``name`` and implement :meth:`categories`, :meth:`index`, :meth:`params`.
+
+    Attributes
+    ----------
+    name : str
+        Adapter name (a key of :data:`ADAPTER_NAMES`).
+    root : Path
+        The dataset root.
+    """
 
     name: str = ""
     root: Path
@@ -146,6 +183,18 @@ class DatasetAdapter:
         raise NotImplementedError
 
     def index(self, category: str) -> AdapterIndex:  # pragma: no cover - interface
+        """The files of ``category`` (interface; subclasses implement it).
+
+        Parameters
+        ----------
+        category : str
+            Category name, one of :meth:`categories`.
+
+        Returns
+        -------
+        AdapterIndex
+            The category's train, test and pool files.
+        """
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:  # pragma: no cover - interface
@@ -169,6 +218,11 @@ class MVTecAdapter(DatasetAdapter):
     """MVTec AD (or any dataset already in its layout), indexed in place by :func:`index_category`.
 
     Masks are 0/255 PNGs with 255 = defect (rule: ``value > 0``).
+
+    Parameters
+    ----------
+    root : str or os.PathLike, optional
+        Dataset root; ``None`` resolves it with :func:`resolve_data_root`.
     """
 
     name = "mvtec"
@@ -180,6 +234,18 @@ class MVTecAdapter(DatasetAdapter):
         return list_categories(self.root)
 
     def index(self, category: str) -> AdapterIndex:
+        """The files of ``category`` as :func:`index_category` finds them (no pool).
+
+        Parameters
+        ----------
+        category : str
+            Category name.
+
+        Returns
+        -------
+        AdapterIndex
+            Official train and test files with the MVTec mask encoding.
+        """
         idx = index_category(self.root, category)
         return AdapterIndex(adapter=self.name, root=self.root, category=category, train=idx.train,
                             test=idx.test, pool=(), mask_encoding=MVTEC_MASK_ENCODING)
@@ -205,6 +271,23 @@ def get_adapter(name: str, **params: Any) -> DatasetAdapter:
         get_adapter("folder", root="my_data", normal_dir="ok", defect_dirs={"crack": "nok"},
                     mask_dir="masks", mask_template="{stem}.png")
         get_adapter("piped")                                          # finds ../shared/data/PIPED or $PIPED_ROOT
+
+    Parameters
+    ----------
+    name : str
+        Adapter name (case-insensitive), one of :data:`ADAPTER_NAMES`.
+    **params : Any
+        Keyword arguments of that adapter's constructor.
+
+    Returns
+    -------
+    DatasetAdapter
+        The built adapter.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or parameters the adapter does not take.
     """
     factories = _factories()
     key = str(name).lower()

@@ -48,7 +48,29 @@ _KEEP_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 @dataclass
 class ConversionPlan:
-    """What will be written for one category: (source, destination relative to the category) pairs."""
+    """What will be written for one category: (source, destination relative to the category) pairs.
+
+    Attributes
+    ----------
+    category : str
+        Category name.
+    index : AdapterIndex
+        The category's files as the adapter found them.
+    train, test_good : list of Path
+        Normal images chosen for ``train/good`` and ``test/good``.
+    defects : list of Sample
+        Anomalous test samples chosen.
+    size_wh : tuple of int, optional
+        The category's one image size (W, H) in pixels, else None.
+    skipped : list of dict
+        Images left out (by size), for the manifest.
+    changes : list of str
+        One line per choice made (subsampling, splitting, sizes left out), for the manifest.
+    sizes : dict of str to int
+        ``"WxH"`` -> number of images.
+    empty_masks : list of str
+        Masks without a defect pixel (kept with ``allow_empty_masks``).
+    """
 
     category: str
     index: AdapterIndex
@@ -154,7 +176,30 @@ def plan_category(
     max_defects_per_type: int | None = None, seed: int = 0, size_mismatch: str = "allow",
     index: AdapterIndex | None = None,
 ) -> ConversionPlan:
-    """Index ``category`` (unless ``index`` is given), check image sizes and choose the files (seeded); writes nothing."""
+    """Index ``category`` (unless ``index`` is given), check image sizes and choose the files (seeded); writes nothing.
+
+    Parameters
+    ----------
+    adapter : DatasetAdapter
+        The dataset's adapter.
+    category : str
+        Category name.
+    n_train, n_test_good : int, optional
+        Normal images for train/good and test/good (see :func:`convert_to_mvtec`).
+    max_defects_per_type : int, optional
+        Keep at most this many anomalous images per defect type.
+    seed : int
+        Selection seed.
+    size_mismatch : str
+        ``allow``, ``skip`` or ``error`` (see :func:`convert_to_mvtec`).
+    index : AdapterIndex, optional
+        An index already made; ``None`` calls ``adapter.index(category)``.
+
+    Returns
+    -------
+    ConversionPlan
+        The files to write.
+    """
     index = adapter.index(category) if index is None else index
     plan = ConversionPlan(category=category, index=index)
     rng = _rng(seed, category)
@@ -301,6 +346,22 @@ def verify_mvtec_root(root: str | os.PathLike, *, check_manifest: bool = True,
     one 255 (unless ``allow_empty_masks``; default: the manifest's setting, else False); no
     file in ``ground_truth/`` without its image. With ``check_manifest`` (and a
     ``manifest.json``): the counts and the sha256 of every file match, and no file is unlisted.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Dataset root in the MVTec AD layout.
+    check_manifest : bool
+        Also check ``manifest.json`` (counts, sha256, no unlisted file) when present.
+    categories : sequence of str, optional
+        Categories to check (default: all found).
+    allow_empty_masks : bool, optional
+        Accept masks without a defect pixel; ``None``: the manifest's setting, else False.
+
+    Returns
+    -------
+    dict of str to dict of str to int
+        ``{category: counts}``.
     """
     root = Path(root)
     manifest = None
@@ -451,29 +512,49 @@ def convert_to_mvtec(
 ) -> Path:
     """Convert ``adapter``'s dataset into the MVTec AD layout at ``out_root``; return ``out_root``.
 
-    Args:
-        adapter: any adapter from :func:`~stfpm_lib.data.adapters.get_adapter`.
-        out_root: the new dataset root (must not exist unless ``overwrite``).
-        categories: which categories (default: all the adapter finds).
-        n_train, n_test_good: normal images for train/good and test/good. Unsplit normals
-            (folder datasets): default all but a third / a third (48 → 32 + 16); official
-            splits: a seeded subsample when smaller than the split.
-        max_defects_per_type: keep at most this many anomalous images per defect type (seeded).
-        seed: selection seed (per category, independent of the other categories).
-        image_format: ``png`` re-encodes every image losslessly as PNG; ``keep`` copies
-            PNG/JPEG files byte for byte (others become PNG).
-        size_mismatch: images of another size than the category's most common one: ``allow``
-            (default; every image is resized to ``image_size`` for the network and each mask must
-            match its own image), ``skip`` (left out and recorded; refused when that would leave
-            out half of a category or more) or ``error``.
-        normal_only: categories without anomalous images: ``skip`` (recorded), ``error`` or ``keep``.
-        allow_empty_masks: accept masks with no defect pixel (otherwise an error); they are
-            listed in the manifest's ``categories.<category>.empty_masks``.
-        check_polarity: refuse a category whose median mask marks more than half of its
-            image as defect (the sign of an inverted mask polarity).
-        compress_level: zlib level of the PNGs (0–9; does not change pixels).
-        overwrite: replace an existing ``out_root`` (only after the new one is complete).
-        log: called with one line per category.
+    Parameters
+    ----------
+    adapter : DatasetAdapter
+        Any adapter from :func:`~stfpm_lib.data.adapters.get_adapter`.
+    out_root : str or os.PathLike
+        The new dataset root (must not exist unless ``overwrite``).
+    categories : sequence of str, optional
+        Which categories (default: all the adapter finds).
+    n_train, n_test_good : int, optional
+        Normal images for train/good and test/good. Unsplit normals
+        (folder datasets): default all but a third / a third (48 → 32 + 16); official
+        splits: a seeded subsample when smaller than the split.
+    max_defects_per_type : int, optional
+        Keep at most this many anomalous images per defect type (seeded).
+    seed : int
+        Selection seed (per category, independent of the other categories).
+    image_format : {"png", "keep"}
+        ``png`` re-encodes every image losslessly as PNG; ``keep`` copies
+        PNG/JPEG files byte for byte (others become PNG).
+    size_mismatch : {"allow", "skip", "error"}
+        Images of another size than the category's most common one: ``allow``
+        (default; every image is resized to ``image_size`` for the network and each mask must
+        match its own image), ``skip`` (left out and recorded; refused when that would leave
+        out half of a category or more) or ``error``.
+    normal_only : {"skip", "error", "keep"}
+        Categories without anomalous images: ``skip`` (recorded), ``error`` or ``keep``.
+    allow_empty_masks : bool
+        Accept masks with no defect pixel (otherwise an error); they are
+        listed in the manifest's ``categories.<category>.empty_masks``.
+    check_polarity : bool
+        Refuse a category whose median mask marks more than half of its
+        image as defect (the sign of an inverted mask polarity).
+    compress_level : int
+        Zlib level of the PNGs (0–9; does not change pixels).
+    overwrite : bool
+        Replace an existing ``out_root`` (only after the new one is complete).
+    log : callable, optional
+        Called with one line per category.
+
+    Returns
+    -------
+    Path
+        ``out_root``.
     """
     out_root = Path(out_root).expanduser()
     names = _check_convert_args(adapter, out_root, categories, image_format, normal_only, overwrite)

@@ -18,11 +18,15 @@ __all__ = ["ImageDataset"]
 class ImageDataset(torch.utils.data.Dataset):
     """Images (and masks) ready for the network.
 
-    Args:
-        items: training image paths (label 0, no mask) or test :class:`Sample` objects.
-        cfg: the run's configuration (sizes, crop, mask rule).
-        cache: keep each decoded, resized uint8 image and mask in memory, so every
-            epoch after the first skips decoding (3·S² + S² bytes per image).
+    Parameters
+    ----------
+    items : sequence of Path, str or Sample
+        Training image paths (label 0, no mask) or test :class:`Sample` objects.
+    cfg : STFPMConfig
+        The run's configuration (sizes, crop, mask rule).
+    cache : bool
+        Keep each decoded, resized uint8 image and mask in memory, so every
+        epoch after the first skips decoding (3·S² + S² bytes per image).
 
     ``dataset[i]`` is a dict: ``image`` float32 (3, S, S) normalised, ``mask`` bool (S, S),
     ``label`` int, ``defect_type`` str, ``image_path`` str, ``mask_path`` str ("" if none).
@@ -38,7 +42,18 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image uint8 (S, S, 3), mask uint8 (S, S)) of item ``index``, decoded once when caching."""
+        """(image uint8 (S, S, 3), mask uint8 (S, S)) of item ``index``, decoded once when caching.
+
+        Parameters
+        ----------
+        index : int
+            Item index.
+
+        Returns
+        -------
+        tuple of np.ndarray
+            Image uint8 (S, S, 3) and mask uint8 (S, S) (S = the configured image size in pixels).
+        """
         if index in self._cache:
             return self._cache[index]
         sample = self.samples[index]

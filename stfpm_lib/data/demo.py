@@ -105,6 +105,20 @@ def demo_teacher_weights(backbone: str = "resnet18", *, probe_timeout_s: float =
     answers a HEAD request within ``probe_timeout_s`` seconds; the run downloads it).
     ``$STFPM_OFFLINE=1`` skips the network probe. ``probe(url, timeout_s) -> reason | None``
     replaces the probe (tests).
+
+    Parameters
+    ----------
+    backbone : str
+        Teacher backbone name.
+    probe_timeout_s : float
+        Seconds the weights URL has to answer.
+    probe : callable, optional
+        ``probe(url, timeout_s) -> reason | None`` in place of the HEAD request.
+
+    Returns
+    -------
+    tuple of (str, str or None)
+        The teacher weights to use and a warning text (``None`` with ImageNet weights).
     """
     weights = imagenet_weights_enum(backbone)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
@@ -129,6 +143,24 @@ def build_demo(out_root: str | os.PathLike | None = None, *, piped_root: str | o
 
     Default ``out_root`` is the package's ``demo_data/piped`` (needs ``overwrite=True`` when it exists).
     The README and licence note beside the data are kept.
+
+    Parameters
+    ----------
+    out_root : str or os.PathLike, optional
+        Where to write; ``None``: the package's ``demo_data/piped``.
+    piped_root : str or os.PathLike, optional
+        PIPED's folder (see :func:`~stfpm_lib.data.folder.resolve_piped_root`).
+    categories : sequence of str
+        PIPED categories to convert.
+    overwrite : bool
+        Replace an existing ``out_root``.
+    log : callable, optional
+        Called with one line per category.
+
+    Returns
+    -------
+    Path
+        The demo dataset's root.
     """
     target = Path(out_root) if out_root is not None else _package_demo_dir()
     keep = {}
@@ -146,7 +178,22 @@ def check_demo(piped_root: str | os.PathLike | None = None, *, rebuild: bool = F
     """Verify the shipped demo (counts, masks, sha256 against its manifest); with ``rebuild``, also
     rebuild it from PIPED into a temporary folder and require identical pixels and file lists.
 
-    Returns ``{category: counts}``; raises :class:`DataError` on any difference.
+    Parameters
+    ----------
+    piped_root : str or os.PathLike, optional
+        PIPED's folder, for ``rebuild``.
+    rebuild : bool
+        Also rebuild the demo and compare.
+
+    Returns
+    -------
+    dict of str to dict of str to int
+        ``{category: counts}``.
+
+    Raises
+    ------
+    DataError
+        On any difference.
     """
     root = demo_root()
     counts = verify_mvtec_root(root)

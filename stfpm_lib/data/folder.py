@@ -47,7 +47,18 @@ _TEMPLATE_FIELDS = {"stem": "x", "name": "x.png", "ext": ".png", "defect_type": 
 
 
 def pair_key(name: str) -> str:
-    """``name`` with every run of digits written without leading zeros (``D_01_1`` → ``D_1_1``)."""
+    """``name`` with every run of digits written without leading zeros (``D_01_1`` → ``D_1_1``).
+
+    Parameters
+    ----------
+    name : str
+        File name or stem.
+
+    Returns
+    -------
+    str
+        The name with numbers written by value.
+    """
     return re.sub(r"\d+", lambda m: str(int(m.group())), name)
 
 
@@ -115,30 +126,41 @@ def _plain_types(paths: Sequence[str]) -> dict[str, str]:
 class FolderAdapter(DatasetAdapter):
     """Your own folders of normal and anomalous images with masks.
 
-    Args:
-        root: folder of category folders, or one category folder.
-        normal_dir: normal-image folder of a category, or candidates (exactly one must exist);
-            a path relative to the category, may be a glob (then every folder it matches holds
-            normal images).
-        defect_dirs: ``{defect_type: folder or candidates}``; or a glob (``"nok/*"``,
-            ``"MT_*/Imgs"``) or a list of globs: every matching folder that is not a normal
-            folder is a defect type, named by the path components the wildcards matched
-            (joined by ``_``); or a folder or a list of folders: the defect type of each is its
-            last path component in which the listed folders differ (one folder: its name).
-            ``None``: no anomalous images. A missing defect folder means no images of that type
-            (noted in the index).
-        mask_dir: mask folder (or candidates) of a category; may contain ``{defect_type}``; or
-            ``{defect_type: folder or candidates}``. ``None``: masks lie beside their images
-            (then files that are some image's mask are not images, in the normal folders too).
-        mask_template: mask file name of an image; fields ``{stem}`` (after ``stem_replace``),
-            ``{name}``, ``{ext}`` (with the dot), ``{defect_type}``; may be a glob.
-        stem_replace: ``[(old, new), ...]`` substring substitutions applied to the stem.
-        ignore_leading_zeros: if the exact mask name is absent, compare names with numbers
-            by value (:func:`pair_key`).
-        mask_polarity, mask_threshold: the :class:`MaskEncoding` of the masks.
-        categories: restrict to these categories (default: every sub-folder of ``root``).
-        extensions: image file extensions (lower case, with the dot); they select images
-            only: masks are looked up among files of any image extension.
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Folder of category folders, or one category folder.
+    normal_dir : str or sequence of str
+        Normal-image folder of a category, or candidates (exactly one must exist);
+        a path relative to the category, may be a glob (then every folder it matches holds
+        normal images).
+    defect_dirs : mapping, str, sequence of str or None
+        ``{defect_type: folder or candidates}``; or a glob (``"nok/*"``,
+        ``"MT_*/Imgs"``) or a list of globs: every matching folder that is not a normal
+        folder is a defect type, named by the path components the wildcards matched
+        (joined by ``_``); or a folder or a list of folders: the defect type of each is its
+        last path component in which the listed folders differ (one folder: its name).
+        ``None``: no anomalous images. A missing defect folder means no images of that type
+        (noted in the index).
+    mask_dir : str, sequence of str, mapping or None
+        Mask folder (or candidates) of a category; may contain ``{defect_type}``; or
+        ``{defect_type: folder or candidates}``. ``None``: masks lie beside their images
+        (then files that are some image's mask are not images, in the normal folders too).
+    mask_template : str
+        Mask file name of an image; fields ``{stem}`` (after ``stem_replace``),
+        ``{name}``, ``{ext}`` (with the dot), ``{defect_type}``; may be a glob.
+    stem_replace : sequence of (str, str)
+        ``[(old, new), ...]`` substring substitutions applied to the stem.
+    ignore_leading_zeros : bool
+        If the exact mask name is absent, compare names with numbers
+        by value (:func:`pair_key`).
+    mask_polarity, mask_threshold : str, int
+        The :class:`MaskEncoding` of the masks.
+    categories : sequence of str, optional
+        Restrict to these categories (default: every sub-folder of ``root``).
+    extensions : sequence of str
+        Image file extensions (lower case, with the dot); they select images
+        only: masks are looked up among files of any image extension.
     """
 
     name = "folder"
@@ -203,7 +225,18 @@ class FolderAdapter(DatasetAdapter):
         return found
 
     def category_dir(self, category: str) -> Path:
-        """The folder of ``category``."""
+        """The folder of ``category``.
+
+        Parameters
+        ----------
+        category : str
+            Category name.
+
+        Returns
+        -------
+        Path
+            The category's folder (the root itself for a single-category root).
+        """
         return self.root if self._single() and category == self.root.name else self.root / category
 
     def _pick_all(self, folder: Path, candidates: tuple[str, ...], what: str) -> list[Path]:
@@ -253,7 +286,20 @@ class FolderAdapter(DatasetAdapter):
 
     # -- pairing -------------------------------------------------------------------------------
     def mask_name(self, image: Path, defect_type: str) -> str:
-        """The mask file name (or glob) that ``image`` pairs with, by the template."""
+        """The mask file name (or glob) that ``image`` pairs with, by the template.
+
+        Parameters
+        ----------
+        image : Path
+            The image file.
+        defect_type : str
+            Its defect type.
+
+        Returns
+        -------
+        str
+            The mask file name, or a glob when the template is one.
+        """
         stem = image.stem
         for old, new in self.stem_replace:
             stem = stem.replace(old, new)
@@ -347,7 +393,18 @@ class FolderAdapter(DatasetAdapter):
     # -- index ---------------------------------------------------------------------------------
     def index(self, category: str) -> AdapterIndex:
         """Normals (``pool``), defects with their masks (``test``); raises :class:`DataError` on
-        an empty class, a defect image without a mask, or a mask that pairs with no image."""
+        an empty class, a defect image without a mask, or a mask that pairs with no image.
+
+        Parameters
+        ----------
+        category : str
+            Category name.
+
+        Returns
+        -------
+        AdapterIndex
+            The category's pool of normals and its defect samples.
+        """
         self._check_category(category)
         folder = self.category_dir(category)
         normals, notes = self._normals(folder, category)
@@ -454,6 +511,16 @@ def resolve_piped_root(root: str | os.PathLike | None = None) -> Path:
     """PIPED's class folder: ``root`` if given, else ``$PIPED_ROOT``, else ``<project>/../shared/data/PIPED``.
 
     Accepts the repository folder (with ``data/`` inside) or its ``data/`` folder.
+
+    Parameters
+    ----------
+    root : str or os.PathLike, optional
+        PIPED's repository folder or its ``data/`` folder.
+
+    Returns
+    -------
+    Path
+        The folder of PIPED's classes.
     """
     tried = []
     if root not in (None, ""):
@@ -479,7 +546,20 @@ class PipedAdapter(FolderAdapter):
 
 
 def piped_adapter(root: str | os.PathLike | None = None, **overrides: Any) -> FolderAdapter:
-    """PIPED through the folder adapter: :data:`PIPED_PARAMS` updated by ``overrides``."""
+    """PIPED through the folder adapter: :data:`PIPED_PARAMS` updated by ``overrides``.
+
+    Parameters
+    ----------
+    root : str or os.PathLike, optional
+        PIPED's folder (see :func:`resolve_piped_root`).
+    **overrides : Any
+        :class:`FolderAdapter` keywords replacing those of :data:`PIPED_PARAMS`.
+
+    Returns
+    -------
+    FolderAdapter
+        The PIPED adapter.
+    """
     params = {**PIPED_PARAMS, **overrides}
     try:
         inspect.signature(FolderAdapter).bind("root", **params)

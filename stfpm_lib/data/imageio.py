@@ -59,7 +59,18 @@ def _decode(path: str | os.PathLike, what: str) -> Image.Image:
 
 
 def image_size_of(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of an image file as displayed (EXIF orientation applied), read from its header."""
+    """(width, height) of an image file as displayed (EXIF orientation applied), read from its header.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Image file.
+
+    Returns
+    -------
+    tuple of int
+        (width, height) in pixels.
+    """
     try:
         with Image.open(path) as img:
             width, height = img.size
@@ -74,7 +85,18 @@ def image_size_of(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def to_8bit(values: np.ndarray) -> np.ndarray:
-    """Full-range 16-bit values (0..65535, any integer dtype) → uint8 ``round(v / 257)``."""
+    """Full-range 16-bit values (0..65535, any integer dtype) → uint8 ``round(v / 257)``.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        Integer values 0..65535, any shape.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 values of the same shape.
+    """
     return ((values.astype(np.int64) + 128) // 257).astype(np.uint8)
 
 
@@ -87,7 +109,18 @@ def _wide_values(img: Image.Image, path: str | os.PathLike, what: str) -> np.nda
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
-    """An image file as 8-bit ``L`` (grayscale, 16-bit scaled) or ``RGB`` (anything else), EXIF-oriented."""
+    """An image file as 8-bit ``L`` (grayscale, 16-bit scaled) or ``RGB`` (anything else), EXIF-oriented.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Image file.
+
+    Returns
+    -------
+    PIL.Image.Image
+        The image in mode ``L`` or ``RGB``.
+    """
     img = _decode(path, "image")
     if img.mode in ("L", "RGB"):
         return img
@@ -99,7 +132,18 @@ def read_image(path: str | os.PathLike) -> Image.Image:
 
 
 def read_mask_values(path: str | os.PathLike) -> np.ndarray:
-    """A mask file's label values as uint8 (H, W), EXIF-oriented (rules in the module docstring)."""
+    """A mask file's label values as uint8 (H, W), EXIF-oriented (rules in the module docstring).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Mask file.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 label values, shape (H, W).
+    """
     img = _decode(path, "mask")
     mode = img.mode
     if mode == "1":
@@ -127,6 +171,19 @@ def check_mask_has_defect(defect: np.ndarray, mask_path: str | Path, image_path:
 
     An error (:class:`DataError` naming the mask and the image), or, with ``allow_empty`` (a
     dataset converted with ``allow_empty_masks``), an :class:`EmptyMaskWarning` naming them.
+
+    Parameters
+    ----------
+    defect : np.ndarray
+        Boolean defect mask, shape (H, W).
+    mask_path : str or Path
+        The mask file, for the message.
+    image_path : str or Path, optional
+        Its defect image, for the message.
+    allow_empty : bool
+        Warn instead of raising.
+    detail : str
+        Text added to the message after "no defect pixel".
     """
     if defect.any():
         return

@@ -47,8 +47,19 @@ class DataError(ValueError):
 class Sample:
     """One test image: its path, label (0 normal, 1 anomalous), defect type and mask path.
 
-    ``allow_empty_mask``: the dataset accepts a mask without defect pixel (converted with
-    ``allow_empty_masks``, read from its ``manifest.json``): a warning instead of an error.
+    Attributes
+    ----------
+    image_path : Path
+        The image file.
+    label : int
+        0 normal, 1 anomalous.
+    defect_type : str
+        Defect type (``"good"`` for normals).
+    mask_path : Path, optional
+        The mask file (``None`` for normals).
+    allow_empty_mask : bool
+        The dataset accepts a mask without defect pixel (converted with
+        ``allow_empty_masks``, read from its ``manifest.json``): a warning instead of an error.
     """
 
     image_path: Path
@@ -60,7 +71,19 @@ class Sample:
 
 @dataclass(frozen=True)
 class CategoryIndex:
-    """All files of one category. ``test`` is in the official order: good first, then defects by path."""
+    """All files of one category. ``test`` is in the official order: good first, then defects by path.
+
+    Attributes
+    ----------
+    root : Path
+        Dataset root.
+    category : str
+        Category name.
+    train : tuple of Path
+        Normal training images, sorted.
+    test : tuple of Sample
+        Test samples: good first, then defects by path.
+    """
 
     root: Path
     category: str
@@ -86,7 +109,18 @@ class CategoryIndex:
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
-    """The dataset root: ``data_root`` if given, else ``$MVTEC_ROOT``; must be a directory."""
+    """The dataset root: ``data_root`` if given, else ``$MVTEC_ROOT``; must be a directory.
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike, optional
+        Dataset root; ``None`` or ``""`` reads ``$MVTEC_ROOT``.
+
+    Returns
+    -------
+    Path
+        The existing root directory.
+    """
     if data_root in (None, ""):
         data_root = os.environ.get("MVTEC_ROOT") or None
         if data_root is None:
@@ -98,20 +132,55 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
 
 
 def list_images(directory: Path) -> list[Path]:
-    """Sorted image files (by extension) directly inside ``directory``."""
+    """Sorted image files (by extension) directly inside ``directory``.
+
+    Parameters
+    ----------
+    directory : Path
+        Folder to list (missing: no images).
+
+    Returns
+    -------
+    list of Path
+        Image files with an extension in :data:`IMAGE_EXTENSIONS`, sorted.
+    """
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 def list_categories(root: str | os.PathLike) -> list[str]:
-    """Sorted names of the sub-directories of ``root`` that contain ``train/good``."""
+    """Sorted names of the sub-directories of ``root`` that contain ``train/good``.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Dataset root.
+
+    Returns
+    -------
+    list of str
+        Category names, sorted.
+    """
     root = resolve_data_root(root)
     return sorted(p.name for p in root.iterdir() if (p / "train" / "good").is_dir())
 
 
 def index_category(root: str | os.PathLike, category: str) -> CategoryIndex:
-    """Index one category, checking that it exists, has training images and a mask per defect image."""
+    """Index one category, checking that it exists, has training images and a mask per defect image.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Dataset root.
+    category : str
+        Category name.
+
+    Returns
+    -------
+    CategoryIndex
+        The category's train and test files.
+    """
     root = resolve_data_root(root)
     folder = root / category
     if not (folder / "train" / "good").is_dir():
@@ -136,7 +205,18 @@ def index_category(root: str | os.PathLike, category: str) -> CategoryIndex:
 
 
 def manifest_allows_empty_masks(root: str | os.PathLike) -> bool:
-    """Whether ``root/manifest.json`` records a conversion with ``allow_empty_masks`` (False without one)."""
+    """Whether ``root/manifest.json`` records a conversion with ``allow_empty_masks`` (False without one).
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Dataset root.
+
+    Returns
+    -------
+    bool
+        The manifest's ``conversion.allow_empty_masks``.
+    """
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         return False
@@ -162,6 +242,18 @@ def split_train_val(paths: Sequence[Path], cfg: STFPMConfig) -> tuple[list[Path]
     ``cfg.split == "seeded"`` reproduces the official code: the sorted paths go through
     ``sklearn.model_selection.train_test_split(test_size=cfg.val_fraction,
     random_state=cfg.split_seed)``. ``"random"`` uses a torch permutation seeded by ``cfg.seed``.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        Normal training images (at least 2).
+    cfg : STFPMConfig
+        Supplies ``split``, ``val_fraction``, ``split_seed`` and ``seed``.
+
+    Returns
+    -------
+    tuple of (list of Path, list of Path)
+        (train, validation) paths.
     """
     paths = sorted(Path(p) for p in paths)
     if len(paths) < 2:

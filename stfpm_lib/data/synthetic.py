@@ -29,7 +29,18 @@ DEFECT_TYPES = ("scratch", "blob", "patch")
 
 
 def load_texture(name: str) -> np.ndarray:
-    """A scikit-image CC0 texture as uint8 (H, W)."""
+    """A scikit-image CC0 texture as uint8 (H, W).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`TEXTURES`.
+
+    Returns
+    -------
+    np.ndarray
+        Grayscale texture, uint8 (H, W).
+    """
     if name not in TEXTURES:
         raise ValueError(f"texture={name!r} is not one of {list(TEXTURES)}")
     image = getattr(skimage.data, name)()
@@ -86,6 +97,22 @@ def add_defect(kind: str, image: np.ndarray, texture: np.ndarray,
     that differ from ``image``: a region pixel that the defect would leave unchanged (e.g.
     darkening a 0) is set to ``255 - value`` instead, which always differs.
     ``texture`` is the donor for ``patch``. Deterministic given ``rng``'s state.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`DEFECT_TYPES`.
+    image : np.ndarray
+        uint8 (H, W) image.
+    texture : np.ndarray
+        uint8 (H, W) donor texture for ``patch``.
+    rng : np.random.Generator
+        Random generator.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        Defective image uint8 (H, W) and mask bool (H, W).
     """
     region: dict[str, Callable] = {"scratch": _scratch, "blob": _blob, "patch": _square}
     if kind not in region:
@@ -117,13 +144,27 @@ def make_synthetic_category(
 ) -> Path:
     """Write an MVTec-layout category of synthetic defects on a real texture; return its folder.
 
-    Args:
-        root: dataset root; the category goes to ``root/category``.
-        texture: one of :data:`TEXTURES` (default: ``category`` if it is one, else ``brick``).
-        n_train, n_test_good, n_per_defect: image counts.
-        defect_types: subset of :data:`DEFECT_TYPES`.
-        size: side of the square grayscale PNGs, pixels.
-        seed: the images depend on nothing else.
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Dataset root; the category goes to ``root/category``.
+    category : str
+        Category name (folder name).
+    texture : str, optional
+        One of :data:`TEXTURES` (default: ``category`` if it is one, else ``brick``).
+    n_train, n_test_good, n_per_defect : int
+        Image counts.
+    defect_types : sequence of str
+        Subset of :data:`DEFECT_TYPES`.
+    size : int
+        Side of the square grayscale PNGs, pixels.
+    seed : int
+        The images depend on nothing else.
+
+    Returns
+    -------
+    Path
+        ``root/category``.
     """
     texture = texture or (category if category in TEXTURES else "brick")
     unknown = [k for k in defect_types if k not in DEFECT_TYPES]

@@ -46,14 +46,38 @@ def _center_crop(array: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def read_image_uint8(path: str | Path, cfg: TransformSettings | STFPMConfig) -> np.ndarray:
-    """Decoded, resized and cropped RGB image, uint8 of shape (S, S, 3), S = ``cfg.input_size``."""
+    """Decoded, resized and cropped RGB image, uint8 of shape (S, S, 3), S = ``cfg.input_size``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Image file.
+    cfg : TransformSettings or STFPMConfig
+        Image size and crop settings.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 (S, S, 3).
+    """
     cfg = TransformSettings.from_any(cfg)
     img = read_image(path).convert("RGB").resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
     return np.ascontiguousarray(_center_crop(np.asarray(img, dtype=np.uint8), cfg.crop_size))
 
 
 def normalize(images_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (..., H, W, 3) → ImageNet-normalised float32 (..., 3, H, W)."""
+    """uint8 (..., H, W, 3) → ImageNet-normalised float32 (..., 3, H, W).
+
+    Parameters
+    ----------
+    images_uint8 : np.ndarray or torch.Tensor
+        uint8 images (..., H, W, 3).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 (..., 3, H, W).
+    """
     if isinstance(images_uint8, np.ndarray):
         x = torch.tensor(images_uint8, dtype=torch.float32)
     else:
@@ -65,7 +89,18 @@ def normalize(images_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def denormalize(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Normalised float (..., 3, H, W) → RGB float in [0, 1] of shape (..., H, W, 3), for plotting."""
+    """Normalised float (..., 3, H, W) → RGB float in [0, 1] of shape (..., H, W, 3), for plotting.
+
+    Parameters
+    ----------
+    images : torch.Tensor or np.ndarray
+        ImageNet-normalised images (..., 3, H, W).
+
+    Returns
+    -------
+    np.ndarray
+        RGB float in [0, 1], (..., H, W, 3).
+    """
     x = torch.as_tensor(images).float()
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -73,7 +108,20 @@ def denormalize(images: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def load_image(path: str | Path, cfg: TransformSettings | STFPMConfig) -> torch.Tensor:
-    """Network input for one image: float32 (3, S, S), ImageNet-normalised."""
+    """Network input for one image: float32 (3, S, S), ImageNet-normalised.
+
+    Parameters
+    ----------
+    path : str or Path
+        Image file.
+    cfg : TransformSettings or STFPMConfig
+        Image size and crop settings.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 (3, S, S).
+    """
     return normalize(read_image_uint8(path, cfg))
 
 
@@ -108,7 +156,18 @@ def resize_linear_uint8(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarr
     it held for every output width tested, odd tails included) computes
     ``((row0 >> 4)·v0 >> 16) + ((row1 >> 4)·v1 >> 16)`` and rounds with ``(· + 2) >> 2``. A 2× reduction (OpenCV switches to INTER_AREA) gives
     the same numbers. Checked against OpenCV itself in ``tests/unit/test_transforms.py``.
-    Returns uint8 (h, w).
+
+    Parameters
+    ----------
+    image : np.ndarray
+        uint8 (H, W) image.
+    size_hw : tuple of int
+        Output (h, w) in pixels.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 (h, w).
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 2:
@@ -132,6 +191,24 @@ def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int]
     ``image_size_wh`` is the (width, height) of the image the mask belongs to; a mask of
     another size raises :class:`DataError` naming both files. A mask without any value > 0
     raises :class:`DataError` too, or warns with ``allow_empty`` (:func:`check_mask_has_defect`).
+
+    Parameters
+    ----------
+    mask_path : str or Path, optional
+        Mask file; ``None`` or ``""`` for a normal image.
+    image_size_wh : tuple of int, optional
+        (width, height) of the mask's image in pixels; ``None`` skips the size check.
+    cfg : TransformSettings or STFPMConfig
+        Image size and crop settings.
+    image_path : str or Path, optional
+        The mask's image, for messages.
+    allow_empty : bool
+        Warn instead of raising on a mask without defect pixel.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 0/1 mask (S, S).
     """
     cfg = TransformSettings.from_any(cfg)
     size = cfg.input_size
@@ -158,6 +235,25 @@ def read_mask_uint8(mask_path: str | Path | None, image_size_wh: tuple[int, int]
 def load_mask(mask_path: str | Path | None, image_size_wh: tuple[int, int] | None,
               cfg: TransformSettings | STFPMConfig, image_path: str | Path | None = None, *,
               allow_empty: bool = False) -> torch.Tensor:
-    """Binarised mask at network resolution: bool (S, S) (see :func:`read_mask_uint8`)."""
+    """Binarised mask at network resolution: bool (S, S) (see :func:`read_mask_uint8`).
+
+    Parameters
+    ----------
+    mask_path : str or Path, optional
+        Mask file; ``None`` for a normal image.
+    image_size_wh : tuple of int, optional
+        (width, height) of the mask's image in pixels.
+    cfg : TransformSettings or STFPMConfig
+        Image size and crop settings.
+    image_path : str or Path, optional
+        The mask's image, for messages.
+    allow_empty : bool
+        Warn instead of raising on a mask without defect pixel.
+
+    Returns
+    -------
+    torch.Tensor
+        bool (S, S).
+    """
     mask = read_mask_uint8(mask_path, image_size_wh, cfg, image_path, allow_empty=allow_empty)
     return torch.from_numpy(mask.astype(bool))

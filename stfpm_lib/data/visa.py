@@ -25,11 +25,16 @@ VISA_COLUMNS = ("object", "split", "label", "image", "mask")
 class VisAAdapter(DatasetAdapter):
     """VisA by its split CSV.
 
-    Args:
-        root: the VisA root (holds ``split_csv/`` and one folder per object), else ``$VISA_ROOT``.
-        split_csv: the split file, relative to ``root`` or absolute.
-        defect_type: the defect-type name given to every anomalous image.
-        mask_polarity, mask_threshold: :class:`MaskEncoding` of the masks (default: value > 0).
+    Parameters
+    ----------
+    root : str or os.PathLike, optional
+        The VisA root (holds ``split_csv/`` and one folder per object), else ``$VISA_ROOT``.
+    split_csv : str or os.PathLike
+        The split file, relative to ``root`` or absolute.
+    defect_type : str
+        The defect-type name given to every anomalous image.
+    mask_polarity, mask_threshold : str, int
+        :class:`MaskEncoding` of the masks (default: value > 0).
     """
 
     name = "visa"
@@ -101,7 +106,18 @@ class VisAAdapter(DatasetAdapter):
         return path
 
     def index(self, category: str) -> AdapterIndex:
-        """Train normals, test normals then anomalies (sorted by path) with masks; every file must exist."""
+        """Train normals, test normals then anomalies (sorted by path) with masks; every file must exist.
+
+        Parameters
+        ----------
+        category : str
+            VisA object name.
+
+        Returns
+        -------
+        AdapterIndex
+            The category's files by the split CSV.
+        """
         self._check_category(category)
         train, good, defects = [], [], []
         for line, row in self.rows():

@@ -84,20 +84,48 @@ def _style_rc(name: str) -> dict[str, Any]:
 
 
 def set_style(name: str) -> None:
-    """Make ``name`` (a key of :data:`STYLES`) the style of every figure built from now on."""
+    """Make ``name`` (a key of :data:`STYLES`) the style of every figure built from now on.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`STYLES`.
+    """
     _style_rc(name)
     _current_style[0] = name
 
 
 @contextlib.contextmanager
 def figure_style(name: str | None = None) -> Iterator[None]:
-    """Context in which matplotlib uses the style ``name`` (default: the current one, see :func:`set_style`)."""
+    """Context in which matplotlib uses the style ``name`` (default: the current one, see :func:`set_style`).
+
+    Parameters
+    ----------
+    name : str, optional
+        A key of :data:`STYLES`.
+
+    Yields
+    ------
+    None
+        Inside the style's ``rc_context``.
+    """
     with mpl.rc_context(_style_rc(name or _current_style[0])):
         yield
 
 
 def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
-    """Build the figure under :func:`figure_style` and lay it out once inside it (tick labels keep its fonts)."""
+    """Build the figure under :func:`figure_style` and lay it out once inside it (tick labels keep its fonts).
+
+    Parameters
+    ----------
+    func : callable
+        A function returning a Figure.
+
+    Returns
+    -------
+    callable
+        The wrapped function.
+    """
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Figure:
         with figure_style():
@@ -118,6 +146,16 @@ def to_rgb(image: Any) -> np.ndarray:
     Accepts an ImageNet-normalised tensor/array (3, H, W) (de-normalised with
     :func:`stfpm_lib.data.denormalize`), a uint8 (H, W, 3) RGB array, a float (H, W, 3) array
     in [0, 1], or a grayscale (H, W) array (replicated).
+
+    Parameters
+    ----------
+    image : array-like or torch.Tensor
+        (3, H, W) normalised, (H, W, 3) uint8 or float, or (H, W) grayscale.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (H, W, 3) in [0, 1].
     """
     if type(image).__module__.split(".")[0] == "torch":
         image = image.detach().cpu().float().numpy()
@@ -141,6 +179,18 @@ def load_rgb(path: str | os.PathLike, cfg: Any) -> np.ndarray:
     """The image file as the network saw it: RGB float (S, S, 3) in [0, 1], resized/cropped per ``cfg``.
 
     ``cfg`` is an :class:`~stfpm_lib.config.STFPMConfig` or its dict (e.g. ``Predictions.config``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Image file.
+    cfg : STFPMConfig or mapping
+        Size and crop settings.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (S, S, 3) in [0, 1].
     """
 
     if isinstance(cfg, Mapping):
@@ -156,7 +206,20 @@ def _resize_to(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def normalise_map(amap: Any, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Min-max normalise a 2-D map to [0, 1] (over ``value_range`` if given, else its own min/max)."""
+    """Min-max normalise a 2-D map to [0, 1] (over ``value_range`` if given, else its own min/max).
+
+    Parameters
+    ----------
+    amap : array-like
+        Anomaly map (H, W).
+    value_range : tuple of float, optional
+        (min, max) to normalise over, in map units.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (H, W) in [0, 1] (zeros for a constant map).
+    """
     a = np.asarray(amap, dtype=np.float32)
     if a.ndim != 2:
         raise ValueError(f"anomaly map must be 2-D (H, W); got shape {a.shape}")
@@ -184,6 +247,28 @@ def overlay_heatmap(ax: Any, image: Any, amap: Any, mask: Any = None, *, alpha: 
     The map is shown in its own units between ``value_range`` (default: its min and max) and
     bilinearly resized to the image size when they differ. Returns the heat image artist (for a
     colour bar, whose values are then the map's).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    image : array-like
+        RGB (H, W, 3) or normalised (3, H, W) image (see :func:`to_rgb`).
+    amap : array-like
+        Anomaly map (h, w).
+    mask : array-like, optional
+        Ground truth (H, W) bool; ``None`` draws no contour.
+    alpha : float
+        Opacity of the heatmap.
+    value_range : tuple of float, optional
+        (min, max) of the colour scale in map units (default: this map's min and max).
+    title : str, optional
+        Axis title.
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        The heat image artist.
     """
     rgb = to_rgb(image)
     a = np.asarray(amap, dtype=np.float32)
@@ -215,7 +300,30 @@ def _colorbar(fig: Figure, artist: Any, ax: Any, threshold: float | None = None,
 @styled
 def plot_heatmap_overlay(image: Any, amap: Any, mask: Any = None, *, title: str = "", title_suffix: str | None = None,
                          alpha: float = 0.5, value_range: tuple[float, float] | None = None) -> Figure:
-    """Two panels: the RGB image with the GT contour, and the heatmap overlay (with a colour bar)."""
+    """Two panels: the RGB image with the GT contour, and the heatmap overlay (with a colour bar).
+
+    Parameters
+    ----------
+    image : array-like
+        RGB (H, W, 3) or normalised (3, H, W) image.
+    amap : array-like
+        Anomaly map (h, w).
+    mask : array-like, optional
+        Ground truth (H, W) bool.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+    alpha : float
+        Opacity of the heatmap.
+    value_range : tuple of float, optional
+        (min, max) of the colour scale in map units (default: this map's min and max).
+
+    Returns
+    -------
+    Figure
+        The figure.
+    """
     fig = Figure(figsize=(4.7, 2.6), layout="constrained")
     ax_img, ax_ov = fig.subplots(1, 2)
     rgb = to_rgb(image)
@@ -270,16 +378,27 @@ def plot_image_panel(image: Any, amap: Any, mask: Any = None, *, threshold: floa
 
     Parameters
     ----------
-    image : (H, W, 3) RGB or normalised (3, H, W)
-    amap : (h, w) anomaly map, resized to the image
-    mask : (H, W) bool ground truth, or None (normal image)
-    threshold : pixels with ``amap > threshold`` form the segmentation (orange); marked on the colour bar
-    value_range : (min, max) of the colour scale in map units (default: this map's)
-    threshold_source : where the threshold comes from, stated under the figure
+    image : array-like
+        (H, W, 3) RGB or normalised (3, H, W).
+    amap : array-like
+        (h, w) anomaly map, resized to the image.
+    mask : array-like, optional
+        (H, W) bool ground truth, or None (normal image).
+    threshold : float, optional
+        Pixels with ``amap > threshold`` form the segmentation (orange); marked on the colour bar.
+    value_range : tuple of float, optional
+        (min, max) of the colour scale in map units (default: this map's).
+    threshold_source : str
+        Where the threshold comes from, stated under the figure.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
 
     Returns
     -------
-    Figure of size (6.3, 2.0) inches.
+    Figure
+        Figure of size (6.3, 2.0) inches.
     """
     fig = Figure(figsize=(TEXT_WIDTH_IN, 2.0), layout="constrained")
     _panel_row(fig, fig.subplots(1, 4), image, amap, mask, threshold, value_range, titles=True)
@@ -296,6 +415,22 @@ def plot_category_panel(rows: Sequence[Mapping[str, Any]], *, threshold_source: 
 
     ``rows``: mappings with ``category``, ``image``, ``map``, ``mask``, ``threshold``, ``value_range``
     and optionally ``caption`` (e.g. the image name and score). Figure width 6.3 in, 1.55 in per row.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One mapping per category (keys above).
+    threshold_source : str
+        Where the threshold comes from, stated in the figure.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
     """
     if not rows:
         raise ValueError("rows is empty: no category to draw")
@@ -332,6 +467,22 @@ def plot_training_curves(history: pd.DataFrame, *, best_epoch: int | None = None
     ``history`` has columns ``epoch``, ``train_loss`` and optionally ``val_loss``, ``val_map``
     (the official selection criterion). ``best_epoch`` is marked on both axes. An axis whose
     values span more than a decade is logarithmic. Figure size (6.3, 2.6) inches.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        Per-epoch history (columns above).
+    best_epoch : int, optional
+        Epoch marked on both axes.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
     """
     if not isinstance(history, pd.DataFrame) or "epoch" not in history or "train_loss" not in history:
         raise ValueError("history must be a DataFrame with columns 'epoch' and 'train_loss' "
@@ -377,6 +528,32 @@ def plot_examples_grid(images: Sequence[Any], maps: Sequence[Any], masks: Sequen
 
     ``value_range`` = the (min, max) of the colour scale in map units; ``None`` = the min and max
     over all the maps (colours are always comparable between panels).
+
+    Parameters
+    ----------
+    images : sequence of array-like
+        RGB or normalised images.
+    maps : sequence of array-like
+        Anomaly maps (h, w), one per image.
+    masks : sequence of array-like, optional
+        Ground truths (H, W) bool, one per image.
+    titles : sequence of str, optional
+        One per image.
+    ncols : int, optional
+        Axes per row (default: all in one row).
+    value_range : tuple of float, optional
+        (min, max) of the colour scale in map units.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+    row_labels : sequence of str, optional
+        Label at the left of each row.
+
+    Returns
+    -------
+    Figure
+        The figure.
     """
     n = len(images)
     if n == 0 or len(maps) != n or (masks is not None and len(masks) != n) or (titles is not None and len(titles) != n):
@@ -427,6 +604,28 @@ def plot_best_worst(predictions: Any, selection: Mapping[str, Sequence[int]], *,
     ``predictions.config``) unless ``images`` gives every test image already loaded; masks from ``masks`` or
     ``predictions.masks()``. Colours share one
     range: the min and max over all test maps.
+
+    Parameters
+    ----------
+    predictions : stfpm_lib.engine.inference.Predictions
+        Test-split predictions (maps (N, S, S), image paths, config).
+    selection : mapping of str to sequence of int
+        Group -> test indices, as ``Evaluation.best_worst(k)`` gives.
+    cfg : STFPMConfig or mapping, optional
+        Size and crop settings (default ``predictions.config``).
+    masks : np.ndarray, optional
+        Ground truths (N, S, S) (default ``predictions.masks()``).
+    images : sequence of array-like, optional
+        Every test image already loaded.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
     """
     groups = [g for g in _BEST_WORST_LABELS if g in selection and len(selection[g])]
     if not groups:
@@ -472,7 +671,22 @@ def _auc_text(name: str, auc: Any) -> str | None:
 @styled
 def plot_roc_curves(curves: Mapping[str, Any], *, title: str = "ROC", title_suffix: str | None = None) -> Figure:
     """Image-level and pixel-level ROC curves (``curves["image_roc"]``, ``curves["pixel_roc"]``: dicts with
-    ``fpr``, ``tpr`` and optionally ``auc``), one axis each, with the chance diagonal."""
+    ``fpr``, ``tpr`` and optionally ``auc``), one axis each, with the chance diagonal.
+
+    Parameters
+    ----------
+    curves : mapping
+        Curves dict with ``image_roc`` and ``pixel_roc``.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
+    """
     fig = Figure(figsize=(TEXT_WIDTH_IN, 3.0), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, key, name in zip(axes, ("image_roc", "pixel_roc"), ("image level", "pixel level")):
@@ -531,7 +745,24 @@ def _pro_axes(ax: Any, fpr_limit: float) -> None:
 def plot_pro_curve(curves: Mapping[str, Any], *, fpr_limit: float = 0.3, title: str = "PRO curve",
                    title_suffix: str | None = None) -> Figure:
     """The MVTec PRO curve up to ``fpr_limit`` (``curves["pro"]``: ``fpr``, ``pro``, ``auc``) and, when present,
-    the official code's grid curve (``curves["official_pro"]``) before its min-max rescaling."""
+    the official code's grid curve (``curves["official_pro"]``) before its min-max rescaling.
+
+    Parameters
+    ----------
+    curves : mapping
+        Curves dict with ``pro`` (and optionally ``official_pro``).
+    fpr_limit : float
+        Largest false-positive rate shown.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
+    """
     fig = Figure(figsize=(TEXT_WIDTH_IN * 0.6, 3.2), layout="constrained")
     _draw_pro(fig.subplots(), curves, fpr_limit)
     fig.suptitle(_title(title, title_suffix))
@@ -541,7 +772,24 @@ def plot_pro_curve(curves: Mapping[str, Any], *, fpr_limit: float = 0.3, title: 
 @styled
 def plot_curves(curves: Mapping[str, Any], *, fpr_limit: float = 0.3, title: str = "ROC and PRO curves",
                 title_suffix: str | None = None) -> Figure:
-    """Image ROC, pixel ROC and PRO side by side (three axes)."""
+    """Image ROC, pixel ROC and PRO side by side (three axes).
+
+    Parameters
+    ----------
+    curves : mapping
+        Curves dict with ``image_roc``, ``pixel_roc`` and ``pro``.
+    fpr_limit : float
+        Largest false-positive rate of the PRO axis.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
+    """
     fig = Figure(figsize=(TEXT_WIDTH_IN * 1.4, 3.0), layout="constrained")
     a, b, c = fig.subplots(1, 3)
     _draw_roc(a, _curve(curves, "image_roc"), "image level")
@@ -571,6 +819,20 @@ def plot_roc_all(curves_by_category: Mapping[str, Mapping[str, Any]], *, title: 
 
     ``curves_by_category``: category -> curves dict (``image_roc`` / ``pixel_roc`` with ``fpr``,
     ``tpr``, ``auc``), as :attr:`stfpm_lib.records.evaluation.Evaluation.curves`. Figure (6.3, 3.4) in.
+
+    Parameters
+    ----------
+    curves_by_category : mapping of str to mapping
+        Category -> curves dict.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
     """
     _check_by_category(curves_by_category)
     fig = Figure(figsize=(TEXT_WIDTH_IN, 3.4), layout="constrained")
@@ -591,7 +853,24 @@ def plot_roc_all(curves_by_category: Mapping[str, Mapping[str, Any]], *, title: 
 @styled
 def plot_pro_all(curves_by_category: Mapping[str, Mapping[str, Any]], *, fpr_limit: float = 0.3,
                  title: str = "PRO curves of all categories", title_suffix: str | None = None) -> Figure:
-    """The MVTec PRO curve of every category up to ``fpr_limit``; AU-PRO in the legend. Figure (4.4, 3.4) in."""
+    """The MVTec PRO curve of every category up to ``fpr_limit``; AU-PRO in the legend. Figure (4.4, 3.4) in.
+
+    Parameters
+    ----------
+    curves_by_category : mapping of str to mapping
+        Category -> curves dict with ``pro``.
+    fpr_limit : float
+        Largest false-positive rate shown.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
+    """
     _check_by_category(curves_by_category)
     fig = Figure(figsize=(TEXT_WIDTH_IN * 0.7, 3.4), layout="constrained")
     ax = fig.subplots()
@@ -611,7 +890,18 @@ def plot_pro_all(curves_by_category: Mapping[str, Mapping[str, Any]], *, fpr_lim
 
 # ====================================================================== bars
 def metric_label(metric: str) -> str:
-    """``image_auroc`` -> ``image AUROC``: the words used on axes and legends."""
+    """``image_auroc`` -> ``image AUROC``: the words used on axes and legends.
+
+    Parameters
+    ----------
+    metric : str
+        Metric column name.
+
+    Returns
+    -------
+    str
+        Its label.
+    """
     from .tables import METRIC_LABELS  # same layer; tables never imports figures
 
     label = METRIC_LABELS.get(metric, metric.replace("_", " "))
@@ -624,6 +914,22 @@ def plot_per_defect_type(table: pd.DataFrame, metrics: Sequence[str] = ("image_a
     """Grouped bars: one group per defect type (``defect_type`` column or the index), one bar per metric.
 
     Metrics absent from ``table`` are skipped; NaN values leave a gap.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per defect type, one column per metric.
+    metrics : sequence of str
+        Metric columns to draw.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
     """
     df = table.reset_index() if "defect_type" not in table.columns else table
     if "defect_type" not in df.columns:
@@ -689,6 +995,26 @@ def plot_published_comparison(runs: pd.DataFrame, metric: str = "pixel_auroc", s
     ``sources``: source ids (default: all with a value for ``metric``); legends use :data:`SOURCE_NAMES`.
     Sources without a value for a category leave a gap. Non-MVTec categories are left out unless
     ``include_other`` (then drawn last, this run only); with none left a ``ValueError`` is raised.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        This run's per-category metrics.
+    metric : str
+        Metric to compare.
+    sources : sequence of str, optional
+        Published source ids.
+    include_other : bool
+        Also draw non-MVTec categories.
+    title : str, optional
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
     """
     if "category" not in runs.columns or metric not in runs.columns:
         raise ValueError(f"runs needs columns 'category' and {metric!r}; got {list(runs.columns)}")
@@ -729,6 +1055,24 @@ def plot_score_distributions(scores_by_category: Mapping[str, Mapping[str, Any]]
 
     ``scores_by_category``: category -> ``{"scores": (N,), "labels": (N,) 0/1, "threshold": float or None}``;
     the threshold (anomalous iff score > threshold) is a vertical line. Width 6.3 in, 1.9 in per row.
+
+    Parameters
+    ----------
+    scores_by_category : mapping of str to mapping
+        Category -> scores, labels and threshold.
+    ncols : int
+        Panels per row.
+    threshold_source : str
+        Where the threshold comes from, stated in the figure.
+    title : str
+        Figure title.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    Figure
+        The figure.
     """
     if not scores_by_category:
         raise ValueError("scores_by_category is empty: no category to draw")
@@ -784,7 +1128,31 @@ def write_heatmap_gif(images: Sequence[Any], maps: Sequence[Any], path: str | os
     """An animated GIF cycling through ``images`` (RGB) with their heatmaps (one shared colour scale), atomically.
 
     Each frame: the image | the heatmap overlay with the GT contour and a colour bar; ``titles`` (one
-    per image) and ``title_suffix`` above. ``frame_ms`` milliseconds per frame, looping. Returns the path.
+    per image) and ``title_suffix`` above. ``frame_ms`` milliseconds per frame, looping.
+
+    Parameters
+    ----------
+    images : sequence of array-like
+        RGB or normalised images.
+    maps : sequence of array-like
+        Anomaly maps (h, w), one per image.
+    path : str or os.PathLike
+        The GIF file.
+    masks : sequence of array-like, optional
+        Ground truths (H, W) bool, one per image.
+    titles : sequence of str, optional
+        One per image.
+    value_range : tuple of float, optional
+        (min, max) of the shared colour scale in map units (default: over all maps).
+    title_suffix : str, optional
+        Second line of each frame's title.
+    frame_ms : int
+        Milliseconds per frame.
+
+    Returns
+    -------
+    Path
+        The GIF's path.
     """
     from PIL import Image  # only the GIF writer needs PIL
 
@@ -823,6 +1191,22 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, formats: Sequence[str] 
 
     PNG at ``dpi`` (300) of exactly ``figsize x dpi`` pixels (no tight cropping: the constrained
     layout keeps everything inside); PDF is vector (images inside it stay raster).
+
+    Parameters
+    ----------
+    fig : Figure
+        The figure.
+    path : str or os.PathLike
+        Target path (its suffix is replaced).
+    formats : sequence of str
+        File formats.
+    dpi : int
+        PNG resolution, dots per inch.
+
+    Returns
+    -------
+    list of Path
+        The written files.
     """
     base = Path(path)
     if base.suffix.lower() in (".png", ".pdf", ".svg"):

@@ -91,6 +91,16 @@ def parse_markdown_tables(text: str) -> list[dict[str, Any]]:
 
     The format is :func:`stfpm_lib.reporting.tables.format_markdown`'s: a ``###`` title, the table,
     then an optional notes paragraph.
+
+    Parameters
+    ----------
+    text : str
+        Content of a ``tables.md``.
+
+    Returns
+    -------
+    list of dict
+        One dict per table.
     """
     tables: list[dict[str, Any]] = []
     for block in text.split("### ")[1:]:
@@ -107,7 +117,18 @@ def parse_markdown_tables(text: str) -> list[dict[str, Any]]:
 
 
 def table_html(table: dict[str, Any]) -> str:
-    """One parsed table as ``<h3>``, ``<table>`` and its notes."""
+    """One parsed table as ``<h3>``, ``<table>`` and its notes.
+
+    Parameters
+    ----------
+    table : dict
+        One table of :func:`parse_markdown_tables`.
+
+    Returns
+    -------
+    str
+        The HTML.
+    """
     e = html.escape
     align = table["align"]
     head = "".join(f'<th class="{align[j] if j < len(align) else "l"}">{e(h)}</th>'
@@ -121,14 +142,38 @@ def table_html(table: dict[str, Any]) -> str:
 # ====================================================================== notebooks
 def executed_notebooks(run_dir: str | Path) -> list[Path]:
     """The executed notebooks of a run: ``<run_dir>/*.ipynb`` then ``<run_dir>/<category>/*.ipynb``, sorted;
-    failed (``*.failed.ipynb``) and temporary (``.*``) ones included only if no successful one exists."""
+    failed (``*.failed.ipynb``) and temporary (``.*``) ones included only if no successful one exists.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    list of Path
+        The notebooks.
+    """
     run_dir = Path(run_dir)
     found = sorted(run_dir.glob("*.ipynb")) + sorted(run_dir.glob("*/*.ipynb"))
     return [p for p in found if not p.name.startswith(".") and REPORT_DIR not in p.relative_to(run_dir).parts]
 
 
 def render_notebook(path: str | Path, out_path: str | Path) -> Path:
-    """``path`` (an executed notebook) rendered to a standalone HTML file with nbconvert (images embedded)."""
+    """``path`` (an executed notebook) rendered to a standalone HTML file with nbconvert (images embedded).
+
+    Parameters
+    ----------
+    path : str or Path
+        An executed notebook.
+    out_path : str or Path
+        The HTML file (written atomically).
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+    """
     import nbformat  # lazy: only to render the executed notebooks
     from nbconvert import HTMLExporter
 
@@ -222,11 +267,22 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, note
 
     Parameters
     ----------
-    run_dir : a run directory (``run.json``, ``tables/``, ``figures/``, ``<category>/`` ...)
-    out_dir : default ``<run_dir>/report``
-    notebooks : render and link the executed notebooks (nbconvert, about a second each)
+    run_dir : str or Path
+        A run directory (``run.json``, ``tables/``, ``figures/``, ``<category>/`` ...).
+    out_dir : str or Path, optional
+        Default ``<run_dir>/report``.
+    notebooks : bool
+        Render and link the executed notebooks (nbconvert, about a second each).
 
-    Raises :class:`~stfpm_lib.reporting.tables.ReportError` when the run directory or its tables are missing.
+    Returns
+    -------
+    Path
+        The ``index.html`` path.
+
+    Raises
+    ------
+    ReportError
+        When the run directory or its tables are missing (:class:`~stfpm_lib.reporting.tables.ReportError`).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -250,7 +306,18 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, note
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stfpm_lib.reporting.html_report RUN_DIR [--out-dir DIR] [--no-notebooks]``."""
+    """``python -m stfpm_lib.reporting.html_report RUN_DIR [--out-dir DIR] [--no-notebooks]``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status (2 on bad input).
+    """
     parser = argparse.ArgumentParser(prog="python -m stfpm_lib.batch report", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="run directory (results/runs/<name>)")
     parser.add_argument("--out-dir", default=None, help="default RUN_DIR/report")

@@ -57,7 +57,30 @@ MANIFEST = "manifest.json"
 
 @dataclass
 class CategoryData:
-    """What the figures of one category need: test predictions, masks (N, S, S), the validation threshold."""
+    """What the figures of one category need: test predictions, masks (N, S, S), the validation threshold.
+
+    Attributes
+    ----------
+    category : str
+        Category name.
+    predictions : Predictions
+        Test-split predictions (maps (N, S, S), scores (N,), labels (N,)).
+    masks : np.ndarray
+        Ground truths, bool (N, S, S).
+    threshold : float, optional
+        Validation threshold in map units (``pixel_f1_val_threshold``, else the maximum map value
+        of the validation normals; ``None`` without either).
+    n_val : int
+        Number of validation images (0 without ``predictions_val.npz``).
+    metrics : dict of str to float
+        The ``metrics`` of ``metrics.json``.
+    history : pandas.DataFrame, optional
+        ``history.csv``.
+    best_epoch : int, optional
+        The selected epoch (``extra.best_epoch``).
+    random_teacher : bool
+        The teacher was randomly initialised.
+    """
 
     category: str
     predictions: Predictions
@@ -84,7 +107,20 @@ def _finite(value: Any) -> float | None:
 
 
 def load_category(run_dir: str | Path, category: str) -> CategoryData:
-    """Read ``<run_dir>/<category>``'s predictions, metrics and history; errors name the missing file."""
+    """Read ``<run_dir>/<category>``'s predictions, metrics and history; errors name the missing file.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+    category : str
+        Category name.
+
+    Returns
+    -------
+    CategoryData
+        The category's data.
+    """
     cat_dir = Path(run_dir) / category
     test = load_predictions(cat_dir / "predictions_test.npz")
     val_path = cat_dir / "predictions_val.npz"
@@ -103,7 +139,20 @@ def load_category(run_dir: str | Path, category: str) -> CategoryData:
 
 
 def category_curves(data: CategoryData, fpr_limit: float = 0.3) -> dict[str, dict[str, Any]]:
-    """Image ROC, pixel ROC and PRO curves from the cached maps; ``auc`` values from ``metrics.json``."""
+    """Image ROC, pixel ROC and PRO curves from the cached maps; ``auc`` values from ``metrics.json``.
+
+    Parameters
+    ----------
+    data : CategoryData
+        The category's data.
+    fpr_limit : float
+        Largest false-positive rate of the PRO curve.
+
+    Returns
+    -------
+    dict of str to dict
+        ``image_roc``, ``pixel_roc`` and ``pro`` curves (those that can be computed).
+    """
     p = data.predictions
     maps = np.asarray(p.maps, dtype=np.float32)
     labels = np.asarray(p.labels).astype(int)
@@ -120,7 +169,20 @@ def category_curves(data: CategoryData, fpr_limit: float = 0.3) -> dict[str, dic
 
 
 def run_categories(run_dir: str | Path, categories: str | Sequence[str] | None = None) -> list[str]:
-    """``categories`` (``None``/``"all"``/``"a,b"``/a list) checked against the run's ``<category>/metrics.json``."""
+    """``categories`` (``None``/``"all"``/``"a,b"``/a list) checked against the run's ``<category>/metrics.json``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+    categories : str or sequence of str, optional
+        ``None``/``"all"``, comma-separated names or a list.
+
+    Returns
+    -------
+    list of str
+        The categories.
+    """
     found = sorted(p.parent.name for p in Path(run_dir).glob("*/metrics.json"))
     if not found:
         raise ReportError(f"run directory {run_dir} has no <category>/metrics.json file")
@@ -156,6 +218,20 @@ def image_path(predictions: Predictions, i: int, data_root: str | Path | None = 
 
     Without ``data_root``, a run made on the embedded demo dataset (recorded root ``.../demo_data/piped``)
     is looked up in this package's copy, so a committed run (e.g. ``results/demo``) draws on any clone.
+
+    Parameters
+    ----------
+    predictions : Predictions
+        Test-split predictions.
+    i : int
+        Test image index.
+    data_root : str or Path, optional
+        Where the dataset is now.
+
+    Returns
+    -------
+    Path
+        The image file.
     """
     recorded = Path(str(predictions.image_paths[i]))
     if recorded.is_file():
@@ -259,14 +335,29 @@ def write_run_figures(run_dir: str | Path, out_dir: str | Path | None = None,
 
     Parameters
     ----------
-    run_dir : run directory with ``<category>/predictions_test.npz``, ``metrics.json``, ``history.csv``
-    out_dir : default ``<run_dir>/figures``
-    categories : ``None``/``"all"`` or names (comma-separated or a list)
-    style : a key of :data:`stfpm_lib.reporting.figures.STYLES`
-    per_image : also the four-panel figure of every test image
-    gif : also the animated GIF of each category
-    k : best/worst examples per group
-    data_root : where the test images are now, if the dataset moved since the run (see :func:`image_path`)
+    run_dir : str or Path
+        Run directory with ``<category>/predictions_test.npz``, ``metrics.json``, ``history.csv``.
+    out_dir : str or Path, optional
+        Default ``<run_dir>/figures``.
+    categories : str or sequence of str, optional
+        ``None``/``"all"`` or names (comma-separated or a list).
+    style : str
+        A key of :data:`stfpm_lib.reporting.figures.STYLES`.
+    per_image : bool
+        Also the four-panel figure of every test image.
+    gif : bool
+        Also the animated GIF of each category.
+    k : int
+        Best/worst examples per group.
+    fpr_limit : float
+        Largest false-positive rate of the PRO curves.
+    data_root : str or Path, optional
+        Where the test images are now, if the dataset moved since the run (see :func:`image_path`).
+
+    Returns
+    -------
+    list of dict of str to str
+        The manifest's figure entries.
     """
     run_dir = Path(run_dir)
     names = run_categories(run_dir, categories)
@@ -286,7 +377,20 @@ def write_run_figures(run_dir: str | Path, out_dir: str | Path | None = None,
 
 
 def preview_png(path: str | Path, width: int = 800) -> bytes:
-    """A ``width``-pixel-wide PNG preview of a figure file (for notebooks: the 300 dpi files stay on disk)."""
+    """A ``width``-pixel-wide PNG preview of a figure file (for notebooks: the 300 dpi files stay on disk).
+
+    Parameters
+    ----------
+    path : str or Path
+        A figure file.
+    width : int
+        Preview width, pixels.
+
+    Returns
+    -------
+    bytes
+        The PNG.
+    """
     from PIL import Image  # lazy: only for the GIF frames
 
     with Image.open(path) as im:
@@ -299,7 +403,18 @@ def preview_png(path: str | Path, width: int = 800) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stfpm_lib.reporting.run_figures RUN_DIR ...``: write the figures, print their folder."""
+    """``python -m stfpm_lib.reporting.run_figures RUN_DIR ...``: write the figures, print their folder.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status (2 on bad input).
+    """
     parser = argparse.ArgumentParser(prog="python -m stfpm_lib.reporting.run_figures", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--out-dir", default=None, help="default RUN_DIR/figures")

@@ -80,7 +80,23 @@ class StudyResultsError(ValueError):
 
 @dataclass
 class JobResult:
-    """One finished job: its metrics, per-image summary (None without ``per_image.npz``) and record."""
+    """One finished job: its metrics, per-image summary (None without ``per_image.npz``) and record.
+
+    Attributes
+    ----------
+    variant : str
+        Variant name.
+    seed : int
+        Training seed.
+    category : str
+        Category name.
+    metrics : dict of str to float
+        The job's metrics.
+    per_image : PerImage, optional
+        Per-image summary (None without ``per_image.npz``).
+    record : dict of str to Any
+        The job's ``metrics.json``.
+    """
 
     variant: str
     seed: int
@@ -92,7 +108,19 @@ class JobResult:
 
 @dataclass
 class StudyResults:
-    """A loaded study: the spec, the finished jobs by ``(variant, seed, category)`` and the missing ones."""
+    """A loaded study: the spec, the finished jobs by ``(variant, seed, category)`` and the missing ones.
+
+    Attributes
+    ----------
+    path : Path
+        The study directory.
+    spec : dict of str to Any
+        ``study.json``.
+    jobs : dict of (str, int, str) to JobResult
+        Finished jobs by ``(variant, seed, category)``.
+    missing : list of (str, int, str, str)
+        ``(variant, seed, category, status)`` of the jobs without ``metrics.json``.
+    """
 
     path: Path
     spec: dict[str, Any]
@@ -104,6 +132,22 @@ class StudyResults:
         return list(self.spec["variants"])
 
     def job_dir(self, variant: str, seed: int, category: str) -> Path:
+        """The folder of one job: ``<path>/runs/<variant>/seed<seed>/<category>``.
+
+        Parameters
+        ----------
+        variant : str
+            Variant name.
+        seed : int
+            Training seed.
+        category : str
+            Category name.
+
+        Returns
+        -------
+        Path
+            The job's folder.
+        """
         return self.path / "runs" / variant / f"seed{seed}" / category
 
 
@@ -168,6 +212,16 @@ def load_study_results(study_dir: str | Path) -> StudyResults:
     Raises :class:`StudyResultsError` for a missing or malformed spec, an unreadable file, or a
     ``metrics.json`` whose ``study`` key names another job. Jobs without ``metrics.json`` are
     listed in ``StudyResults.missing`` with their status (not run, failed with its notebook, incomplete).
+
+    Parameters
+    ----------
+    study_dir : str or Path
+        The study directory.
+
+    Returns
+    -------
+    StudyResults
+        The loaded study.
     """
     study_dir = Path(study_dir)
     study = StudyResults(study_dir, _read_spec(study_dir), {}, [])
@@ -461,6 +515,22 @@ def write_study_tables(study_dir: Path, baseline: str | None = None, n_resamples
     ``baseline``: the variant the others are compared with (default: ``study.json``'s baseline,
     else the first variant). ``n_resamples`` and ``seed`` drive the bootstrap (same seed: same
     tables). Raises :class:`StudyResultsError` for bad input.
+
+    Parameters
+    ----------
+    study_dir : Path
+        The study directory.
+    baseline : str, optional
+        The variant the others are compared with.
+    n_resamples : int
+        Bootstrap resamples.
+    seed : int
+        Bootstrap seed.
+
+    Returns
+    -------
+    dict of str to Path
+        ``{file name: path}``.
     """
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
         raise StudyResultsError(f"n_resamples must be an integer >= 1; got {n_resamples!r}")
@@ -496,7 +566,18 @@ def write_study_tables(study_dir: Path, baseline: str | None = None, n_resamples
 
 # ====================================================================== CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stfpm_lib.reporting.study_tables STUDY_DIR [--baseline V] [--n-resamples N] [--seed S]``."""
+    """``python -m stfpm_lib.reporting.study_tables STUDY_DIR [--baseline V] [--n-resamples N] [--seed S]``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status (2 on bad input).
+    """
     parser = argparse.ArgumentParser(prog="python -m stfpm_lib.reporting.study_tables",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("study_dir", help="study directory holding study.json and runs/")

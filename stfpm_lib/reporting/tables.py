@@ -83,7 +83,18 @@ def _random_label() -> str:
 
 
 def category_group(category: str) -> str:
-    """``texture`` or ``object`` for MVTec AD categories, ``other`` for anything else."""
+    """``texture`` or ``object`` for MVTec AD categories, ``other`` for anything else.
+
+    Parameters
+    ----------
+    category : str
+        Category name.
+
+    Returns
+    -------
+    str
+        ``texture``, ``object`` or ``other``.
+    """
     if category in MVTEC_TEXTURES:
         return "texture"
     if category in MVTEC_OBJECTS:
@@ -130,6 +141,16 @@ def collect_run(run_dir: str | Path) -> pd.DataFrame:
     ``extra.train_time_s`` or ``metrics.train_time_s``), wall_time_s, teacher_weights (source),
     teacher_name, teacher_sha256, backbone, preset, epochs, then every other metric of the files.
     Raises :class:`ReportError` when the directory is missing or holds no metrics file.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per category.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -177,6 +198,16 @@ def collect_per_defect_type(run_dir: str | Path) -> pd.DataFrame:
     Columns: category, defect_type, teacher_weights (source), then every column of the entries in
     the order the files give them (``n_anomalous``, ``n_normal``, ``image_auroc``, ...; NaN where a
     file lacks one). Categories in :func:`collect_run` order; empty when no file has the entry.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (category, defect type).
     """
     rows = []
     for path in sorted(Path(run_dir).glob("*/metrics.json"), key=lambda p: _category_sort_key(p.parent.name)):
@@ -251,6 +282,18 @@ def results_table(df: pd.DataFrame, run_name: str = "run") -> _Table:
 
     Columns: :data:`MAIN_METRICS`, the :data:`EXTRA_METRICS` (AP, IoU-max) and the original-resolution
     AU-PRO and pixel AUROC when the run computed them, and ``train_time_s``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The :func:`collect_run` frame.
+    run_name : str
+        Run name, in the title.
+
+    Returns
+    -------
+    _Table
+        The table.
     """
     optional = (*EXTRA_METRICS, "au_pro_orig_res", "pixel_auroc_orig_res")
     columns = list(MAIN_METRICS) + [c for c in optional if _present(df, c)]
@@ -264,7 +307,20 @@ def results_table(df: pd.DataFrame, run_name: str = "run") -> _Table:
 
 
 def f1_table(df: pd.DataFrame, run_name: str = "run") -> _Table | None:
-    """F1 at the best (test-oracle) threshold and at the threshold from normal validation images (``None`` if absent)."""
+    """F1 at the best (test-oracle) threshold and at the threshold from normal validation images (``None`` if absent).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The :func:`collect_run` frame.
+    run_name : str
+        Run name, in the title.
+
+    Returns
+    -------
+    _Table or None
+        The table (``None`` when it does not apply).
+    """
     columns = [c for c in ("image_f1", "image_f1_val", "pixel_f1", "pixel_f1_val") if _present(df, c)]
     if not any(c.endswith("_val") for c in columns):
         return None
@@ -282,7 +338,22 @@ def _published_over(wide: pd.Series, categories: Sequence[str], stated: float | 
 
 
 def comparison_table(df: pd.DataFrame, metric: str, run_name: str = "run") -> _Table | None:
-    """This run vs every published source for ``metric`` on the run's MVTec categories (``None`` if none apply)."""
+    """This run vs every published source for ``metric`` on the run's MVTec categories (``None`` if none apply).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The :func:`collect_run` frame.
+    metric : str
+        Metric compared.
+    run_name : str
+        Run name, in the title.
+
+    Returns
+    -------
+    _Table or None
+        The table (``None`` when it does not apply).
+    """
     mv = df[df["category"].isin(MVTEC_CATEGORIES)]
     if mv.empty or metric not in df.columns or mv[metric].isna().all():
         return None
@@ -346,7 +417,26 @@ def comparison_table(df: pd.DataFrame, metric: str, run_name: str = "run") -> _T
 # ====================================================================== formatting
 def format_markdown(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], align: Sequence[str],
                     notes: Sequence[str] = ()) -> str:
-    """A GitHub-flavoured Markdown table under a ``###`` title, notes as a paragraph below."""
+    """A GitHub-flavoured Markdown table under a ``###`` title, notes as a paragraph below.
+
+    Parameters
+    ----------
+    title : str
+        Table title.
+    headers : sequence of str
+        Column headers.
+    cells : sequence of sequence of str
+        Formatted cells, row by row.
+    align : sequence of str
+        ``"l"`` or ``"r"`` per column.
+    notes : sequence of str
+        Notes, joined into one paragraph.
+
+    Returns
+    -------
+    str
+        The Markdown text.
+    """
     def esc(s: str) -> str:
         return str(s).replace("|", "\\|")
 
@@ -378,7 +468,30 @@ def _latex_escape(text: str) -> str:
 
 def format_latex(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], align: Sequence[str],
                  n_body: int, label: str, notes: Sequence[str] = ()) -> str:
-    """A ``table`` environment with booktabs rules (needs ``\\usepackage{booktabs}``); a rule before the means."""
+    """A ``table`` environment with booktabs rules (needs ``\\usepackage{booktabs}``); a rule before the means.
+
+    Parameters
+    ----------
+    title : str
+        Table title.
+    headers : sequence of str
+        Column headers.
+    cells : sequence of sequence of str
+        Formatted cells, row by row.
+    align : sequence of str
+        ``"l"`` or ``"r"`` per column.
+    n_body : int
+        Rows before the mean rows (a rule is drawn there).
+    label : str
+        LaTeX ``\\label`` of the table.
+    notes : sequence of str
+        Notes, added to the caption.
+
+    Returns
+    -------
+    str
+        The LaTeX text.
+    """
     caption = _latex_escape(title) + ("" if not notes else ". " + _latex_escape(" ".join(notes)))
     lines = ["% requires \\usepackage{booktabs}", "\\begin{table}[ht]", "\\centering", "\\small",
              f"\\caption{{{caption}}}", f"\\label{{{label}}}",
@@ -394,7 +507,20 @@ def format_latex(title: str, headers: Sequence[str], cells: Sequence[Sequence[st
 
 def per_defect_type_table(per_type: pd.DataFrame, run_name: str = "run") -> _Table | None:
     """Per category and defect type: the counts and every metric column of :func:`collect_per_defect_type`
-    (``None`` when it is empty); metrics with 4 decimals."""
+    (``None`` when it is empty); metrics with 4 decimals.
+
+    Parameters
+    ----------
+    per_type : pandas.DataFrame
+        The :func:`collect_per_defect_type` frame.
+    run_name : str
+        Run name, in the title.
+
+    Returns
+    -------
+    _Table or None
+        The table (``None`` when it does not apply).
+    """
     if per_type.empty:
         return None
     columns = [c for c in per_type.columns if c not in ("category", "defect_type", "teacher_weights")]
@@ -423,6 +549,18 @@ def write_tables(run_dir: str | Path, out_dir: str | Path | None = None) -> list
 
     ``out_dir`` defaults to ``<run_dir>/tables``. Also writes ``tables.md`` with all Markdown tables
     and ``run_summary.csv`` (the :func:`collect_run` frame).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+    out_dir : str or Path, optional
+        Where to write (default ``<run_dir>/tables``).
+
+    Returns
+    -------
+    list of Path
+        The written files.
     """
     run_dir = Path(run_dir)
     df = collect_run(run_dir)
@@ -456,7 +594,18 @@ def write_tables(run_dir: str | Path, out_dir: str | Path | None = None) -> list
 
 # ====================================================================== CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stfpm_lib.reporting.tables <run_dir> [--out-dir DIR]``: write the tables, print their paths."""
+    """``python -m stfpm_lib.reporting.tables <run_dir> [--out-dir DIR]``: write the tables, print their paths.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status (2 on bad input).
+    """
     parser = argparse.ArgumentParser(prog="python -m stfpm_lib.reporting.tables", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="run directory holding <category>/metrics.json files")
     parser.add_argument("--out-dir", default=None, help="where to write the tables (default <run_dir>/tables)")

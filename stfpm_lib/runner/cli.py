@@ -39,6 +39,16 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 
     Each value is typed for its field by :func:`stfpm_lib.config.parse_field` (``loss_half=no``
     is ``False``, ``lr=abc`` raises ``ConfigError`` naming ``lr``); unknown keys raise.
+
+    Parameters
+    ----------
+    items : sequence of str
+        ``key=value`` strings of ``--set``.
+
+    Returns
+    -------
+    dict of str to Any
+        Typed config overrides.
     """
     out: dict[str, str] = {}
     for item in items:
@@ -185,7 +195,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``stfpm`` console script; returns the exit status."""
+    """Entry point of the ``stfpm`` console script; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status (2 for a user error, 130 when interrupted).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits with 2 on bad usage
     commands = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate}

@@ -53,7 +53,15 @@ def _env() -> dict[str, str]:
 
 
 def copy_committed(run_dir: Path, dest: Path) -> None:
-    """Replace ``dest`` by the committed part of ``run_dir``: ``run.json`` and :data:`CATEGORY_FILES` per category."""
+    """Replace ``dest`` by the committed part of ``run_dir``: ``run.json`` and :data:`CATEGORY_FILES` per category.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The finished demo run.
+    dest : Path
+        The committed demo folder (replaced).
+    """
     from ..records.io import atomic_write_bytes  # lazy: --help answers without the library
 
     if dest.exists():
@@ -69,7 +77,17 @@ def copy_committed(run_dir: Path, dest: Path) -> None:
 
 
 def execute_run_level(demo_dir: Path, notebooks_dir: Path | None = None, per_image: bool = False) -> None:
-    """Execute :data:`RUN_LEVEL_NOTEBOOKS` in ``demo_dir`` with ``run_dir="."`` (papermill), in place."""
+    """Execute :data:`RUN_LEVEL_NOTEBOOKS` in ``demo_dir`` with ``run_dir="."`` (papermill), in place.
+
+    Parameters
+    ----------
+    demo_dir : Path
+        The committed demo folder.
+    notebooks_dir : Path, optional
+        Where the notebooks live (default: the repository's ``notebooks/``).
+    per_image : bool
+        The ``per_image`` parameter of the notebooks other than ``04``.
+    """
     import papermill  # lazy: seconds to import
 
     nb_dir = notebooks_dir or REPO / "notebooks"
@@ -81,7 +99,20 @@ def execute_run_level(demo_dir: Path, notebooks_dir: Path | None = None, per_ima
 
 
 def regenerate(results_dir: Path = REPO / "results" / "runs", demo_dir: Path = DEMO_DIR) -> float:
-    """The whole regeneration (module docstring, steps 1-4); returns its wall time in seconds."""
+    """The whole regeneration (module docstring, steps 1-4); returns its wall time in seconds.
+
+    Parameters
+    ----------
+    results_dir : Path
+        Where the demo run is made (``<results_dir>/demo``).
+    demo_dir : Path
+        The committed demo folder.
+
+    Returns
+    -------
+    float
+        Wall time, seconds.
+    """
     from ..reporting.html_report import write_report  # lazy: nbconvert is slow to import
 
     start = time.perf_counter()
@@ -95,7 +126,20 @@ def regenerate(results_dir: Path = REPO / "results" / "runs", demo_dir: Path = D
 
 
 def nbval(demo_dir: Path = DEMO_DIR, extra: Sequence[str] = ()) -> int:
-    """Re-execute the committed run-level notebooks of ``demo_dir`` (on a copy) with ``pytest --nbval``; exit code."""
+    """Re-execute the committed run-level notebooks of ``demo_dir`` (on a copy) with ``pytest --nbval``; exit code.
+
+    Parameters
+    ----------
+    demo_dir : Path
+        The committed demo folder.
+    extra : sequence of str
+        Further pytest arguments.
+
+    Returns
+    -------
+    int
+        pytest's exit code (2 when a notebook is missing).
+    """
     missing = [n for n in RUN_LEVEL_NOTEBOOKS if not (demo_dir / n).is_file()]
     if missing:
         print(f"error: {demo_dir} lacks {missing}: run make demo-results", file=sys.stderr)
@@ -110,7 +154,18 @@ def nbval(demo_dir: Path = DEMO_DIR, extra: Sequence[str] = ()) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stfpm_lib.runner.demo_results regenerate|nbval``."""
+    """``python -m stfpm_lib.runner.demo_results regenerate|nbval``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     parser = argparse.ArgumentParser(prog="python -m stfpm_lib.runner.demo_results", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("regenerate", "nbval"))
     args = parser.parse_args(argv)

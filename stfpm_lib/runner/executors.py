@@ -54,10 +54,26 @@ class ExecutorError(ValueError):
 class ClusterOptions:
     """Batch-job settings of ``--cluster slurm|pbs`` (dask-jobqueue), per batch job.
 
-    ``cores``: CPU cores; ``memory``: e.g. ``"32GB"``; ``gpus``: GPUs (one worker process, so one
-    job at a time, per GPU; 0: one worker process); ``walltime``: ``HH:MM:SS``; ``job_extra``:
-    further scheduler directives, e.g. ``("--constraint=a100",)``; ``python``: the workers'
-    interpreter (default: this one); ``interface``: network interface of the scheduler (e.g. ``ib0``).
+    Attributes
+    ----------
+    queue : str, optional
+        Scheduler queue (partition).
+    cores : int
+        CPU cores.
+    memory : str
+        E.g. ``"32GB"``.
+    gpus : int
+        GPUs (one worker process, so one job at a time, per GPU; 0: one worker process).
+    walltime : str
+        ``HH:MM:SS``.
+    account : str, optional
+        Account the batch jobs are charged to.
+    job_extra : tuple of str
+        Further scheduler directives, e.g. ``("--constraint=a100",)``.
+    python : str, optional
+        The workers' interpreter (default: this one).
+    interface : str, optional
+        Network interface of the scheduler (e.g. ``ib0``).
     """
 
     queue: str | None = None
@@ -80,7 +96,18 @@ class ClusterOptions:
 class ExecutorSpec:
     """Which backend runs the jobs (see the module docstring), and its size.
 
-    ``workers``: processes of the local pool or the LocalCluster, batch jobs of slurm/pbs.
+    Attributes
+    ----------
+    kind : str
+        ``local``, ``scheduler``, ``localcluster``, ``slurm`` or ``pbs``.
+    workers : int
+        Processes of the local pool or the LocalCluster, batch jobs of slurm/pbs.
+    address : str, optional
+        The Dask scheduler's address (``scheduler``).
+    cluster : ClusterOptions
+        Batch-job settings (slurm/pbs).
+    allowed_failures : int
+        Times the scheduler resubmits a job whose worker died (clusters started here).
     """
 
     kind: str = "local"  # local | scheduler | localcluster | slurm | pbs
@@ -115,7 +142,30 @@ def executor_spec(*, jobs: int = 1, scheduler: str | None = None, cluster: str |
                   options: ClusterOptions | None = None, allowed_failures: int = 0) -> ExecutorSpec:
     """The backend of the command-line options ``--jobs``, ``--scheduler``, ``--cluster local:N|slurm|pbs``.
 
-    Raises :class:`ExecutorError` naming the option for contradictory or malformed values.
+    Parameters
+    ----------
+    jobs : int
+        ``--jobs``: processes of the local pool.
+    scheduler : str, optional
+        ``--scheduler``: address of a running Dask scheduler.
+    cluster : str, optional
+        ``--cluster``: ``local:N``, ``slurm`` or ``pbs``.
+    workers : int, optional
+        ``--workers``: batch jobs of slurm/pbs.
+    options : ClusterOptions, optional
+        Batch-job settings of slurm/pbs.
+    allowed_failures : int
+        ``--worker-retries``.
+
+    Returns
+    -------
+    ExecutorSpec
+        The backend.
+
+    Raises
+    ------
+    ExecutorError
+        Naming the option for contradictory or malformed values.
     """
     if jobs < 1:
         raise ExecutorError(f"--jobs must be >= 1, got {jobs}")
@@ -149,7 +199,18 @@ def executor_spec(*, jobs: int = 1, scheduler: str | None = None, cluster: str |
 # ----------------------------------------------------------------------------- GPU pinning
 def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
     """The GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` when set (``""``/``-1``: none), else
-    the indices ``nvidia-smi -L`` lists (none without the tool)."""
+    the indices ``nvidia-smi -L`` lists (none without the tool).
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        Environment to read (default ``os.environ``).
+
+    Returns
+    -------
+    list of str
+        GPU ids.
+    """
     environ = os.environ if environ is None else environ
     if "CUDA_VISIBLE_DEVICES" in environ:
         ids = [s.strip() for s in environ["CUDA_VISIBLE_DEVICES"].split(",") if s.strip()]
@@ -168,6 +229,18 @@ def gpu_for_slot(slot: int | None, gpus: Sequence[str]) -> str | None:
     """The GPU a worker of ``slot`` is pinned to: ``gpus[slot % len(gpus)]``; ``None`` (no pinning)
     without a slot or with fewer than two GPUs.
 
+    Parameters
+    ----------
+    slot : int, optional
+        The worker's slot.
+    gpus : sequence of str
+        Visible GPU ids.
+
+    Returns
+    -------
+    str or None
+        The GPU id, or ``None``.
+
     >>> gpu_for_slot(3, ["0", "1"]), gpu_for_slot(0, ["5"]), gpu_for_slot(None, ["0", "1"])
     ('1', None, None)
     """
@@ -177,7 +250,20 @@ def gpu_for_slot(slot: int | None, gpus: Sequence[str]) -> str | None:
 
 
 def pin_gpu(slot: int | None, environ: MutableMapping[str, str] | None = None) -> str | None:
-    """Set ``CUDA_VISIBLE_DEVICES`` to the slot's GPU when several are visible; return it (or ``None``)."""
+    """Set ``CUDA_VISIBLE_DEVICES`` to the slot's GPU when several are visible; return it (or ``None``).
+
+    Parameters
+    ----------
+    slot : int, optional
+        The worker's slot.
+    environ : mutable mapping, optional
+        Environment to read and set (default ``os.environ``).
+
+    Returns
+    -------
+    str or None
+        The GPU id set, or ``None``.
+    """
     environ = os.environ if environ is None else environ
     gpu = gpu_for_slot(slot, visible_gpus(environ))
     if gpu is not None:
@@ -188,6 +274,16 @@ def pin_gpu(slot: int | None, environ: MutableMapping[str, str] | None = None) -
 def slot_from_name(name: Any) -> int | None:
     """A Dask worker's slot from its name: an integer (LocalCluster: ``0``, ``1``...) or a
     ``-<n>`` suffix (dask-jobqueue: ``SLURMCluster-3-1`` -> 1); else ``None``.
+
+    Parameters
+    ----------
+    name : Any
+        The worker's name.
+
+    Returns
+    -------
+    int or None
+        The slot.
 
     >>> slot_from_name(2), slot_from_name("SLURMCluster-3-1"), slot_from_name("tcp://10.0.0.1:4000")
     (2, 1, None)
@@ -230,6 +326,17 @@ def run_tasks(fn: Callable[[Any], Any], tasks: Sequence[Any], spec: ExecutorSpec
     as each finishes, or ``on_done(index, None, exc)`` when it raised or its worker died.
 
     ``fn`` must be a module-level function and the tasks picklable (they travel to other processes).
+
+    Parameters
+    ----------
+    fn : callable
+        Module-level function run on each task.
+    tasks : sequence
+        Picklable tasks.
+    spec : ExecutorSpec
+        The backend.
+    on_done : callable
+        ``on_done(index, result, exc)``, called as each task finishes.
     """
     if spec.kind == "local":
         _run_local(fn, tasks, spec.workers, on_done)
@@ -318,6 +425,16 @@ def make_jobqueue_cluster(spec: ExecutorSpec):
     per GPU (else one), each running one job at a time (worker resource ``slot=1``) with
     ``cores // processes`` threads. The workers import this very ``stfpm_lib`` (``PYTHONPATH`` set in
     the job script).
+
+    Parameters
+    ----------
+    spec : ExecutorSpec
+        A ``slurm`` or ``pbs`` spec.
+
+    Returns
+    -------
+    dask_jobqueue.SLURMCluster or dask_jobqueue.PBSCluster
+        The cluster, not yet scaled.
     """
     import dask_jobqueue  # lazy: only for --cluster slurm|pbs
 

@@ -40,6 +40,16 @@ def config_overrides(namespace: Mapping[str, Any]) -> dict[str, Any]:
     ``crop_size = 0`` means "no crop" (``None`` already means "the preset's value"). Strings
     (papermill's ``-p``, a hand-edited parameters cell) are typed by :func:`~stfpm_lib.config.parse_field`:
     ``loss_half = "no"`` is ``False``, ``epochs = "abc"`` raises ``ConfigError`` naming ``epochs``.
+
+    Parameters
+    ----------
+    namespace : mapping of str to Any
+        A notebook's parameters (e.g. ``globals()``).
+
+    Returns
+    -------
+    dict of str to Any
+        Typed ``STFPMConfig`` overrides.
     """
     values = {}
     for key in CONFIG_FIELDS:
@@ -52,13 +62,37 @@ def config_overrides(namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def config_from_namespace(namespace: Mapping[str, Any], preset: str | None = None) -> STFPMConfig:
-    """``STFPMConfig.from_preset(namespace["preset"], **config_overrides(namespace))``."""
+    """``STFPMConfig.from_preset(namespace["preset"], **config_overrides(namespace))``.
+
+    Parameters
+    ----------
+    namespace : mapping of str to Any
+        A notebook's parameters.
+    preset : str, optional
+        Preset used in place of ``namespace["preset"]`` (default ``official`` when neither is set).
+
+    Returns
+    -------
+    STFPMConfig
+        The configuration.
+    """
     name = preset if preset is not None else namespace.get("preset") or "official"
     return STFPMConfig.from_preset(name, **config_overrides(namespace))
 
 
 def resolve_notebook_data_root(data_root: str | os.PathLike | None) -> Path:
-    """``data_root``, else ``$MVTEC_ROOT``, else the embedded demo dataset (interactive use)."""
+    """``data_root``, else ``$MVTEC_ROOT``, else the embedded demo dataset (interactive use).
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike, optional
+        Dataset root.
+
+    Returns
+    -------
+    Path
+        The dataset root.
+    """
     if data_root in (None, "") and not os.environ.get("MVTEC_ROOT"):
         from ..data.demo import demo_root  # lazy: see the note at the imports
 
@@ -69,7 +103,20 @@ def resolve_notebook_data_root(data_root: str | os.PathLike | None) -> Path:
 
 
 def resolve_category(data_root: str | os.PathLike, category: str | None) -> str:
-    """``category``, checked to exist under ``data_root``; ``None`` -> the first category found."""
+    """``category``, checked to exist under ``data_root``; ``None`` -> the first category found.
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike
+        Dataset root.
+    category : str, optional
+        Category name.
+
+    Returns
+    -------
+    str
+        The category.
+    """
     from ..data.mvtec import DataError, index_category, list_categories  # lazy: see the note at the imports
 
     if category in (None, ""):
@@ -82,14 +129,40 @@ def resolve_category(data_root: str | os.PathLike, category: str | None) -> str:
 
 
 def resolve_out_dir(out_dir: str | os.PathLike | None, category: str | None, base: str = "results/notebooks") -> Path:
-    """``out_dir`` if given, else ``<base>/<category>`` (interactive use); created."""
+    """``out_dir`` if given, else ``<base>/<category>`` (interactive use); created.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike, optional
+        Output folder.
+    category : str, optional
+        Category name (``run`` when None).
+    base : str
+        Parent folder when ``out_dir`` is not given.
+
+    Returns
+    -------
+    Path
+        The created folder.
+    """
     path = Path(out_dir) if out_dir not in (None, "") else Path(base) / (category or "run")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def teacher_label(teacher: STFPMConfig | Mapping[str, Any] | str | None) -> str:
-    """``RANDOM_TEACHER_LABEL`` for a random teacher (config, weights description or spec), else ``""``."""
+    """``RANDOM_TEACHER_LABEL`` for a random teacher (config, weights description or spec), else ``""``.
+
+    Parameters
+    ----------
+    teacher : STFPMConfig, mapping, str or None
+        A config, a teacher-weights description or a weights spec.
+
+    Returns
+    -------
+    str
+        The label, or ``""``.
+    """
     if isinstance(teacher, STFPMConfig):
         source = teacher.teacher_weights
     elif isinstance(teacher, Mapping):
@@ -107,6 +180,18 @@ def counts_table(data_root: str | os.PathLike, categories: list[str] | None = No
     """Images per split and defect type: a DataFrame with one row per (category, split, defect_type).
 
     Columns: ``category``, ``split`` (``train`` | ``test``), ``defect_type``, ``images``, ``masks``.
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike
+        Dataset root.
+    categories : list of str, optional
+        Categories (default: all found).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (category, split, defect_type).
     """
     import pandas as pd  # lazy: see the note at the imports
 
@@ -133,6 +218,22 @@ def epoch_logger(category: str, epochs: int, *, every: int = 1, printer: Callabl
     """A ``fit(log=...)`` callback printing one line per ``every`` epochs (and the last one).
 
     Under the batch runner the lines stream into ``<category>/02_train.log``.
+
+    Parameters
+    ----------
+    category : str
+        Category name, printed on each line.
+    epochs : int
+        Total epochs.
+    every : int
+        Print every this many epochs.
+    printer : callable
+        Called with each line.
+
+    Returns
+    -------
+    callable
+        The ``log(row)`` callback.
     """
     def log(row: Mapping[str, Any]) -> None:
         epoch = int(row["epoch"])
@@ -146,6 +247,15 @@ def check_checkpoint_config(checkpoint_config: Mapping[str, Any], cfg: STFPMConf
     """Raise ``ValueError`` naming the fields where ``cfg`` differs from a checkpoint's config.
 
     Runtime fields (:data:`RUNTIME_FIELDS`) are ignored.
+
+    Parameters
+    ----------
+    checkpoint_config : mapping of str to Any
+        The checkpoint's config (as a dict).
+    cfg : STFPMConfig
+        The notebook's config.
+    where : str
+        What the checkpoint is, for the message.
     """
     diff = [f"{k}: trained with {a!r}, notebook has {b!r}"
             for k, a, b in config_differences(checkpoint_config, cfg.to_dict())]
@@ -157,7 +267,19 @@ def check_checkpoint_config(checkpoint_config: Mapping[str, Any], cfg: STFPMConf
 
 @dataclass
 class CategoryEvaluation:
-    """What :func:`evaluate_category` produced: the evaluation, the test predictions and the files."""
+    """What :func:`evaluate_category` produced: the evaluation, the test predictions and the files.
+
+    Attributes
+    ----------
+    evaluation : stfpm_lib.records.evaluation.Evaluation
+        Metrics of the test split.
+    predictions : stfpm_lib.engine.inference.Predictions
+        Test-split predictions.
+    metrics_path, predictions_path, val_predictions_path : Path
+        ``metrics.json``, ``predictions_test.npz``, ``predictions_val.npz``.
+    eval_time_s, train_time_s : float
+        Evaluation and training wall time, seconds.
+    """
 
     evaluation: Any  # stfpm_lib.records.evaluation.Evaluation
     predictions: Any  # stfpm_lib.engine.inference.Predictions (test split)
@@ -171,7 +293,22 @@ class CategoryEvaluation:
 def expected_config(checkpoint_config: Mapping[str, Any], preset: str | None = None,
                     overrides: Mapping[str, Any] | None = None) -> STFPMConfig | None:
     """The config an evaluation asks for: ``None`` (the checkpoint's) when neither ``preset`` nor
-    ``overrides`` is given; else ``preset`` (default: the checkpoint's config) updated by ``overrides``."""
+    ``overrides`` is given; else ``preset`` (default: the checkpoint's config) updated by ``overrides``.
+
+    Parameters
+    ----------
+    checkpoint_config : mapping of str to Any
+        The checkpoint's config.
+    preset : str, optional
+        Preset name.
+    overrides : mapping of str to Any, optional
+        Config fields.
+
+    Returns
+    -------
+    STFPMConfig or None
+        The expected config, or ``None``.
+    """
     if not preset and not overrides:
         return None
     if preset:
@@ -193,6 +330,29 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     ``cfg`` (optional) must match the checkpoint's config (runtime fields aside); without it,
     ``preset`` and ``overrides`` (a notebook's parameters, see :func:`expected_config`) must, and
     without those the checkpoint's config is used. Every mismatch is reported at once.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The category's folder, holding ``checkpoint.pt``.
+    data_root : str or os.PathLike, optional
+        Dataset root (see :func:`resolve_notebook_data_root`).
+    category : str, optional
+        Category name (see :func:`resolve_category`).
+    cfg : STFPMConfig, optional
+        Config that must match the checkpoint's.
+    original_resolution : bool
+        Also AU-PRO and pixel AUROC with each map upsampled to its original mask
+        (see :func:`~stfpm_lib.records.evaluation.evaluate_predictions`).
+    preset : str, optional
+        Preset the checkpoint must match (see :func:`expected_config`).
+    overrides : mapping of str to Any, optional
+        Config fields the checkpoint must match.
+
+    Returns
+    -------
+    CategoryEvaluation
+        The evaluation, predictions and written files.
     """
     from ..records.evaluation import (PER_IMAGE_NAME, evaluate_predictions,  # lazy: see the note at the imports
                                       write_metrics_json, write_per_image)
@@ -235,7 +395,26 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
 
 def run_category(cfg: STFPMConfig, data_root: str | os.PathLike, category: str, out_dir: str | os.PathLike, *,
                  log: Callable[[Mapping[str, Any]], None] | None = None) -> CategoryEvaluation:
-    """Train (``stfpm_lib.engine.training.fit``, resumable) then :func:`evaluate_category`: the whole per-category job."""
+    """Train (``stfpm_lib.engine.training.fit``, resumable) then :func:`evaluate_category`: the whole per-category job.
+
+    Parameters
+    ----------
+    cfg : STFPMConfig
+        The run's configuration.
+    data_root : str or os.PathLike
+        Dataset root.
+    category : str
+        Category name.
+    out_dir : str or os.PathLike
+        The category's folder.
+    log : callable, optional
+        Per-epoch callback of ``fit`` (see :func:`epoch_logger`).
+
+    Returns
+    -------
+    CategoryEvaluation
+        The evaluation, predictions and written files.
+    """
     from ..engine.training import fit  # lazy: see the note at the imports
 
     fit(cfg, data_root, category, out_dir, progress=False, log=log)
@@ -247,6 +426,24 @@ def plot_dataset_examples(data_root: str | os.PathLike, category: str, cfg: STFP
     """A grid of example images: one row per split/defect type, ``per_type`` columns, GT mask contours in red.
 
     Images are shown as the network sees them (``cfg.image_size``/crop, default 256).
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike
+        Dataset root.
+    category : str
+        Category name.
+    cfg : STFPMConfig, optional
+        Size and crop settings (default ``STFPMConfig()``).
+    per_type : int
+        Images per split/defect type.
+    title_suffix : str, optional
+        Second line of the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The grid.
     """
     from matplotlib.figure import Figure  # lazy: see the note at the imports
 

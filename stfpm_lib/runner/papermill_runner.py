@@ -112,6 +112,16 @@ def parse_value(text: str) -> Any:
     """Parse a ``-p`` value like papermill: ``True``/``False``/``None``, int, float, else the string.
 
     ``true``/``false``/``none`` (any case) are accepted too.
+
+    Parameters
+    ----------
+    text : str
+        The value as typed.
+
+    Returns
+    -------
+    Any
+        bool, None, int, float or the string.
     """
     lowered = text.strip().lower()
     if lowered == "true":
@@ -134,6 +144,16 @@ def parse_overrides(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
     ``STFPMConfig`` fields are typed by :func:`stfpm_lib.config.parse_field` (``-p loss_half no``
     is ``False``; ``-p epochs abc`` raises ``ConfigError`` naming ``epochs``); other notebook
     parameters by :func:`parse_value`.
+
+    Parameters
+    ----------
+    pairs : sequence of (str, str), optional
+        ``-p KEY VALUE`` pairs.
+
+    Returns
+    -------
+    dict of str to Any
+        Typed parameters.
     """
     values: dict[str, Any] = {}
     for key, text in pairs or ():
@@ -147,7 +167,15 @@ def parse_overrides(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class NotebookSpec:
-    """A notebook and the parameters its ``parameters`` cell declares (name -> papermill's record)."""
+    """A notebook and the parameters its ``parameters`` cell declares (name -> papermill's record).
+
+    Attributes
+    ----------
+    path : Path
+        The notebook file.
+    parameters : mapping of str to mapping
+        Declared parameter name -> papermill's record of it.
+    """
 
     path: Path
     parameters: Mapping[str, Mapping[str, Any]]
@@ -168,7 +196,18 @@ class NotebookSpec:
         return "preset" in self.parameters
 
     def accepts(self, key: str) -> bool:
-        """Whether ``-p key ...`` is meaningful for this notebook."""
+        """Whether ``-p key ...`` is meaningful for this notebook.
+
+        Parameters
+        ----------
+        key : str
+            Parameter name.
+
+        Returns
+        -------
+        bool
+            Declared, or an ``STFPMConfig`` field of a notebook that takes a config.
+        """
         return key in self.parameters or (self.takes_config and key in CONFIG_FIELDS)
 
     @property
@@ -178,7 +217,18 @@ class NotebookSpec:
 
 
 def load_notebook_spec(path: str | os.PathLike) -> NotebookSpec:
-    """Read a notebook's parameters cell (papermill's ``inspect_notebook``); errors name the file."""
+    """Read a notebook's parameters cell (papermill's ``inspect_notebook``); errors name the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The notebook.
+
+    Returns
+    -------
+    NotebookSpec
+        The notebook and its parameters.
+    """
     import nbformat  # lazy: see the note at the imports
     import papermill
 
@@ -204,6 +254,20 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
     Each key must be accepted by at least one of the notebooks (declared in its parameters cell,
     or an ``STFPMConfig`` field for a notebook that declares ``preset``). Keys the runner sets
     itself are refused. The config values are validated by building the config.
+
+    Parameters
+    ----------
+    specs : sequence of NotebookSpec
+        The notebooks to run.
+    preset : str
+        Config preset.
+    overrides : mapping of str to Any
+        ``-p`` parameters.
+
+    Returns
+    -------
+    STFPMConfig or None
+        The config (``None`` when no notebook takes one).
     """
     for key in overrides:
         if key in RUNNER_KEYS:
@@ -226,7 +290,20 @@ def validate_overrides(specs: Sequence[NotebookSpec], preset: str, overrides: Ma
 
 
 def resolve_categories(data_root: Path, spec: str | Sequence[str]) -> list[str]:
-    """``"all"`` -> every category of ``data_root``; ``"a,b"`` -> checked against those found."""
+    """``"all"`` -> every category of ``data_root``; ``"a,b"`` -> checked against those found.
+
+    Parameters
+    ----------
+    data_root : Path
+        Dataset root.
+    spec : str or sequence of str
+        ``"all"``, comma-separated names, or a list of them.
+
+    Returns
+    -------
+    list of str
+        The categories.
+    """
     from ..data.mvtec import list_categories  # lazy: see the note at the imports
 
     found = list_categories(data_root)
@@ -297,6 +374,24 @@ def prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, force: bool, ca
 
     ``compare=False`` (only run-level notebooks, e.g. re-making the report of a finished run) keeps
     the recorded config and only adds the notebooks.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory (created).
+    record : mapping of str to Any
+        The run's record (config, notebooks, data root...).
+    force : bool
+        Overwrite a record made with another config.
+    categories : sequence of str
+        Categories of this invocation (added to the record's).
+    compare : bool
+        Compare the config with the recorded one.
+
+    Returns
+    -------
+    dict
+        The ``run.json`` content written.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "run.json"
@@ -333,7 +428,21 @@ def prepare_run_dir(run_dir: Path, record: Mapping[str, Any], *, force: bool, ca
 # ----------------------------------------------------------------------------- execution
 @dataclass
 class StepResult:
-    """One notebook execution (or skip) for one category."""
+    """One notebook execution (or skip) for one category.
+
+    Attributes
+    ----------
+    notebook : str
+        Notebook name.
+    status : str
+        ``"ok"``, ``"skipped"`` or ``"failed"``.
+    path : str
+        Executed notebook (the ``.failed.ipynb`` one for failures).
+    seconds : float
+        Wall time, seconds.
+    error : str
+        The error, for failures.
+    """
 
     notebook: str
     status: str  # "ok" | "skipped" | "failed"
@@ -344,7 +453,17 @@ class StepResult:
 
 @dataclass
 class CategoryResult:
-    """All steps of one category (``_run`` for run-level notebooks)."""
+    """All steps of one category (``_run`` for run-level notebooks).
+
+    Attributes
+    ----------
+    category : str
+        Category name (``_run`` for run-level notebooks).
+    steps : list of StepResult
+        The steps, in order.
+    seconds : float
+        Wall time, seconds.
+    """
 
     category: str
     steps: list[StepResult] = field(default_factory=list)
@@ -372,6 +491,29 @@ class CategoryJob:
     once every step is complete (executed or skipped); it returns a :class:`StepResult` when it
     did something (``None``: nothing to do) and an exception fails the category. ``label`` names
     the job in progress and summaries (default: the category).
+
+    Attributes
+    ----------
+    category : str
+        Category name.
+    out_dir : str
+        The category's folder.
+    notebooks : tuple of (str, tuple of str, dict)
+        (notebook path, outputs, parameters) of each step.
+    force : bool
+        Redo complete steps.
+    kernel_name : str, optional
+        Jupyter kernel.
+    log_output : bool
+        Stream the notebooks' output.
+    execution_timeout : int, optional
+        Seconds per notebook cell.
+    threads : int, optional
+        ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` default of the worker.
+    finish : callable, optional
+        ``finish(out_dir)``, see above.
+    label : str
+        Name of the job in progress and summaries.
     """
 
     category: str
@@ -478,6 +620,16 @@ def run_category_job(job: CategoryJob) -> CategoryResult:
 
     Complete steps are skipped unless ``job.force``; a re-executed step first loses its old outputs
     (and so does every later step). ``job.finish`` runs last, under the lock.
+
+    Parameters
+    ----------
+    job : CategoryJob
+        The category's notebooks.
+
+    Returns
+    -------
+    CategoryResult
+        Its steps.
     """
     _ensure_importable()
     papermill_log = logging.getLogger("papermill")
@@ -536,7 +688,19 @@ def _finish(job: CategoryJob, out_dir: Path, result: CategoryResult) -> None:
 
 @dataclass
 class BatchResult:
-    """Outcome of :func:`run_batch`."""
+    """Outcome of :func:`run_batch`.
+
+    Attributes
+    ----------
+    run_dir : Path
+        The run directory.
+    categories : list of CategoryResult
+        Per-category results.
+    run_level : CategoryResult, optional
+        Result of the run-level notebooks.
+    seconds : float
+        Wall time, seconds.
+    """
 
     run_dir: Path
     categories: list[CategoryResult]
@@ -586,6 +750,42 @@ def run_batch(
     Inputs are assumed validated (see :func:`main`). Categories run in ``jobs`` processes, each
     writing only its own ``run_dir/<category>`` (flock-protected). Complete steps are skipped
     unless ``force``. A failing category never stops the others.
+
+    Parameters
+    ----------
+    notebooks : sequence of NotebookSpec
+        Per-category notebooks, in order.
+    data_root : Path
+        Dataset root.
+    categories : sequence of str
+        Categories to run.
+    run_dir : Path
+        The run directory.
+    preset : str
+        Config preset.
+    overrides : mapping of str to Any, optional
+        ``-p`` parameters.
+    jobs : int
+        Processes.
+    force : bool
+        Redo complete steps.
+    kernel_name : str, optional
+        Jupyter kernel.
+    log_output : bool
+        Stream the notebooks' output.
+    execution_timeout : int, optional
+        Seconds per notebook cell.
+    progress : bool
+        Show a progress bar.
+    run_level : sequence of NotebookSpec
+        Notebooks run once on the run directory after the categories (when any category succeeded).
+    run_level_params : mapping of str to Any, optional
+        Further parameters of the run-level notebooks (those they declare).
+
+    Returns
+    -------
+    BatchResult
+        Per-category and run-level results.
     """
     overrides = dict(overrides or {})
     run_dir = Path(run_dir).resolve()  # notebooks execute with their category folder as cwd
@@ -620,7 +820,42 @@ def category_job(notebooks: Sequence[NotebookSpec], category: str, *, data_root:
                  log_output: bool = False, execution_timeout: int | None = None, threads: int | None = None,
                  finish: Callable[[Path], StepResult | None] | None = None, label: str = "") -> CategoryJob:
     """The :class:`CategoryJob` of ``category`` in the run directory ``run_dir`` (absolute): the
-    notebooks' parameters as :func:`run_batch` passes them, outputs in ``run_dir/<category>``."""
+    notebooks' parameters as :func:`run_batch` passes them, outputs in ``run_dir/<category>``.
+
+    Parameters
+    ----------
+    notebooks : sequence of NotebookSpec
+        Per-category notebooks.
+    category : str
+        Category name.
+    data_root : Path
+        Dataset root.
+    run_dir : Path
+        The run directory (absolute).
+    preset : str
+        Config preset.
+    overrides : mapping of str to Any
+        ``-p`` parameters.
+    force : bool
+        Redo complete steps.
+    kernel_name : str, optional
+        Jupyter kernel.
+    log_output : bool
+        Stream the notebooks' output.
+    execution_timeout : int, optional
+        Seconds per notebook cell.
+    threads : int, optional
+        Threads per job.
+    finish : callable, optional
+        See :class:`CategoryJob`.
+    label : str
+        See :class:`CategoryJob`.
+
+    Returns
+    -------
+    CategoryJob
+        The picklable task.
+    """
     out_dir = run_dir / category
     steps = tuple(
         (str(spec.path.resolve()), spec.outputs,
@@ -636,7 +871,25 @@ def run_jobs(job_list: Sequence[CategoryJob], executor: ExecutorSpec, *, desc: s
              unit: str = "category") -> list[CategoryResult]:
     """Run the jobs on ``executor`` (:mod:`~stfpm_lib.runner.executors`) with one progress bar (the
     last finished job and its status, counts of failures); a dead worker fails its job only.
-    Returns the results in the order of ``job_list``."""
+
+    Parameters
+    ----------
+    job_list : sequence of CategoryJob
+        The jobs.
+    executor : ExecutorSpec
+        The backend.
+    desc : str
+        Progress bar label.
+    progress : bool
+        Show the progress bar.
+    unit : str
+        Progress bar unit.
+
+    Returns
+    -------
+    list of CategoryResult
+        The results in the order of ``job_list``.
+    """
     results: list[CategoryResult | None] = [None] * len(job_list)
     bar = tqdm(total=len(job_list), desc=desc, unit=unit, disable=not progress, file=sys.stdout)
 
@@ -661,7 +914,18 @@ def run_jobs(job_list: Sequence[CategoryJob], executor: ExecutorSpec, *, desc: s
 
 
 def format_summary(result: BatchResult) -> str:
-    """Human-readable summary: one line per category, then the failed notebooks' paths."""
+    """Human-readable summary: one line per category, then the failed notebooks' paths.
+
+    Parameters
+    ----------
+    result : BatchResult
+        A batch's outcome.
+
+    Returns
+    -------
+    str
+        The summary text.
+    """
     lines = [f"== summary of {result.run_dir} ({result.seconds:.1f} s) =="]
     units = result.categories + ([result.run_level] if result.run_level else [])
     width = max([len(c.category) for c in units] + [8])
@@ -850,12 +1114,34 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
 
 
 def reproduce(argv: Sequence[str] | None = None) -> int:
-    """``python -m stfpm_lib.batch reproduce ...`` as a function (returns the exit code)."""
+    """``python -m stfpm_lib.batch reproduce ...`` as a function (returns the exit code).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments after ``reproduce``.
+
+    Returns
+    -------
+    int
+        Exit code.
+    """
     return main(["reproduce", *(argv or [])])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns 0 on success, 1 when a notebook failed, 2 on bad input."""
+    """Entry point; returns 0 on success, 1 when a notebook failed, 2 on bad input.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     from ..data.mvtec import DataError  # lazy: see the note at the imports
 
     args = _parser().parse_args(argv)

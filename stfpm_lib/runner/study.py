@@ -60,7 +60,15 @@ class StudyError(BatchError):
 
 @dataclass(frozen=True)
 class Variant:
-    """One point of the grid: its folder name and the overrides (on top of the common ones) that make it."""
+    """One point of the grid: its folder name and the overrides (on top of the common ones) that make it.
+
+    Attributes
+    ----------
+    name : str
+        Folder name of the variant.
+    overrides : mapping of str to Any
+        STFPMConfig fields set by the variant.
+    """
 
     name: str
     overrides: Mapping[str, Any]
@@ -68,7 +76,37 @@ class Variant:
 
 @dataclass(frozen=True)
 class Study:
-    """A parsed, validated study file (see the module docstring for the keys)."""
+    """A parsed, validated study file (see the module docstring for the keys).
+
+    Attributes
+    ----------
+    name : str
+        Study name (a safe folder name).
+    path : Path
+        The study file.
+    preset : str
+        Base STFPMConfig preset.
+    variants : tuple of Variant
+        The grid's points.
+    seeds : tuple of int
+        STFPMConfig.seed of each run.
+    categories : str or tuple of str
+        ``"all"`` or the categories.
+    notebooks : tuple of str
+        Per-category notebook chain.
+    overrides : mapping of str to Any
+        STFPMConfig fields common to every variant.
+    parameters : mapping of str to Any
+        Other notebook parameters.
+    baseline : str, optional
+        The variant the others are compared with.
+    data_root : str, optional
+        ``"demo"`` or a path.
+    description : str
+        Free text.
+    report : str, optional
+        Study-level notebook run after the jobs.
+    """
 
     name: str
     path: Path
@@ -85,17 +123,53 @@ class Study:
     report: str | None = None
 
     def variant(self, name: str) -> Variant:
-        """The variant called ``name``."""
+        """The variant called ``name``.
+
+        Parameters
+        ----------
+        name : str
+            Variant name.
+
+        Returns
+        -------
+        Variant
+            The variant.
+        """
         return next(v for v in self.variants if v.name == name)
 
     def config(self, variant: Variant, seed: int) -> STFPMConfig:
-        """The configuration of ``variant`` trained with ``seed``."""
+        """The configuration of ``variant`` trained with ``seed``.
+
+        Parameters
+        ----------
+        variant : Variant
+            One of the study's variants.
+        seed : int
+            Training seed.
+
+        Returns
+        -------
+        STFPMConfig
+            Preset + common overrides + the variant's overrides + seed.
+        """
         return STFPMConfig.from_preset(self.preset, **{**self.overrides, **variant.overrides, "seed": seed})
 
 
 @dataclass(frozen=True)
 class Job:
-    """One training + evaluation: (variant, seed, category) of a study."""
+    """One training + evaluation: (variant, seed, category) of a study.
+
+    Attributes
+    ----------
+    study : Study
+        The study.
+    variant : Variant
+        The variant.
+    seed : int
+        Training seed.
+    category : str
+        Dataset category.
+    """
 
     study: Study
     variant: Variant
@@ -126,7 +200,20 @@ class Job:
 
 def safe_name(name: Any, what: str) -> str:
     """``name`` if it is a safe folder name (letters, digits, ``._+-``, starting with a letter or digit,
-    at most 100 characters), else :class:`StudyError` naming ``what``."""
+    at most 100 characters), else :class:`StudyError` naming ``what``.
+
+    Parameters
+    ----------
+    name : Any
+        The name to check.
+    what : str
+        Where it came from, for the message.
+
+    Returns
+    -------
+    str
+        ``name``.
+    """
     if not isinstance(name, str) or not _SAFE.fullmatch(name):
         raise StudyError(f"{what}: {name!r} is not a safe folder name (letters, digits and . _ + -, "
                          "starting with a letter or digit, at most 100 characters)")
@@ -290,6 +377,16 @@ def load_study(path: str | os.PathLike) -> Study:
 
     Every variant's configuration is built (``STFPMConfig.from_preset``) once, so a bad value fails
     here, naming the file and the key (``variants.<name>.<field>``, ``grid.<field>[i]``...).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The study file (YAML).
+
+    Returns
+    -------
+    Study
+        The validated study.
     """
     path = Path(path)
     spec = _read_yaml(path)
@@ -371,6 +468,18 @@ def expand_jobs(study: Study, categories: Sequence[str] | None = None) -> list[J
 
     ``categories`` (e.g. those found under the data root) replaces ``categories: all``; it is
     needed then. Names must be safe folder names.
+
+    Parameters
+    ----------
+    study : Study
+        The study.
+    categories : sequence of str, optional
+        Categories replacing ``categories: all``.
+
+    Returns
+    -------
+    list of Job
+        The jobs.
     """
     names = study.categories if categories is None else tuple(categories)
     if names == "all":
@@ -383,7 +492,22 @@ def expand_jobs(study: Study, categories: Sequence[str] | None = None) -> list[J
 
 def study_spec(study: Study, categories: Sequence[str], notebooks: Sequence[str]) -> dict[str, Any]:
     """The expanded spec as ``study.json`` holds it: name, preset, variants (name -> its overrides),
-    seeds, categories, notebooks, baseline, and the common overrides and notebook parameters."""
+    seeds, categories, notebooks, baseline, and the common overrides and notebook parameters.
+
+    Parameters
+    ----------
+    study : Study
+        The study.
+    categories : sequence of str
+        The categories run.
+    notebooks : sequence of str
+        The notebooks run.
+
+    Returns
+    -------
+    dict of str to Any
+        JSON-safe spec.
+    """
     return {"name": study.name, "preset": study.preset,
             "variants": {v.name: dict(v.overrides) for v in study.variants}, "seeds": list(study.seeds),
             "categories": list(categories), "notebooks": list(notebooks), "baseline": study.baseline,

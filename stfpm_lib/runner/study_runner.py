@@ -56,6 +56,18 @@ def stamp_study(record: Mapping[str, Any], out_dir: Path) -> runner.StepResult |
 
     Returns ``None`` when it is there already (nothing to do), else the step's result. Raises
     ``FileNotFoundError`` when the notebooks wrote no ``metrics.json``.
+
+    Parameters
+    ----------
+    record : mapping of str to Any
+        The job's ``"study"`` entry (:attr:`Job.record`).
+    out_dir : Path
+        The job's category folder.
+
+    Returns
+    -------
+    StepResult or None
+        The step's result, or ``None`` when nothing was to do.
     """
     path = Path(out_dir) / METRICS_NAME
     if not path.is_file():
@@ -133,6 +145,28 @@ def prepare_study_dir(study_dir: Path, study: Study, jobs: Sequence[Job], *, dat
     Refuses (:class:`StudyError`) a folder holding another study, and (``BatchError``, from
     :func:`~stfpm_lib.runner.papermill_runner.prepare_run_dir`) a run directory made with another
     config, unless ``force``.
+
+    Parameters
+    ----------
+    study_dir : Path
+        The study directory.
+    study : Study
+        The study.
+    jobs : sequence of Job
+        The jobs to run.
+    data_root : Path
+        The dataset root.
+    notebooks : sequence of NotebookSpec
+        The per-category notebooks.
+    executor : ExecutorSpec
+        The backend (recorded).
+    force : bool
+        Take over a folder holding another study or a run directory made with another config.
+
+    Returns
+    -------
+    dict
+        The ``study.json`` content written.
     """
     path = study_dir / STUDY_JSON
     old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -163,7 +197,21 @@ def prepare_study_dir(study_dir: Path, study: Study, jobs: Sequence[Job], *, dat
 # ----------------------------------------------------------------------------- running
 @dataclass
 class StudyResult:
-    """Outcome of :func:`run_study`: each job with its result."""
+    """Outcome of :func:`run_study`: each job with its result.
+
+    Attributes
+    ----------
+    name : str
+        Study name.
+    study_dir : Path
+        The study directory.
+    jobs : list of Job
+        The jobs run.
+    results : list of CategoryResult
+        Their results, in the same order.
+    seconds : float
+        Wall time, seconds.
+    """
 
     name: str
     study_dir: Path
@@ -190,6 +238,36 @@ def run_study(study: Study, jobs: Sequence[Job], specs: Sequence[runner.Notebook
     Each job is the notebook runner's category job in ``study_dir/runs/<variant>/seed<seed>``
     (absolute, on a folder every worker reaches), finished by :func:`stamp_study`. Inputs are
     assumed validated and the directory prepared (:func:`prepare_study_dir`).
+
+    Parameters
+    ----------
+    study : Study
+        The study.
+    jobs : sequence of Job
+        The jobs to run.
+    specs : sequence of NotebookSpec
+        The per-category notebooks.
+    study_dir : Path
+        The study directory.
+    data_root : Path
+        The dataset root.
+    executor : ExecutorSpec
+        The backend.
+    force : bool
+        Redo work already on disk.
+    kernel_name : str, optional
+        Jupyter kernel.
+    log_output : bool
+        Stream the notebooks' output.
+    execution_timeout : int, optional
+        Seconds per notebook cell.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    StudyResult
+        Each job with its result.
     """
     study_dir = Path(study_dir).resolve()
     runner._ensure_importable()
@@ -205,7 +283,18 @@ def run_study(study: Study, jobs: Sequence[Job], specs: Sequence[runner.Notebook
 
 
 def format_study_summary(result: StudyResult) -> str:
-    """Counts per variant (ok / skipped / failed), then a table of the failed jobs with their errors."""
+    """Counts per variant (ok / skipped / failed), then a table of the failed jobs with their errors.
+
+    Parameters
+    ----------
+    result : StudyResult
+        A study's outcome.
+
+    Returns
+    -------
+    str
+        The summary text.
+    """
     lines = [f"== study {result.name}: {len(result.jobs)} jobs in {result.seconds:.1f} s "
              f"({result.study_dir}) =="]
     per_variant: dict[str, Counter] = {}
@@ -234,7 +323,13 @@ def format_study_summary(result: StudyResult) -> str:
 
 # ----------------------------------------------------------------------------- command line
 def add_study_parser(sub: argparse._SubParsersAction) -> None:
-    """The ``study`` subcommand of ``python -m stfpm_lib.batch``."""
+    """The ``study`` subcommand of ``python -m stfpm_lib.batch``.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The batch parser's subcommands.
+    """
     p = sub.add_parser("study", help="run a study: a YAML grid of variants x seeds x categories (studies/*.yaml)")
     p.add_argument("spec", help="the study file (YAML), e.g. studies/demo.yaml")
     p.add_argument("--data-root", default=None,
@@ -318,7 +413,18 @@ def _write_tables(study_dir: Path, baseline: str | None, n_resamples: int) -> No
 
 
 def run_study_cli(args: argparse.Namespace) -> int:
-    """``python -m stfpm_lib.batch study``: validate everything, prepare the folder, run, summarise."""
+    """``python -m stfpm_lib.batch study``: validate everything, prepare the folder, run, summarise.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``study`` arguments.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     study = narrow_study(load_study(args.spec), params=args.param, seeds=args.seeds, categories=args.categories,
                          variants=args.variants, baseline=args.baseline)
     if args.n_resamples < 1:

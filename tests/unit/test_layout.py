@@ -180,9 +180,9 @@ def test_light_entry_points_do_not_load_torch():
     assert done.stdout.strip() == "[]"
 
 
-#: Modules whose public functions and classes carry numpydoc sections (the metrics have their own test;
-#: data/, runner/, reporting/tables.py and reporting/figures.py are not converted yet).
-NUMPYDOC_MODULES = ["config.py", "method/*.py", "engine/*.py", "records/*.py", "reporting/published.py", "bench/*.py"]
+#: Modules whose public functions and classes carry numpydoc sections (the metrics have their own test).
+NUMPYDOC_MODULES = ["config.py", "method/*.py", "data/*.py", "engine/*.py", "records/*.py", "reporting/*.py",
+                    "runner/*.py", "bench/*.py"]
 #: torch.nn.Module overrides, documented by torch
 _MODULE_OVERRIDES = {"forward", "train"}
 
