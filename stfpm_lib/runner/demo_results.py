@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .papermill_runner import _kernel_config  # same package: the kernels' transport (IPC)
+
 __all__ = ["REPO", "DEMO_DIR", "CATEGORY_FILES", "RUN_LEVEL_NOTEBOOKS", "SANITIZE", "copy_committed",
            "execute_run_level", "regenerate", "nbval", "main"]
 
@@ -95,7 +97,7 @@ def execute_run_level(demo_dir: Path, notebooks_dir: Path | None = None, per_ima
     for name in RUN_LEVEL_NOTEBOOKS:
         params = {"run_dir": "."} if name.startswith("04") else {"run_dir": ".", "per_image": per_image}
         papermill.execute_notebook(str(nb_dir / name), str(demo_dir / name), parameters=params, cwd=str(demo_dir),
-                                   progress_bar=False)
+                                   progress_bar=False, config=_kernel_config())
 
 
 def regenerate(results_dir: Path = REPO / "results" / "runs", demo_dir: Path = DEMO_DIR) -> float:
