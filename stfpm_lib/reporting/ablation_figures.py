@@ -83,9 +83,11 @@ def plot_variant_metrics(results: pd.DataFrame, metrics: Sequence[str] = ABLATIO
     ax.set_xticks(x, variants, rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("variant")
-    ax.set_ylabel("metric value (fraction), mean ± std over seeds")
-    ax.legend(ncols=len(metrics), loc="lower right")
-    fig.suptitle(_title(f"{title} ({'mean over categories' if category == 'mean' else category})", title_suffix))
+    ax.set_ylabel("metric value (fraction)")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, ncols=len(metrics), loc="outside lower center")
+    fig.suptitle(_title(f"{title} ({'mean over categories' if category == 'mean' else category}); "
+                        "bars: mean over seeds, error bars: ± 1 std", title_suffix))
     return fig
 
 
@@ -124,13 +126,16 @@ def plot_factor_deltas(compare: pd.DataFrame, metrics: Sequence[str] = ABLATION_
                  layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(delta, cmap="RdBu", vmin=-max(limit, 1e-6), vmax=max(limit, 1e-6), aspect="auto")
+    ax.grid(False)  # the style's grid lines would cross the cells
     for i, v in enumerate(variants):
         for j, m in enumerate(metrics):
             if (v, m) in cell.index and np.isfinite(delta[i, j]):
                 row = cell.loc[(v, m)]
                 noise = "" if bool(row["exceeds_noise"]) else DAGGER
                 sd = f" ± {row['seed_std_delta']:.3f}" if np.isfinite(row["seed_std_delta"]) else ""
-                ax.text(j, i, f"{delta[i, j]:+.3f}{sd}{noise}", ha="center", va="center", fontsize=6.5)
+                dark = abs(delta[i, j]) > 0.6 * limit  # white text on the saturated ends of the scale
+                ax.text(j, i, f"{delta[i, j]:+.3f}{sd}{noise}", ha="center", va="center", fontsize=6.5,
+                        color="white" if dark else "black")
     ax.set_xticks(np.arange(len(metrics)), [metric_label(m) for m in metrics])
     ax.set_yticks(np.arange(len(variants)), variants)
     ax.set_xlabel("metric")
