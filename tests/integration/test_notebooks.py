@@ -244,7 +244,7 @@ def test_figures_notebook_outputs(executed):
 
 def test_rerun_skips_complete_notebooks(executed, capsys):
     before = (executed["cat_dir"] / "02_train.ipynb").stat().st_mtime_ns
-    per_category = [a for p in NOTEBOOKS if p.stem not in ("04_report", "05_figures") for a in ("--notebook", str(p))]
+    per_category = [a for p in RUN_NOTEBOOKS if p.stem not in ("04_report", "05_figures") for a in ("--notebook", str(p))]
     argv = ["run", *per_category, "--categories", "brick",
             "--data-root", str(executed["root"]), "--run-name", "ci", "--results-dir", str(executed["run_dir"].parent),
             "-p", "epochs", "1", "-p", "image_size", "64", "-p", "teacher_weights", "random", "-p", "batch_size", "8",
