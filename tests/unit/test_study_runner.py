@@ -5,6 +5,8 @@ metrics.json, study.json and the run directories, the summary table, and bad inp
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,10 @@ def _specs():
     return [runner.load_notebook_spec(REPO / "notebooks" / n) for n in ("02_train.ipynb", "03_evaluate.ipynb")]
 
 
+#: the process that stamps a job in these tests (run_category_job runs in this process)
+WORKER = {"host": platform.node(), "pid": os.getpid()}
+
+
 def test_stamp_study_writes_the_record_once(tmp_path):
     record = {"study": "st", "variant": "b", "overrides": {"layers": ["layer1", "layer2"]}, "seed": 3,
               "category": "brick"}
@@ -43,7 +49,8 @@ def test_stamp_study_writes_the_record_once(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {"image_auroc": 0.75}}))
     step = stamp_study(record, tmp_path)
     assert (step.notebook, step.status) == ("study", "ok")
-    assert json.loads((tmp_path / "metrics.json").read_text()) == {"metrics": {"image_auroc": 0.75}, "study": record}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"metrics": {"image_auroc": 0.75}, "study": record,
+                                                                   "study_worker": WORKER}
     assert stamp_study(record, tmp_path) is None  # there already: nothing to do
     assert not list(tmp_path.glob(".metrics.tmp*"))
 
@@ -162,5 +169,5 @@ def test_a_job_whose_stamp_fails_is_not_done(tmp_path):
     (tmp_path / "brick" / "metrics.json").write_text("{}")
     res = runner.run_category_job(job)
     assert [(s.notebook, s.status) for s in res.steps] == [("study", "ok")] and res.status == "ok"
-    assert json.loads((tmp_path / "brick" / "metrics.json").read_text()) == {"study": record}
+    assert json.loads((tmp_path / "brick" / "metrics.json").read_text()) == {"study": record, "study_worker": WORKER}
     assert job.name == "a/seed0/brick"
