@@ -92,6 +92,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, FORMAT_VERSION, LAS
 from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, peak_memory, prepare_input, prepare_model, resolve_device,
                      rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
 from .feature_cache import TeacherFeatureCache
+from .inference import predict_batch
 
 __all__ = ["fit", "TrainResult", "TrainError", "TrainingState", "validate", "train_step", "train_epoch", "IndexedImages"]
 
@@ -417,10 +418,8 @@ def test_pixel_auroc(model: STFPM, dataset: ImageDataset, cfg: STFPMConfig, devi
     with torch.inference_mode():
         for start in range(0, len(dataset), cfg.eval_batch_size):
             items = [dataset[i] for i in range(start, min(start + cfg.eval_batch_size, len(dataset)))]
-            x = prepare_input(torch.stack([item["image"] for item in items]), device, cfg.channels_last)
-            with autocast(cfg.precision, device):
-                t_feats, s_feats = model(x)
-            maps.append(anomaly_map(t_feats, s_feats, cfg, cfg.input_size).float().cpu().numpy())
+            batch_maps, _ = predict_batch(model, torch.stack([item["image"] for item in items]), cfg, device)
+            maps.append(batch_maps.float().cpu().numpy())
             masks += [np.asarray(item["mask"]) for item in items]
     return float(pixel_auroc(np.concatenate(maps), np.stack(masks)))
 
@@ -568,21 +567,21 @@ def _check_settings(cfg: STFPMConfig, weights: TeacherWeights | None, n_train: i
 def _decoded_datasets(cfg: STFPMConfig, train_paths, val_paths) -> tuple[ImageDataset, ImageDataset]:
     """Training and validation datasets, every image decoded once up front: bad images fail before
     any file is written, and DataLoader workers inherit the cache."""
-    train_ds, val_ds = ImageDataset(train_paths, cfg, cache=True), ImageDataset(val_paths, cfg, cache=True)
-    for ds in (train_ds, val_ds):
-        for i in range(len(ds)):
-            ds.arrays(i)
-    return train_ds, val_ds
+    return _decoded(ImageDataset(train_paths, cfg, cache=True)), _decoded(ImageDataset(val_paths, cfg, cache=True))
+
+
+def _decoded(ds: ImageDataset) -> ImageDataset:
+    """``ds`` with every item decoded into its cache (bad files fail here, before anything is written)."""
+    for i in range(len(ds)):
+        ds.arrays(i)
+    return ds
 
 
 def _leakage_test_data(cfg: STFPMConfig, data_root, category: str) -> ImageDataset | None:
     """The decoded test images and masks a leakage selection reads (``None`` for the others)."""
     if cfg.selection not in LEAKAGE_SELECTIONS:
         return None
-    test_ds = ImageDataset(index_category(data_root, category).test, cfg, cache=True)
-    for i in range(len(test_ds)):
-        test_ds.arrays(i)
-    return test_ds
+    return _decoded(ImageDataset(index_category(data_root, category).test, cfg, cache=True))
 
 
 def _prepare_out_dir(out_dir: Path, resume: bool) -> None:

@@ -23,17 +23,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..data.demo import RANDOM_TEACHER_LABEL
-from .figures import TEXT_WIDTH_IN, metric_label, save_figure, styled
-from .study_tables import DAGGER, StudyResultsError, load_study_results
+from .figures import TEXT_WIDTH_IN, _title, metric_label, save_figure, styled  # same layer: one title rule
+from .study_tables import DAGGER, StudyResultsError, _is_random, load_study_results
 
 __all__ = ["ABLATION_METRICS", "plot_variant_metrics", "plot_factor_deltas", "write_ablation_figures", "main"]
 
 #: Metrics drawn by default (names as in ``metrics.json`` and the study tables).
 ABLATION_METRICS = ("image_auroc", "pixel_auroc", "au_pro")
-
-
-def _title(text: str, suffix: str | None) -> str:
-    return f"{text}\n{suffix}" if suffix else text
 
 
 def _check_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> None:
@@ -177,7 +173,7 @@ def write_ablation_figures(study_dir: str | Path, metrics: Sequence[str] = ABLAT
     study = load_study_results(study_dir)
     if category == "mean" and len(study.spec["categories"]) == 1:  # one category: the tables have no mean rows
         category = study.spec["categories"][0]
-    suffix = _random_suffix(study)
+    suffix = RANDOM_TEACHER_LABEL if _is_random(study) else None
     name = study.spec["name"]
     out = study_dir / "figures"
     written = {"variants": save_figure(plot_variant_metrics(pd.read_csv(tables / "results.csv"), metrics,
@@ -193,11 +189,6 @@ def write_ablation_figures(study_dir: str | Path, metrics: Sequence[str] = ABLAT
 
 def _baseline(study: Any) -> str:
     return study.spec.get("baseline") or study.variants[0]
-
-
-def _random_suffix(study: Any) -> str | None:
-    random = any(job.record.get("teacher_weights", {}).get("source") == "random" for job in study.jobs.values())
-    return RANDOM_TEACHER_LABEL if random else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
