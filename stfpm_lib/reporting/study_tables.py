@@ -318,8 +318,8 @@ def _cell(study: StudyResults, boot: dict, variant: str, key: str, metric: str, 
     else:
         v = [d.get(metric, math.nan) for d in _seed_values(study, variant, key).values()]
         v = [x for x in v if math.isfinite(x)]
-        mean = float(np.mean(v)) if v else math.nan
-    std = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+        mean = _mean(v)
+    std = _std(v)
     values = _boot_values(study, boot, variant, key, lambda c: _finished(study, variant, c))
     low, high = percentile_ci(values[metric], confidence) if values is not None else (math.nan, math.nan)
     return {"n_seeds": len(v), "mean": mean, "std": std, "ci_low": low, "ci_high": high}
@@ -486,10 +486,12 @@ def _costs_table(study: StudyResults) -> _Table | None:
 
 
 def _mean(values: Sequence[float]) -> float:
+    """Mean, NaN for no value."""
     return float(np.mean(values)) if values else math.nan
 
 
 def _std(values: Sequence[float]) -> float:
+    """Sample std (ddof=1), NaN below two values."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
