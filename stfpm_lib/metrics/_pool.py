@@ -7,6 +7,8 @@ passes over the images:
 * ``pos``: scores of defect pixels, sorted ascending;
 * ``pos_w``: for each defect pixel, ``1 / |component|`` of its 8-connected ground-truth
   region (aligned with ``pos``), when built with ``components=True``;
+* ``pos_region``: for each defect pixel, the index (0 .. n_components-1) of that region,
+  pooled over the images (aligned with ``pos``), when built with ``components=True``;
 * ``n_components``: number of regions, counted per image and pooled over the category.
 
 Memory: one buffer for the normal scores (4 bytes per pixel for float32 maps) that is sorted
@@ -33,7 +35,7 @@ from ._validation import (
     score_dtype,
 )
 
-__all__ = ["PixelPool", "build_pool", "floor_to_dtype", "region_weights"]
+__all__ = ["PixelPool", "build_pool", "floor_to_dtype", "region_labels", "region_weights"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -44,6 +46,7 @@ class PixelPool:
     pos: np.ndarray
     pos_w: np.ndarray | None
     n_components: int
+    pos_region: np.ndarray | None = None
 
     @property
     def dtype(self) -> np.dtype:
@@ -83,14 +86,25 @@ def floor_to_dtype(t: float, dtype: np.dtype) -> np.generic:
     return r
 
 
+def region_labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(comp, n)``: for each defect pixel of the bool ``mask`` (in ``mask[mask]`` order) the label
+    (1 .. n) of its 8-connected ground-truth region, and the number ``n`` of regions."""
+    lab, n_lab = ndimage.label(mask, structure=_EIGHT)
+    return lab[mask], int(n_lab)
+
+
 def region_weights(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """``(w, n)``: for each defect pixel of the bool ``mask`` (in ``mask[mask]`` order) ``1 / |region|``
     of its 8-connected ground-truth region, and the number ``n`` of regions."""
-    lab, n_lab = ndimage.label(mask, structure=_EIGHT)
-    comp = lab[mask]
+    comp, n_lab = region_labels(mask)
+    return _inverse_sizes(comp, n_lab), n_lab
+
+
+def _inverse_sizes(comp: np.ndarray, n_lab: int) -> np.ndarray:
+    """``1 / |region|`` for each pixel of the region labels ``comp`` (1 .. n_lab)."""
     sizes = np.bincount(comp, minlength=n_lab + 1).astype(np.float64)
     sizes[0] = 1.0  # unused (label 0 is background)
-    return (1.0 / sizes)[comp], int(n_lab)
+    return (1.0 / sizes)[comp]
 
 
 def build_pool(
@@ -119,6 +133,7 @@ def build_pool(
     neg = np.empty(sum(k.size for k in mask_list) - sum(n_pos_img), dtype=dtype)
     pos_parts: list[np.ndarray] = []
     w_parts: list[np.ndarray] = []
+    r_parts: list[np.ndarray] = []
     n_components = 0
     off = 0
     resize = BilinearResizer()  # reuses its buffers; its output is consumed before the next call
@@ -133,12 +148,15 @@ def build_pool(
         off += s.size - npos
         pos_parts.append(s[k])
         if components:
-            w, n_lab = region_weights(k)
-            w_parts.append(w)
+            comp, n_lab = region_labels(k)
+            w_parts.append(_inverse_sizes(comp, n_lab))
+            r_parts.append(comp - 1 + n_components)
             n_components += n_lab
     neg.sort()
-    pos, pos_w = _sorted_positives(pos_parts, w_parts if components else None, dtype)
-    return PixelPool(neg=neg, pos=pos, pos_w=pos_w, n_components=n_components)
+    if not components:
+        return PixelPool(neg=neg, pos=_sorted_positives(pos_parts, dtype)[0], pos_w=None, n_components=0)
+    pos, (pos_w, pos_region) = _sorted_positives(pos_parts, dtype, w_parts, r_parts)
+    return PixelPool(neg=neg, pos=pos, pos_w=pos_w, n_components=n_components, pos_region=pos_region)
 
 
 def _count_defect_pixels(mask_list: list[np.ndarray], mask_binarization: MaskBinarization,
@@ -155,14 +173,13 @@ def _count_defect_pixels(mask_list: list[np.ndarray], mask_binarization: MaskBin
     return n_pos_img
 
 
-def _sorted_positives(pos_parts: list[np.ndarray], w_parts: list[np.ndarray] | None,
-                      dtype: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
-    """The defect scores sorted ascending, with their region weights in the same order (``None``
-    without components)."""
+def _sorted_positives(pos_parts: list[np.ndarray], dtype: np.dtype,
+                      *aligned: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The defect scores sorted ascending, and each list of ``aligned`` per-pixel arrays (region
+    weights, region indices) concatenated and put in the same order."""
     pos = np.concatenate(pos_parts) if pos_parts else np.empty(0, dtype=dtype)
-    if w_parts is None:
+    if not aligned:
         pos.sort()
-        return pos, None
-    w = np.concatenate(w_parts) if w_parts else np.empty(0, dtype=np.float64)
+        return pos, []
     order = np.argsort(pos, kind="stable")
-    return pos[order], w[order]
+    return pos[order], [np.concatenate(parts)[order] if parts else np.empty(0) for parts in aligned]

@@ -20,6 +20,7 @@ per-threshold pass over the images.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -75,8 +76,13 @@ def au_pro_from_pool(pool: PixelPool, fpr_limit: float = 0.3) -> float:
         g = (L - a)^2 / (2 (b - a))         otherwise (segment cut at L by interpolation),
 
     which equals the trapezoid over the exact curve with the interpolated end point.
+
+    The sum is taken as the definition reads, region by region: ``g / L`` is averaged over the
+    pixels of each region, then over the regions, each sum with :func:`math.fsum` (correctly
+    rounded, so independent of the summation order, the BLAS kernel and the CPU). A perfect
+    detector (every defect pixel above every normal one: ``g = L``) therefore scores exactly 1.
     """
-    assert pool.pos_w is not None
+    assert pool.pos_w is not None and pool.pos_region is not None
     limit = _check_limit(fpr_limit)
     n = pool.n_neg
     lt, le = pool.neg_below(pool.pos)
@@ -87,8 +93,18 @@ def au_pro_from_pool(pool: PixelPool, fpr_limit: float = 0.3) -> float:
     g[full] = (b[full] - a[full]) / 2 + (limit - b[full])
     cut = (a < limit) & ~full
     g[cut] = (limit - a[cut]) ** 2 / (2 * (b[cut] - a[cut]))
-    area = float(pool.pos_w @ g) / pool.n_components
-    return area / limit
+    return _mean_of_region_means(g / limit, pool.pos_region, pool.n_components)
+
+
+def _mean_of_region_means(values: np.ndarray, regions: np.ndarray, n_regions: int) -> float:
+    """``mean_r mean_{d in r} values[d]`` with every sum correctly rounded (:func:`math.fsum`).
+
+    ``values`` and ``regions`` (region index 0 .. n_regions-1 of each pixel) are aligned; every
+    region has at least one pixel.
+    """
+    order = np.argsort(regions, kind="stable")
+    per_region = np.split(values[order], np.flatnonzero(np.diff(regions[order])) + 1)
+    return math.fsum(math.fsum(v) / v.size for v in per_region) / n_regions
 
 
 def pro_curve_from_pool(pool: PixelPool, fpr_limit: float = 0.3) -> PROCurve:
@@ -276,7 +292,7 @@ def official_pro_from_curve(curve: PROCurve, fpr_limit: float = 0.3) -> float:
             stacklevel=3,
         )
         return float("nan")
-    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2)
+    return math.fsum((y[1:] + y[:-1]) * np.diff(x)) / 2  # correctly rounded: the same on every CPU
 
 
 @shared_doc

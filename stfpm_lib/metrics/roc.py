@@ -17,6 +17,7 @@ F1 rules (documented once, used everywhere):
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -218,7 +219,8 @@ def ap_from_pool(pool: PixelPool) -> float:
     """Step-wise average precision ``sum_i (R_i - R_{i-1}) P_i`` (``sklearn.metrics.average_precision_score``)."""
     c = binary_counts(pool, anomalous_only=True)
     new_tp = np.diff(c.tp, prepend=0)  # recall step = new_tp / n_pos (summed first: a perfect ranking gives 1.0)
-    return float(new_tp @ (c.tp / (c.tp + c.fp)) / c.n_pos)
+    # math.fsum, not a BLAS dot: correctly rounded, so the same value on every CPU
+    return math.fsum(new_tp * (c.tp / (c.tp + c.fp))) / c.n_pos
 
 
 def f1_gt_from_pool(pool: PixelPool, threshold: float) -> F1Result:
