@@ -73,8 +73,10 @@ def test_cache_with_a_last_batch_of_one_agrees_to_rounding(tiny_mvtec, tmp_path)
     cfg = CFG.replace(batch_size=4)
     ref = fit(cfg, tiny_mvtec, "grass", tmp_path / "ref", progress=False)
     cached = fit(cfg.replace(cache_teacher_features=True), tiny_mvtec, "grass", tmp_path / "cache", progress=False)
-    assert max_abs_diff(student(ref), student(cached)) < 1e-6  # measured 3.6e-7 (weights are O(0.1..1))
-    np.testing.assert_allclose(cached.history["train_loss"], ref.history["train_loss"], rtol=1e-6)
+    # measured 3.6e-7 on AVX-512, AVX2 and SSE kernels (weights are O(0.1..1)); SGD at lr 0.4 amplifies the
+    # rounding, so the bound leaves room for other CPUs; a cache bug moves the weights by 1e-3 or more
+    assert max_abs_diff(student(ref), student(cached)) < 1e-5
+    np.testing.assert_allclose(cached.history["train_loss"], ref.history["train_loss"], rtol=1e-5)
     np.testing.assert_allclose(cached.history["val_map"], ref.history["val_map"], rtol=1e-5)
 
 
@@ -111,9 +113,9 @@ def test_memory_budget_caches_what_fits_and_logs(tiny_mvtec, tmp_path, caplog):
     assert train["capacity"] == 4 and val["capacity"] == 0  # the validation cache gets what is left: nothing
     assert (train["hits"], train["misses"]) == (4, 9 + 5)  # epoch 2: 4 read back, 5 recomputed
     assert (val["hits"], val["misses"]) == (0, 6)
-    # recomputed images run in sub-batches: equal to rounding
-    assert max_abs_diff(student(ref), student(part)) < 1e-6
-    np.testing.assert_allclose(part.history["train_loss"], ref.history["train_loss"], rtol=1e-6)
+    # recomputed images run in sub-batches: equal to rounding (as in the test above: room for other CPUs)
+    assert max_abs_diff(student(ref), student(part)) < 1e-5
+    np.testing.assert_allclose(part.history["train_loss"], ref.history["train_loss"], rtol=1e-5)
     with pytest.raises(ConfigError, match="cache_memory_mb=-1"):  # refused before anything is written
         fit(cfg.replace(cache_teacher_features=True, cache_memory_mb=-1), tiny_mvtec, "brick", tmp_path / "neg",
             progress=False)
@@ -337,7 +339,8 @@ def test_bf16_inference_stays_close_to_fp32():
         # fp32 path = the plain model: identical to computing the map directly
         t, s = model.eval()(dev.prepare_input(x, CPU))
         torch.testing.assert_close(ref, anomaly_map(t, s, CFG, 64), rtol=0, atol=0)
-    assert got.dtype == torch.float32 and got.shape == ref.shape == (4, 64, 64)
+    # official upsampling: the final resize is float64 in both precisions (the networks' precision differs)
+    assert got.dtype == ref.dtype == torch.float64 and got.shape == ref.shape == (4, 64, 64)
     scale = float(ref.abs().max())
     assert float((got - ref).abs().max()) < 3e-2 * scale
     assert float((got - ref).norm() / ref.norm()) < 1e-2
@@ -385,7 +388,8 @@ def test_official_baseline_computes_the_official_quantities():
             assert torch.equal(a, b)
         norm = torch.nn.functional.normalize
         official_loss = sum(torch.sum((norm(a, dim=1) - norm(b, dim=1)) ** 2, 1).mean() for a, b in zip(ot, os_))
-        torch.testing.assert_close(official_loss, stfpm_loss(t, s), rtol=1e-6, atol=0)
+        # two float32 reductions in different orders: worst case ~1.3e-6 relative (measured <= 1.4e-7)
+        torch.testing.assert_close(official_loss, stfpm_loss(t, s), rtol=1e-5, atol=0)
         maps, scores = official_infer(teacher, student_net, [x[:1], x[1:]], CPU, 64)
     ref = anomaly_map(t, s, CFG, 64).numpy()
     np.testing.assert_allclose(maps, ref, rtol=1e-5, atol=1e-7 * float(np.abs(ref).max()))
