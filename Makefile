@@ -2,22 +2,41 @@
 #   make reproduce   the main job (MVTec AD from MVTEC_ROOT, else the embedded demo dataset)
 #   make test        the whole test suite (what CI runs through .ci/run), then nbval on the committed demo
 #   make demo-results  regenerate the committed results/demo/ (see results/README.md)
+#   make lock        refresh requirements-lock.txt (the newest releases pyproject.toml's ranges allow)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# CPU-only machines: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (same pins, CPU wheels)
+# Every package make install installs, at exact versions (Linux x86-64, Python 3.11; pip-tools' pip-compile).
+LOCK   := requirements-lock.txt
+# CPU-only machines: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (same pins, CPU wheels;
+# the lock's CUDA-only packages are left out)
 TORCH_INDEX ?=
+CUDA_ONLY := '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)=='
 # Extra arguments for the main job, e.g. make reproduce ARGS="--categories bottle -p epochs 200"
 ARGS   ?=
 
-.PHONY: install test reproduce demo-results ablation-demo bench clean
+.PHONY: install lock test reproduce demo-results ablation-demo bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) torch==2.14.1 torchvision==0.29.1)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+ifeq ($(TORCH_INDEX),)
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+else
+	$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) torch==2.14.1 torchvision==0.29.1
+	grep -vE $(CUDA_ONLY) $(LOCK) > $(VENV)/lock-cpu.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/lock-cpu.txt
+endif
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# pip-tools in a venv of its own (not in the lock); --upgrade: resolve afresh, ignoring the old pins
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet pip-tools==7.6.2
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --upgrade --quiet --extra dev --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
 
 install: $(STAMP)
 
@@ -36,7 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m stfpm_lib.bench speed
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-lock .pytest_cache
 
 # The committed demo versions of the ablation studies (results/ablations/<study>/): the same study files,
 # made small from the command line (random teacher, 3 epochs, 64 px, 3 seeds, one demo category). The

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data.demo import RANDOM_TEACHER_LABEL
+from ..records.evaluation import read_metrics_json
 from ..records.io import atomic_write_text
+from ..records.provenance import RESULT_PACKAGES, lock_summary
 from .tables import ReportError, collect_run
 
 __all__ = ["REPORT_DIR", "INDEX", "parse_markdown_tables", "table_html", "render_notebook", "executed_notebooks",
@@ -262,6 +264,25 @@ def _header_html(run_dir: Path) -> list[str]:
     return parts
 
 
+def _provenance_html(run_dir: Path) -> list[str]:
+    """Each category's recorded environment (``metrics.json``), categories with the same one grouped,
+    and whether its result-shaping packages match the lock."""
+    groups: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[str]] = {}
+    for path in sorted(run_dir.glob("*/metrics.json")):
+        env = read_metrics_json(path).get("environment") or {}
+        packages = env.get("packages") or {}
+        versions = tuple((name, str(packages.get(name, "not recorded"))) for name in RESULT_PACKAGES)
+        groups.setdefault((str(env.get("python", "?")), str(env.get("platform", "?")), versions), []).append(
+            path.parent.name)
+    e = html.escape
+    items = [f"<li>{e(', '.join(categories))}: Python {e(python)} on {e(system)}; "
+             f"{e('; '.join(f'{name} {version}' for name, version in versions))}. "
+             f"Lock check: {e(lock_summary(dict(versions)))}.</li>"
+             for (python, system, versions), categories in groups.items()]
+    return ["<h2>Provenance</h2>", "<p>Recorded in each category's <code>metrics.json</code> (with the config, "
+            "the teacher weights and their sha256, and the dataset).</p>", "<ul>\n" + "\n".join(items) + "\n</ul>"]
+
+
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, notebooks: bool = True) -> Path:
     """Write ``<run_dir>/report/index.html`` (and the rendered notebooks); return its path.
 
@@ -299,6 +320,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, note
     parts += _run_figures_html(run_dir, report) + _category_figures_html(run_dir, report)
     if notebooks:
         parts += _notebooks_html(run_dir, report)
+    parts += _provenance_html(run_dir)
     page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>STFPM run {html.escape(run_dir.resolve().name)}</title>\n<style>{_CSS}</style>\n"
             f"<script>{_SCRIPT}</script>\n</head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")

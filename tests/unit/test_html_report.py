@@ -89,3 +89,23 @@ def test_batch_report_subcommand(report, capsys):
     index.unlink()
     assert main(["report", str(run), "--no-notebooks"]) == 0
     assert f"report: {index}" in capsys.readouterr().out and index.is_file()
+
+
+def test_report_provenance_says_whether_versions_match_the_lock(report, tmp_path):
+    """The recorded versions of each category against requirements-lock.txt (the run was made here,
+    in the locked environment: it matches; a category recorded with another numpy is named)."""
+    import json
+    import shutil
+
+    run, index = report
+    text = index.read_text(encoding="utf-8")
+    assert "<h2>Provenance</h2>" in text and "Lock check: matches the lock (requirements-lock.txt)" in text
+    other = tmp_path / "run"
+    shutil.copytree(run, other)
+    path = sorted(other.glob("*/metrics.json"))[0]
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record["environment"]["packages"]["numpy"] = "1.26.4"
+    path.write_text(json.dumps(record), encoding="utf-8")
+    page = H.write_report(other, notebooks=False).read_text(encoding="utf-8")
+    assert re.search(rf"<li>{path.parent.name}: Python .*numpy 1\.26\.4.*Lock check: differs from the lock "
+                     r"\(requirements-lock\.txt\): numpy 1\.26\.4 \(lock \d", page)
