@@ -7,7 +7,9 @@ everything the metrics and figures need, so they can be recomputed without the n
 key                dtype / shape               meaning
 =================  ==========================  =============================================
 maps               float32 (N, S, S)           anomaly maps at the network input size S (float16 on request)
-scores             float32 (N,)                max of each float32 map
+fused_maps         float32 (N, S/4, S/4)       ``official`` upsampling only: the fused map before the final
+                                               resize (metrics are computed from it in float64)
+scores             float32 (N,)                max of each map
 labels             int8 (N,)                   1 anomalous, 0 normal
 defect_types       str (N,)                    ``good`` for normal images
 image_paths        str (N,)                    absolute paths
@@ -20,9 +22,12 @@ dataset            JSON str                    root, category, counts, split ima
 meta               JSON str                    split, checkpoint path and sha256, timings, environment
 =================  ==========================  =============================================
 
-Metrics are computed from float32 maps only: :func:`stfpm_lib.records.evaluation.evaluate_predictions`
+Metrics are computed from float32 maps at least: :func:`stfpm_lib.records.evaluation.evaluate_predictions`
 refuses a file whose maps were stored as float16 (``maps_dtype="float16"``, half the size, is
-for figures and storage; its rounding moves the official-code PRO by ~2.5e-4).
+for figures and storage; its rounding moves the official-code PRO by ~2.5e-4). With ``official``
+upsampling the final map is float64 (the official code's ``cv2.resize`` of a float64 copy): the
+file stores it rounded to float32 in ``maps`` and, exactly, the fused map it came from in
+``fused_maps``, from which the evaluation recomputes the float64 maps.
 
 Order: the dataset's order (test: ``good`` first, then defects by path, as the official code).
 
@@ -31,8 +36,8 @@ Speed: images go through the networks in batches of ``eval_batch_size`` under
 reach the device, in the channels-last layout when ``cfg.channels_last``. With a mixed
 ``precision`` (``bf16``/``fp16``/``auto`` resolving to one) the forward passes run under
 autocast on BatchNorm-folded copies of the networks (:func:`stfpm_lib.method.model.inference_copy`)
-and, on CUDA, with cuDNN autotuning; maps are always computed in float32. ``fp32`` keeps the
-networks as trained (faithful, deterministic).
+and, on CUDA, with cuDNN autotuning; maps are always computed in float32 (the final resize of
+``official`` upsampling in float64). ``fp32`` keeps the networks as trained (faithful, deterministic).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, STFPMConfig
 from ..data import DataError, ImageDataset, Sample, image_size_of, index_category, load_mask, split_train_val
 from ..data.mvtec import manifest_allows_empty_masks
-from ..method.anomaly_map import anomaly_map, image_scores
+from ..method.anomaly_map import final_map, fused_map, image_scores
 from ..method.model import STFPM, inference_copy
 from ..records.io import atomic_path, clean_stale_tmp, sha256_file
 from ..records.provenance import environment_info
@@ -69,6 +74,7 @@ _FORMAT = "stfpm-predictions"
 _F16_TINY = float(np.finfo(np.float16).tiny)  # 6.1e-5, the smallest normal float16
 _VERSION = 1
 _ARRAYS = ("maps", "scores", "labels", "defect_types", "image_paths", "mask_paths", "image_sizes", "masks_packed")
+_OPTIONAL = ("fused_maps",)  # official upsampling only (files from before it was stored lack it)
 _JSON = ("config", "teacher_weights", "dataset", "meta")
 
 
@@ -98,6 +104,9 @@ class Predictions:
         Original ``(width, height)`` of each image, pixels.
     masks_packed : ndarray, optional
         The binarised masks at map resolution, bit-packed (see :meth:`masks`).
+    fused_maps : ndarray of shape (N, S/4, S/4), float32, optional
+        ``official`` upsampling: the fused maps before the final resize (the float64 maps of the
+        metrics are recomputed from them with :func:`stfpm_lib.method.anomaly_map.final_map`).
     path : Path, optional
         The file read.
     """
@@ -114,6 +123,7 @@ class Predictions:
     meta: dict[str, Any] = field(default_factory=dict)
     image_sizes: np.ndarray | None = None
     masks_packed: np.ndarray | None = field(default=None, repr=False)
+    fused_maps: np.ndarray | None = field(default=None, repr=False)
     path: Path | None = None
 
     def __len__(self) -> int:
@@ -198,7 +208,7 @@ def prepare_for_inference(model: STFPM, cfg: STFPMConfig, device: torch.device) 
 
 
 def predict_batch(model: STFPM, images: torch.Tensor, cfg: STFPMConfig, device: torch.device,
-                  output_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  output_size: int | None = None, *, return_fused: bool = False) -> tuple[torch.Tensor, ...]:
     """Anomaly maps and image scores of one batch, on ``device``.
 
     Call under ``torch.inference_mode`` (and :func:`stfpm_lib.engine.device.kernel_policy`) with a
@@ -214,17 +224,22 @@ def predict_batch(model: STFPM, images: torch.Tensor, cfg: STFPMConfig, device: 
     device : torch.device
     output_size : int, optional
         Side of the maps, pixels (default ``cfg.input_size``).
+    return_fused : bool, default=False
+        Also return the fused maps before the final resize.
 
     Returns
     -------
-    (torch.Tensor of shape (B, S, S) float32, torch.Tensor of shape (B,))
-        Maps and scores.
+    (torch.Tensor of shape (B, S, S), torch.Tensor of shape (B,)[, torch.Tensor of shape (B, h, w)])
+        Maps and scores (float64 with ``official`` upsampling, else float32), and with ``return_fused``
+        the fused maps (float32; ``h = S // 4`` with ``official`` upsampling).
     """
     x = prepare_input(images, device, cfg.channels_last)
+    size = output_size or cfg.input_size
     with autocast(cfg.precision, device):
         t_feats, s_feats = model(x)
-    maps = anomaly_map(t_feats, s_feats, cfg, output_size or cfg.input_size)
-    return maps, image_scores(maps)
+    fused = fused_map(t_feats, s_feats, cfg, size)
+    maps = final_map(fused, cfg, size)
+    return (maps, image_scores(maps), fused) if return_fused else (maps, image_scores(maps))
 
 
 class _Uint8Items(torch.utils.data.Dataset):
@@ -282,31 +297,35 @@ def _split_samples(meta: Mapping[str, Any], cfg: STFPMConfig, data_root, categor
 
 
 def _run_batches(model: STFPM, loader, run_cfg: STFPMConfig, dev: torch.device, n: int, maps_dtype: str,
-                 progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, float, float]:
-    """Maps (n, S, S) in ``maps_dtype``, scores (n,), masks (n, S, S) bool over ``loader``, the number of
-    float16-subnormal map values, and the network and total times in seconds."""
+                 progress: bool, desc: str) -> tuple[dict[str, np.ndarray], int, float, float]:
+    """``maps`` (n, S, S) in ``maps_dtype``, ``scores`` (n,), ``masks`` (n, S, S) bool and, with official
+    upsampling, ``fused_maps`` (n, S/4, S/4) float32 over ``loader``; the number of float16-subnormal
+    map values, and the network and total times in seconds."""
     side = run_cfg.input_size
-    maps = np.zeros((n, side, side), dtype=maps_dtype)
+    out = {"maps": np.zeros((n, side, side), dtype=maps_dtype), "scores": np.zeros(n, dtype=np.float32),
+           "masks": np.zeros((n, side, side), dtype=bool)}
+    keep_fused = run_cfg.map_upsample == "official"
     torch_maps_dtype = torch.float16 if maps_dtype == "float16" else torch.float32
     n_subnormal = 0
-    scores = np.zeros(n, dtype=np.float32)
-    masks = np.zeros((n, side, side), dtype=bool)
     t_net, i = 0.0, 0
     t_all = time.perf_counter()
     with torch.inference_mode(), kernel_policy(dev, run_cfg.precision):
         for images, batch_masks in tqdm(loader, disable=not progress, desc=desc, leave=False):
             t0 = time.perf_counter()
-            amap, score = predict_batch(model, images, run_cfg, dev, side)
+            amap, score, fused = predict_batch(model, images, run_cfg, dev, side, return_fused=True)
             n_subnormal += int(((amap.abs() < _F16_TINY) & (amap != 0)).sum())
             # cast on the device (round to nearest even, as NumPy's astype): half the bytes to move
-            amap, score = amap.to(torch_maps_dtype).cpu(), score.cpu()
+            amap, score = amap.float().to(torch_maps_dtype).cpu(), score.float().cpu()  # float16: of the float32 map
             t_net += time.perf_counter() - t0
             b = amap.shape[0]
-            maps[i:i + b] = amap.numpy()
-            scores[i:i + b] = score.numpy()
-            masks[i:i + b] = batch_masks.numpy()
+            if keep_fused:
+                out.setdefault("fused_maps", np.zeros((n, *fused.shape[1:]), dtype=np.float32))
+                out["fused_maps"][i:i + b] = fused.float().cpu().numpy()
+            out["maps"][i:i + b] = amap.numpy()
+            out["scores"][i:i + b] = score.numpy()
+            out["masks"][i:i + b] = batch_masks.numpy()
             i += b
-    return maps, scores, masks, n_subnormal, t_net, time.perf_counter() - t_all
+    return out, n_subnormal, t_net, time.perf_counter() - t_all
 
 
 def _predictions_meta(split: str, checkpoint_path: Path, checkpoint_epoch: int, run_cfg: STFPMConfig,
@@ -324,12 +343,15 @@ def _predictions_meta(split: str, checkpoint_path: Path, checkpoint_epoch: int, 
     }
 
 
-def _prediction_arrays(samples: list[Sample], maps: np.ndarray, scores: np.ndarray, masks: np.ndarray,
-                       image_sizes: np.ndarray, cfg: STFPMConfig, meta: Mapping[str, Any],
-                       dataset: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays of the predictions ``.npz`` (its format; records as JSON strings)."""
+def _prediction_arrays(samples: list[Sample], computed: Mapping[str, np.ndarray], image_sizes: np.ndarray,
+                       cfg: STFPMConfig, meta: Mapping[str, Any], dataset: Mapping[str, Any],
+                       info: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of the predictions ``.npz`` (its format; records as JSON strings); ``computed`` as
+    :func:`_run_batches` returns them."""
+    masks = computed["masks"]
+    optional = {k: computed[k] for k in _OPTIONAL if k in computed}
     return {
-        "maps": maps, "scores": scores,
+        "maps": computed["maps"], "scores": computed["scores"], **optional,
         "labels": np.array([s.label for s in samples], dtype=np.int8),
         "defect_types": np.array([s.defect_type for s in samples], dtype=str),
         "image_paths": np.array([str(Path(s.image_path).resolve()) for s in samples], dtype=str),
@@ -422,9 +444,9 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     ds = _Uint8Items(ImageDataset(samples, cfg, cache=False))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
                                          num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
-    maps, scores, masks, n_subnormal, t_net, t_all = _run_batches(model, loader, run_cfg, dev, len(samples),
-                                                                  maps_dtype, progress, f"{category} {split}")
-    subnormal = n_subnormal / maps.size
+    computed, n_subnormal, t_net, t_all = _run_batches(model, loader, run_cfg, dev, len(samples), maps_dtype,
+                                                       progress, f"{category} {split}")
+    subnormal = n_subnormal / computed["maps"].size
     if maps_dtype == "float16" and subnormal > 0.01:
         warnings.warn(f"{category} {split}: {subnormal:.1%} of the anomaly-map values are below 6.1e-5, where "
                       f"float16 loses precision; store float32 maps instead: predict(..., maps_dtype='float32'), "
@@ -436,7 +458,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
                               "images_per_s": len(samples) / t_net if t_net > 0 else None})
     dataset = dict(meta["dataset"])
     dataset["root"], dataset["category"] = str(Path(index.root).resolve()), category
-    arrays = _prediction_arrays(samples, maps, scores, masks, image_sizes, cfg, meta, dataset, info)
+    arrays = _prediction_arrays(samples, computed, image_sizes, cfg, meta, dataset, info)
     out_path = Path(out_path) if out_path is not None else default_predictions_path(checkpoint_path, split)
     _write_npz(out_path, arrays)
     return out_path
@@ -520,7 +542,7 @@ def load_predictions(path) -> Predictions:
             missing = [k for k in _ARRAYS + _JSON if k not in data.files]
             if missing:
                 raise PredictionsError(f"{path} is not an STFPM predictions file (missing {missing})")
-            arrays = {k: data[k] for k in _ARRAYS}
+            arrays = {k: data[k] for k in _ARRAYS + tuple(k for k in _OPTIONAL if k in data.files)}
             texts = {k: json.loads(str(data[k])) for k in _JSON}
     except PredictionsError:
         raise

@@ -7,8 +7,9 @@ both validation criteria are computed on the held-out normal images and recorded
 
 * ``val_map``: mean anomaly map over the validation images (the official selection
   criterion). With ``map_upsample="official"`` this is the mean of the fused map at a
-  quarter of the input size (64×64 at 256, exactly the official quantity, before the final
-  resize); with ``direct`` it is the mean of the full-size map (smoothing included).
+  quarter of the input size (64×64 at 256, before the final resize) taken as the official
+  code takes it: one float64 mean over every pixel of every image; with ``direct`` it is the
+  mean of the per-image means of the full-size map (smoothing included), in float32.
 * ``val_loss``: mean per-image loss (``½`` and layer reduction as configured; per image, so
   it does not depend on ``loss_reduction`` or the batch size).
 
@@ -367,12 +368,13 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
     Returns
     -------
     (float, float)
-        ``(val_loss, val_map)``: mean per-image loss and mean of the selection map (the fused map at
-        a quarter of the input size for ``official`` upsampling, else the final map).
+        ``(val_loss, val_map)``: mean per-image loss and mean of the selection map (for ``official``
+        upsampling the float64 mean over all pixels of the fused maps at a quarter of the input size,
+        as the official code; else the mean of the final maps' per-image float32 means).
     """
     model.eval()
     loss_st, map_st = cfg.loss_settings(), cfg.map_settings()
-    loss_sum, map_sum, n = 0.0, 0.0, 0
+    loss_sum, map_sum, n, n_pixels = 0.0, 0.0, 0, 0
     with torch.inference_mode():
         for batch in loader:
             images, indices = _unpack(batch)
@@ -382,13 +384,15 @@ def validate(model: STFPM, loader, cfg: STFPMConfig, device: torch.device, *,
                 s_feats = model.student(x)
             loss_sum += float(per_image_loss(t_feats, s_feats, half=loss_st.half,
                                              layer_reduction=loss_st.layer_reduction).sum())
-            if cfg.map_upsample == "official":
+            if cfg.map_upsample == "official":  # the official global mean: float64 sum over all pixels
                 maps = fused_map(t_feats, s_feats, map_st, cfg.input_size)
+                map_sum += float(maps.double().sum())
+                n_pixels += maps.numel()
             else:
                 maps = anomaly_map(t_feats, s_feats, map_st, cfg.input_size)
-            map_sum += float(maps.flatten(1).mean(dim=1).sum())
+                map_sum += float(maps.flatten(1).mean(dim=1).sum())
             n += x.shape[0]
-    return loss_sum / n, map_sum / n
+    return loss_sum / n, map_sum / (n_pixels if cfg.map_upsample == "official" else n)
 
 
 @torch.no_grad()

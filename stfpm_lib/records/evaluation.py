@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .. import metrics as M
 from ..metrics.bootstrap import PerImage, per_image_stats
@@ -30,7 +31,9 @@ from ..metrics.pro import official_curve_from_pool, pro_curve_from_pool
 from ..metrics.roc import roc_from_pool, thin_curve
 from ..data import image_size_of, index_category
 from ..data.imageio import read_mask_values
+from ..config import MapSettings
 from ..engine.inference import PredictionsError, load_predictions
+from ..method.anomaly_map import final_map
 from .io import atomic_save, atomic_write_text, sha256_file
 from .provenance import environment_info
 
@@ -215,6 +218,25 @@ def _checked_arrays(pred: Any, where: str, original_resolution: bool,
     return maps, scores, labels, masks
 
 
+def _metric_maps(pred: Any, maps: np.ndarray, scores: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The maps and image scores the metrics use.
+
+    With ``official`` upsampling and the fused maps in the file: the float64 maps the official code
+    computes (its ``cv2.resize`` of a float64 copy), recomputed from them by
+    :func:`~stfpm_lib.method.anomaly_map.final_map`, and their maxima. Otherwise the stored maps and scores.
+    """
+    fused, cfg = getattr(pred, "fused_maps", None), dict(pred.config or {})
+    if fused is None or cfg.get("map_upsample") != "official":
+        return maps, scores
+    settings = MapSettings.from_any({k: cfg[k] for k in ("map_scale", "map_upsample", "map_fusion",
+                                                         "smoothing_sigma") if k in cfg})
+    full = final_map(torch.from_numpy(np.asarray(fused, dtype=np.float32)), settings, maps.shape[1:]).numpy()
+    if full.shape != maps.shape or not np.allclose(full, maps, rtol=1e-6, atol=1e-30):
+        raise PredictionsError(f"{where}: fused_maps do not give the stored maps (shape {full.shape} vs "
+                               f"{maps.shape}); the file is inconsistent: predict again")
+    return full, full.max(axis=(1, 2))
+
+
 def _load_val(val_predictions: Any) -> Any:
     """The validation predictions, checked to be the ``val`` split's normal images."""
     val, val_source = _load(val_predictions)
@@ -228,11 +250,12 @@ def _load_val(val_predictions: Any) -> Any:
     return val
 
 
-def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray, types: np.ndarray, val: Any,
-                   map_size: int, fpr_limit: float, original_resolution: bool) -> dict[str, float]:
+def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray, types: np.ndarray,
+                   val_scores: np.ndarray | None, map_size: int, fpr_limit: float,
+                   original_resolution: bool) -> dict[str, float]:
     """The ``metrics`` dict of an :class:`Evaluation`: image metrics from ``scores``, pixel ones from
     ``m`` (:func:`~stfpm_lib.metrics.compute_all`), and the counts."""
-    best = M.image_f1_best(scores, labels)  # image level from the stored float32 scores (the max of each map)
+    best = M.image_f1_best(scores, labels)  # image level from the scores (the max of each metric map)
     metrics: dict[str, float] = {
         "image_auroc": M.image_auroc(scores, labels),
         "pixel_auroc": m["pixel_auroc"],
@@ -247,8 +270,8 @@ def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray,
         "pixel_iou": m["pixel_iou_best"],
         "pixel_iou_threshold": m["pixel_iou_best_threshold"],
     }
-    if val is not None:
-        vres = M.image_f1_val(scores, labels, np.asarray(val.scores, dtype=np.float32))
+    if val_scores is not None:
+        vres = M.image_f1_val(scores, labels, val_scores)
         metrics.update(image_f1_val=vres.f1, image_f1_val_threshold=vres.threshold,
                        pixel_f1_val=m["pixel_f1_val"], pixel_f1_val_threshold=m["pixel_f1_val_threshold"])
     if original_resolution:
@@ -258,8 +281,8 @@ def _metric_values(m: Mapping[str, Any], scores: np.ndarray, labels: np.ndarray,
     metrics["n_defect_types"] = float(len(set(types[labels == 1])))
     metrics["map_size"] = float(map_size)
     metrics["fpr_limit"] = float(fpr_limit)
-    if val is not None:
-        metrics["n_val_images"] = float(len(val.labels))
+    if val_scores is not None:
+        metrics["n_val_images"] = float(len(val_scores))
     return {k: float(v) for k, v in metrics.items()}
 
 
@@ -287,10 +310,12 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
                          fpr_limit: float = 0.3, mask_rule: str | None = None) -> Evaluation:
     """Every metric of one category from its test predictions.
 
-    Every number comes from float32 (or float64) maps. Pixel metrics use the maps and
+    Every number comes from float32 or float64 maps: with ``official`` upsampling, the float64 maps of
+    the official code, recomputed from the file's ``fused_maps`` (the stored float32 ``maps`` are
+    those rounded); otherwise the stored maps. Pixel metrics use the maps and
     ``predictions.masks()`` (binarised at map resolution by the config's ``mask_rule``), from one
     pixel pool shared by the metrics, the per-defect-type ``(all)`` row and the curves; image
-    metrics use the stored float32 ``scores`` (max of each map) and the folder labels.
+    metrics use the maximum of each map and the folder labels.
 
     Parameters
     ----------
@@ -328,19 +353,23 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
     pred, source = _load(predictions)
     where = source or getattr(pred, "path", None) or "predictions"
     maps, scores, labels, masks = _checked_arrays(pred, where, original_resolution, mask_rule)
+    maps, scores = _metric_maps(pred, maps, scores, where)
     used_rule = mask_rule or (pred.config or {}).get("mask_rule")
-    val = None if val_predictions is None else _load_val(val_predictions)
+    val_maps = val_scores = None
+    if val_predictions is not None:
+        val = _load_val(val_predictions)
+        val_maps, val_scores = _metric_maps(val, _float32_maps(val.maps, "val_predictions"),
+                                            np.asarray(val.scores, dtype=np.float32), "val_predictions")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # official PRO may be NaN by its own formula
-            val_maps = None if val is None else _float32_maps(val.maps, "val_predictions")
             pool = build_pool(maps, masks, components=True)
             m = M.compute_all(maps, masks, labels, val_maps=val_maps, fpr_limit=fpr_limit, pool=pool,
                               orig_masks=_original_masks(pred) if original_resolution else None)
     except M.UndefinedMetricError as exc:
         raise M.UndefinedMetricError(f"{where}: {exc}") from exc
     types = np.asarray([str(t) for t in pred.defect_types])
-    metrics = _metric_values(m, scores, labels, types, val, maps.shape[1], fpr_limit, original_resolution)
+    metrics = _metric_values(m, scores, labels, types, val_scores, maps.shape[1], fpr_limit, original_resolution)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

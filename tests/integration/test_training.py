@@ -225,9 +225,28 @@ def test_load_predictions_bad_files(tmp_path):
         load_predictions(tmp_path / "other.npz")
 
 
-def test_val_map_is_the_official_quarter_size_mean(run):
-    """history val_map of the kept epoch is finite and the selection value is the minimum of the column."""
-    assert math.isfinite(run.history["val_map"].min())
+def test_val_map_is_the_official_quarter_size_mean(run, tiny_mvtec):
+    """val_map is the official criterion: np.mean over every pixel of every validation image's fused
+    quarter-size map, in float64 (the reference is written here with numpy)."""
+    from stfpm_lib.data import load_image
+    from stfpm_lib.engine.inference import recorded_split
+    from stfpm_lib.engine.training import validate
+    from stfpm_lib.method.anomaly_map import fused_map
+
+    model, cfg, meta = load_checkpoint(run.checkpoint_path)
+    val_paths = recorded_split(meta["dataset"], index_category(tiny_mvtec, "brick"), "val", cfg)
+    x = torch.stack([load_image(p, cfg) for p in val_paths])
+    with torch.inference_mode():
+        fused = fused_map(*model.eval()(x), cfg, cfg.input_size).numpy()
+    assert fused.dtype == np.float32 and fused.shape == (len(val_paths), cfg.input_size // 4, cfg.input_size // 4)
+    reference = float(np.mean(fused.astype(np.float64)))
+    # the same maps, summed in another order in float64 (torch vs numpy's pairwise): equal to ~1e-16 relative
+    _, val_map = validate(model, [(x, None)], cfg, torch.device("cpu"))
+    assert val_map == pytest.approx(reference, rel=1e-12)
+    # the kept epoch's history value: the same criterion over the training loop's batches (float32
+    # forward passes of other batch sizes differ by ~1e-7)
+    kept = run.history.loc[run.history["epoch"] == run.best_epoch, "val_map"].item()
+    assert kept == pytest.approx(reference, rel=1e-5)
 
 
 def test_precision_and_memory_format_hooks(tiny_mvtec, tmp_path):
@@ -413,3 +432,30 @@ def test_test_pixel_auroc_selection_reads_the_test_set_and_stops_early(run, tiny
     np.testing.assert_array_equal(h["train_loss"].to_numpy(), same["train_loss"].to_numpy())
     # a finished run read back keeps the column
     assert "test_pixel_auroc" in fit(cfg, tiny_mvtec, "brick", tmp_path / "leak", progress=False).history.columns
+
+
+def test_official_metrics_come_from_float64_maps(preds):
+    """official upsampling: the file keeps the fused maps; the evaluation recomputes the float64 maps of
+    the official code from them (the stored float32 maps are those, rounded) and computes every metric
+    and image score from them."""
+    import dataclasses
+
+    from stfpm_lib import metrics as M
+    from stfpm_lib.method.anomaly_map import final_map
+    from stfpm_lib.records.evaluation import evaluate_predictions
+
+    assert preds.fused_maps.dtype == np.float32 and preds.fused_maps.shape == (len(preds), 16, 16)
+    full = final_map(torch.from_numpy(preds.fused_maps), preds.cfg, 64).numpy()
+    assert full.dtype == np.float64
+    np.testing.assert_allclose(full.astype(np.float32), preds.maps, rtol=2.5e-7, atol=0)  # rounded: <= 1 ulp
+    ev = evaluate_predictions(preds)
+    masks = preds.masks()
+    assert ev.metrics["au_pro"] == pytest.approx(M.au_pro(full, masks), rel=1e-12)
+    assert ev.metrics["pixel_auroc"] == pytest.approx(M.pixel_auroc(full, masks), rel=1e-12)
+    assert ev.scores.dtype == np.float64
+    np.testing.assert_allclose(ev.scores, full.max(axis=(1, 2)), rtol=1e-15)
+    with pytest.raises(PredictionsError, match="fused_maps do not give the stored maps"):
+        evaluate_predictions(dataclasses.replace(preds, fused_maps=preds.fused_maps * 2))
+    direct = evaluate_predictions(dataclasses.replace(preds, fused_maps=None))  # a file from before: float32
+    assert direct.scores.dtype == np.float32
+    assert direct.metrics["au_pro"] == pytest.approx(ev.metrics["au_pro"], abs=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2  # dev dependency (pyproject [dev]): the official code's final resize, the reference
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -9,7 +10,8 @@ import torch
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.method.loss import stfpm_loss
-from stfpm_lib.method.anomaly_map import MapSettings, anomaly_map, fused_map, gaussian_blur, image_scores, layer_maps
+from stfpm_lib.method.anomaly_map import (MapSettings, anomaly_map, final_map, fused_map, gaussian_blur, image_scores,
+                                         layer_maps)
 
 from hand_features import feats_a, feats_b  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
@@ -58,9 +60,10 @@ def test_official_upsampling_by_hand():
     T, S = [ta, tb], [sa, sb]
     torch.testing.assert_close(fused_map(T, S, None, (4, 8)), torch.tensor([[[1.6, 8.0]]]))
     m = anomaly_map(T, S, STFPMConfig(), (4, 8))
-    row = torch.tensor([1.6, 1.6, 2.4, 4.0, 5.6, 7.2, 8.0, 8.0])
-    torch.testing.assert_close(m, row.expand(4, 8).unsqueeze(0))
-    torch.testing.assert_close(image_scores(m), torch.tensor([8.0]))
+    assert m.dtype == torch.float64  # the final resize runs in float64, as the official code's cv2 call
+    row = torch.tensor([1.6, 1.6, 2.4, 4.0, 5.6, 7.2, 8.0, 8.0], dtype=torch.float64)
+    torch.testing.assert_close(m, row.expand(4, 8).unsqueeze(0), rtol=1e-6, atol=0)  # 1.6 = float32(1.6) in fused
+    torch.testing.assert_close(image_scores(m), torch.tensor([8.0], dtype=torch.float64))
 
 
 def test_official_upsampling_matches_bilinear_reference():
@@ -83,6 +86,33 @@ def test_official_upsampling_matches_bilinear_reference():
     full = anomaly_map(T, S, None, 64).numpy()
     for b in range(2):
         np.testing.assert_allclose(full[b], bilinear(small[b], 64), rtol=1e-5, atol=1e-6)
+
+
+def test_official_final_resize_matches_cv2_in_float64():
+    """The official code resizes the fused 64x64 map to 256x256 with cv2.resize(INTER_LINEAR) on a float64
+    copy; final_map does the same in float64 (torch's bilinear, half-pixel centres, no antialias). Both
+    weight the same two neighbours with the same fractions, so they agree to rounding: 1e-12 on maps in
+    [0, 5] (observed: 0 or a few ulps). The float32 resize it replaces is ~1e-7 away."""
+    g = torch.Generator().manual_seed(7)
+    for side, out in ((64, 256), (16, 64), (32, 128), (56, 224)):
+        fused = (torch.rand(3, side, side, generator=g) ** 3 * 5).float()  # float32, as the fused map is
+        ours = final_map(fused, None, out)
+        assert ours.dtype == torch.float64 and ours.shape == (3, out, out)
+        for b in range(3):
+            ref = cv2.resize(fused[b].double().numpy(), (out, out), interpolation=cv2.INTER_LINEAR)
+            assert np.abs(ours[b].numpy() - ref).max() <= 1e-12, (side, out, b)
+    f32 = final_map(fused, {"map_upsample": "direct"}, 224)  # the float32 path (other presets)
+    assert f32.dtype == torch.float32
+    assert np.abs(f32.double().numpy() - ours.numpy()).max() > 1e-9  # float32 rounding, what float64 removes
+
+
+def test_official_anomaly_map_is_final_map_of_fused_map():
+    g = torch.Generator().manual_seed(3)
+    T = [torch.randn(2, 8, 16, 16, generator=g), torch.randn(2, 16, 8, 8, generator=g)]
+    S = [torch.randn(2, 8, 16, 16, generator=g), torch.randn(2, 16, 8, 8, generator=g)]
+    for settings in (None, {"smoothing_sigma": 1.5}, {"map_upsample": "direct"}):
+        ref = final_map(fused_map(T, S, settings, 64), settings, 64)
+        torch.testing.assert_close(anomaly_map(T, S, settings, 64), ref, rtol=0, atol=0)  # the same code path
 
 
 def test_map_settings_validation():
