@@ -2,6 +2,8 @@
 #   make reproduce   the main job (MVTec AD from MVTEC_ROOT, else the embedded demo dataset)
 #   make test        the whole test suite (what CI runs through .ci/run), then nbval on the committed demo
 #   make demo-results  regenerate the committed results/demo/ (see results/README.md)
+#   make test-fast   the unit tests that train nothing (about a minute)
+#   make lint        ruff's lint rules (also run by .ci/run)
 #   make lock        refresh requirements-lock.txt (the newest releases pyproject.toml's ranges allow)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -16,7 +18,7 @@ CUDA_ONLY := '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)=='
 # Extra arguments for the main job, e.g. make reproduce ARGS="--categories bottle -p epochs 200"
 ARGS   ?=
 
-.PHONY: install lock test reproduce demo-results ablation-demo bench clean
+.PHONY: install lock lint test test-fast reproduce demo-results ablation-demo bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +42,17 @@ lock:
 
 install: $(STAMP)
 
+# ruff's lint rules ([tool.ruff] in pyproject.toml); .ci/run runs it before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check stfpm_lib tests notebooks
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(BIN)/python -m stfpm_lib.runner.demo_results nbval
+
+# the fast lane while editing: unit tests that train nothing (about a minute); make test before committing
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration and not slow"
 
 reproduce: $(STAMP)
 	$(BIN)/python -m stfpm_lib.batch reproduce $(ARGS)

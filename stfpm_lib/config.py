@@ -28,9 +28,10 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import yaml
@@ -508,7 +509,7 @@ class STFPMConfig:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_preset(cls, name: str = "official", **overrides: Any) -> "STFPMConfig":
+    def from_preset(cls, name: str = "official", **overrides: Any) -> STFPMConfig:
         """The preset ``name`` with ``overrides`` applied (an unknown preset or key, or a bad value, raises
         :class:`ConfigError`).
 
@@ -531,7 +532,7 @@ class STFPMConfig:
         return cls(**values)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "STFPMConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> STFPMConfig:
         """Inverse of :meth:`to_dict` (an unknown key or preset, or a bad value, raises :class:`ConfigError`).
 
         Parameters
@@ -551,7 +552,7 @@ class STFPMConfig:
             return cls(preset="custom", **values)
         return cls.from_preset(preset, **values)
 
-    def replace(self, **overrides: Any) -> "STFPMConfig":
+    def replace(self, **overrides: Any) -> STFPMConfig:
         """A copy with ``overrides`` applied (an unknown key or a bad value raises :class:`ConfigError`).
 
         Parameters
@@ -613,7 +614,7 @@ class STFPMConfig:
         return text
 
     @classmethod
-    def from_json(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
+    def from_json(cls, path_or_text: str | os.PathLike) -> STFPMConfig:
         """Read a config from JSON; a missing file, invalid JSON, not a mapping or invalid values raise
         :class:`ConfigError` naming the source.
 
@@ -629,7 +630,7 @@ class STFPMConfig:
         return cls.from_dict(_load_mapping(path_or_text, json.loads, "JSON"))
 
     @classmethod
-    def from_yaml(cls, path_or_text: str | os.PathLike) -> "STFPMConfig":
+    def from_yaml(cls, path_or_text: str | os.PathLike) -> STFPMConfig:
         """Read a config from a YAML file path or YAML text; errors as :meth:`from_json`.
 
         Parameters
@@ -643,7 +644,7 @@ class STFPMConfig:
         return cls.from_dict(_load_mapping(path_or_text, yaml.safe_load, "YAML"))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "STFPMConfig":
+    def from_file(cls, path: str | os.PathLike) -> STFPMConfig:
         """Read a ``.json``, ``.yaml`` or ``.yml`` config file, by its extension.
 
         Parameters

@@ -102,3 +102,12 @@ def tiny_run(tiny_mvtec, tmp_path_factory) -> Path:
     from tiny_run import make_run
 
     return make_run(tmp_path_factory.mktemp("tiny_run") / "run", tiny_mvtec)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Markers from where a test lives and what it uses (``make test-fast`` = ``-m "not integration and not slow"``)."""
+    for item in items:
+        if "integration" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.integration)
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

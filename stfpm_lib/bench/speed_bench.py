@@ -72,9 +72,10 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -236,7 +237,7 @@ class _PeakRSS:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> "_PeakRSS":
+    def __enter__(self) -> _PeakRSS:
         self.start = self.peak = _rss()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -636,8 +637,8 @@ def _bench_fidelity(setup: _Setup, args) -> dict[str, Any]:
     """AUROC of the fast path vs fp32 on a synthetic category (inference-only and end to end)."""
     from stfpm_lib.data import make_synthetic_category  # lazy: see the note above the imports
     from stfpm_lib.engine.inference import load_predictions, predict
-    from stfpm_lib.metrics import image_auroc, pixel_auroc
     from stfpm_lib.engine.training import fit
+    from stfpm_lib.metrics import image_auroc, pixel_auroc
 
     with tempfile.TemporaryDirectory(prefix="stfpm_speed_") as tmp:
         root = Path(tmp) / "data"

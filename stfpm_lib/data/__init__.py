@@ -5,8 +5,17 @@ from .convert import convert_to_mvtec, verify_mvtec_root
 from .dataset import ImageDataset
 from .demo import RANDOM_TEACHER_LABEL, demo_root, demo_teacher_weights
 from .mvtec import (
-    MVTEC_CATEGORIES, MVTEC_OBJECTS, MVTEC_TEXTURES, CategoryIndex, DataError, Sample, index_category,
-    list_categories, list_images, resolve_data_root, split_train_val,
+    MVTEC_CATEGORIES,
+    MVTEC_OBJECTS,
+    MVTEC_TEXTURES,
+    CategoryIndex,
+    DataError,
+    Sample,
+    index_category,
+    list_categories,
+    list_images,
+    resolve_data_root,
+    split_train_val,
 )
 from .synthetic import make_synthetic_category
 from .transforms import denormalize, image_size_of, load_image, load_mask, normalize

@@ -28,7 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .adapters import get_adapter
 from .convert import convert_to_mvtec, verify_mvtec_root

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
+
 from .imageio import read_mask_values
 from .mvtec import DataError, Sample, index_category, list_categories, resolve_data_root
 

@@ -35,8 +35,9 @@ import glob
 import inspect
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .adapters import AdapterIndex, DatasetAdapter, MaskEncoding
 from .mvtec import IMAGE_EXTENSIONS, DataError, Sample

@@ -14,8 +14,8 @@ MVTec AD). Same arguments and seed → byte-identical files (for a given Pillow/
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import skimage.data

@@ -12,8 +12,9 @@ model of a finished run. What goes into the files is decided by :func:`stfpm_lib
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

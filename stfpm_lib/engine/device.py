@@ -14,7 +14,8 @@ import platform
 import random
 import resource
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch

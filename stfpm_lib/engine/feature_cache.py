@@ -25,7 +25,7 @@ Memory per image (resnet18, layers 1–3, 256² input): 64·64² + 128·32² + 2
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -70,9 +70,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,10 +89,29 @@ from ..method.weights import TeacherWeights, resolve_teacher_weights
 from ..metrics import pixel_auroc
 from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, relative_posix, sha256_file
 from ..records.provenance import environment_info
-from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, FORMAT_VERSION, LAST_FORMAT, LAST_NAME,
-                         read_checkpoint, save_checkpoint)
-from .device import (amp_dtype, autocast, grad_scaler, kernel_policy, peak_memory, prepare_input, prepare_model, resolve_device,
-                     rng_state, seed_everything, set_rng_state, tune_cpu_allocator)
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    FORMAT_VERSION,
+    LAST_FORMAT,
+    LAST_NAME,
+    read_checkpoint,
+    save_checkpoint,
+)
+from .device import (
+    amp_dtype,
+    autocast,
+    grad_scaler,
+    kernel_policy,
+    peak_memory,
+    prepare_input,
+    prepare_model,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    tune_cpu_allocator,
+)
 from .feature_cache import TeacherFeatureCache
 from .inference import predict_batch
 
@@ -175,7 +195,7 @@ def _improves(row: Mapping[str, Any], best: Mapping[str, Any], cfg: STFPMConfig)
     return key is None or best["student"] is None or sign * row[key] < sign * best["value"]
 
 
-def _early_stopped(state: "TrainingState", cfg: STFPMConfig) -> bool:
+def _early_stopped(state: TrainingState, cfg: STFPMConfig) -> bool:
     """``test_pixel_auroc``: ``cfg.patience`` epochs have passed since the kept one."""
     return cfg.selection in LEAKAGE_SELECTIONS and state.best["epoch"] > 0 and \
         state.epoch - state.best["epoch"] >= cfg.patience
@@ -483,7 +503,7 @@ class TrainingState:
         }
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> "TrainingState":
+    def from_dict(cls, obj: Mapping[str, Any]) -> TrainingState:
         """Inverse of :meth:`to_dict`.
 
         Parameters

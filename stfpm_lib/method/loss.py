@@ -12,7 +12,8 @@ batch instead of averaging (anomalib, HCW, XIA: B/2 × the official loss with ``
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -94,7 +94,7 @@ class FeaturePyramid(nn.Module):
             self.requires_grad_(False)
             self.eval()
 
-    def train(self, mode: bool = True) -> "FeaturePyramid":
+    def train(self, mode: bool = True) -> FeaturePyramid:
         """Set train mode, except that a frozen pyramid always stays in eval mode."""
         return super().train(mode and not self.frozen)
 
@@ -145,7 +145,7 @@ class STFPM(nn.Module):
         """The pyramid levels, in network order."""
         return self.student.layers
 
-    def train(self, mode: bool = True) -> "STFPM":
+    def train(self, mode: bool = True) -> STFPM:
         """Set the student's mode; the teacher stays in eval mode."""
         super().train(mode)
         self.teacher.eval()

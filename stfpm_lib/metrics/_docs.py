@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import textwrap
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
 

@@ -47,8 +47,9 @@ from __future__ import annotations
 
 import itertools
 import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -137,7 +138,7 @@ class PerImage:
         return {f: np.asarray(getattr(self, f)) for f in self.__dataclass_fields__}
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, Any]) -> "PerImage":
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> PerImage:
         """The inverse of :meth:`to_arrays`; raises ``KeyError`` naming a missing array."""
         missing = [f for f in cls.__dataclass_fields__ if f not in arrays]
         if missing:
@@ -150,7 +151,7 @@ class PerImage:
                    hist_defect_weight=a["hist_defect_weight"].astype(np.float64),
                    n_regions=a["n_regions"].astype(np.int64), fpr_limit=float(a["fpr_limit"]))
 
-    def select(self, names: Sequence[str]) -> "PerImage":
+    def select(self, names: Sequence[str]) -> PerImage:
         """The images ``names`` in that order; ``KeyError`` naming the first one missing."""
         where = {n: i for i, n in enumerate(self.names.tolist())}
         absent = [n for n in names if n not in where]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ._validation import (
     binarize,
     check_mask_binarization,
 )
-from .pro import au_pro_from_pool, official_curve_from_pool, official_pro_from_curve, OFFICIAL_MAX_STEPS
+from .pro import OFFICIAL_MAX_STEPS, au_pro_from_pool, official_curve_from_pool, official_pro_from_curve
 from .roc import (
     ap_from_pool,
     auroc_from_pool,

@@ -16,24 +16,25 @@ import math
 import numbers
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .. import metrics as M
-from ..metrics.bootstrap import PerImage, per_image_stats
-from ..metrics._pool import build_pool  # the pixel pool, built once and shared by the metrics and the curves
-from ..metrics.pro import official_curve_from_pool, pro_curve_from_pool
-from ..metrics.roc import roc_from_pool, thin_curve
+from ..config import MapSettings
 from ..data import image_size_of, index_category
 from ..data.imageio import read_mask_values
-from ..config import MapSettings
 from ..engine.inference import PredictionsError, load_predictions
 from ..method.anomaly_map import final_map
+from ..metrics._pool import build_pool  # the pixel pool, built once and shared by the metrics and the curves
+from ..metrics.bootstrap import PerImage, per_image_stats
+from ..metrics.pro import official_curve_from_pool, pro_curve_from_pool
+from ..metrics.roc import roc_from_pool, thin_curve
 from .io import atomic_save, atomic_write_text, sha256_file
 from .provenance import environment_info
 

@@ -19,8 +19,8 @@ import errno
 import hashlib
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_save", "atomic_write_text", "atomic_write_bytes", "sha256_file", "OutputError",
            "check_writable", "clean_stale_tmp", "tmp_name", "relative_posix"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import re
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Mapping
 
 import torch
 

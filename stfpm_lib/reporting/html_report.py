@@ -24,8 +24,9 @@ import html
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..data.demo import RANDOM_TEACHER_LABEL
 from ..records.evaluation import read_metrics_json

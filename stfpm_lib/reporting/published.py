@@ -12,8 +12,8 @@ per row; see ``stfpm_lib/reporting/published/SOURCES.md`` for where each came fr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd

@@ -48,17 +48,23 @@ import logging
 import math
 import sys
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..metrics.bootstrap import PerImage, bootstrap_p_value, percentile_ci, resample_values, resample_weights, \
-    seed_comparison
-from ..records.evaluation import PER_IMAGE_NAME, MetricsFileError, PerImageFileError, read_metrics_json, \
-    read_per_image
+from ..metrics.bootstrap import (
+    PerImage,
+    bootstrap_p_value,
+    percentile_ci,
+    resample_values,
+    resample_weights,
+    seed_comparison,
+)
+from ..records.evaluation import PER_IMAGE_NAME, MetricsFileError, PerImageFileError, read_metrics_json, read_per_image
 from ..records.io import atomic_write_text, sha256_file
 from ..records.provenance import environment_info
 from .tables import METRIC_LABELS, _label, _random_label, _Table, format_latex, format_markdown

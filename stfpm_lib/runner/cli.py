@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..config import MASK_RULES, ConfigError, STFPMConfig, parse_fields
 from ..records.io import OutputError
@@ -151,8 +152,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..records.evaluation import evaluate_predictions, write_metrics_json  # lazy: no torch for --help
-    from ..engine.inference import load_predictions
+    from ..engine.inference import load_predictions  # lazy: no torch for --help
+    from ..records.evaluation import evaluate_predictions, write_metrics_json
 
     start = time.perf_counter()
     pred = load_predictions(args.predictions)
@@ -182,8 +183,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The errors reported as ``error: ...`` with exit status 2 (imported only once one is raised: torch)."""
     from ..data import DataError  # lazy: see the docstring
-    from ..engine.inference import PredictionsError
     from ..engine.checkpoint import CheckpointError
+    from ..engine.inference import PredictionsError
     from ..engine.training import TrainError
     from ..method.weights import WeightsError
     from ..metrics import UndefinedMetricError

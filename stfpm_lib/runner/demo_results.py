@@ -30,8 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .papermill_runner import _kernel_config  # same package: the kernels' transport (IPC)
 

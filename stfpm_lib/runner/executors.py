@@ -32,10 +32,11 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any
 
 __all__ = ["ExecutorError", "ClusterOptions", "ExecutorSpec", "executor_spec", "run_tasks", "gpu_for_slot",
            "visible_gpus", "pin_gpu", "slot_from_name", "worker_slot", "make_jobqueue_cluster", "SLOT_RESOURCE"]

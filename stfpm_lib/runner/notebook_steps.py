@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -354,10 +355,14 @@ def evaluate_category(out_dir: str | os.PathLike, data_root: str | os.PathLike |
     CategoryEvaluation
         The evaluation, predictions and written files.
     """
-    from ..records.evaluation import (PER_IMAGE_NAME, evaluate_predictions,  # lazy: see the note at the imports
-                                      write_metrics_json, write_per_image)
+    from ..engine.checkpoint import CHECKPOINT_NAME, load_checkpoint  # lazy: see the note at the imports
     from ..engine.inference import load_predictions, predict
-    from ..engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from ..records.evaluation import (
+        PER_IMAGE_NAME,
+        evaluate_predictions,
+        write_metrics_json,
+        write_per_image,
+    )
 
     out = Path(out_dir)
     ckpt = out / CHECKPOINT_NAME

@@ -28,9 +28,10 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..data.demo import RANDOM_TEACHER_LABEL, demo_root
 from ..data.mvtec import resolve_data_root

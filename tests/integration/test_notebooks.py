@@ -19,8 +19,15 @@ from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import DataError
 from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
 from stfpm_lib.runner import papermill_runner as batch
-from stfpm_lib.runner.notebook_steps import (CONFIG_FIELDS, check_checkpoint_config, config_from_namespace, counts_table,
-                                evaluate_category, resolve_category, teacher_label)
+from stfpm_lib.runner.notebook_steps import (
+    CONFIG_FIELDS,
+    check_checkpoint_config,
+    config_from_namespace,
+    counts_table,
+    evaluate_category,
+    resolve_category,
+    teacher_label,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

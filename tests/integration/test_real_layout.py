@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from conftest import SURFACE_COMMAND, SURFACE_TYPES  # tests/ is on sys.path (rootdir conftest)
 
 REPO = Path(__file__).resolve().parents[2]

@@ -411,7 +411,7 @@ def test_speed_bench_quick_prints_the_last_line(capsys, monkeypatch):
 
     monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)
     for method, fake in (("train", FAKE_TRAIN_S), ("infer", FAKE_INFER_S)):
-        def timed(self, n, _orig=getattr(sb._Runner, method), _fake=fake):
+        def timed(self, n, _orig=getattr(sb._Runner, method), _fake=fake):  # noqa: B008 - binds this loop's method
             run = _orig(self, n)  # the real work runs; only its duration is replaced
             return {**run, "s": _fake[self.variant]}
         monkeypatch.setattr(sb._Runner, method, timed)

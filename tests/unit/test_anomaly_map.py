@@ -7,13 +7,19 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
+from hand_features import feats_a, feats_b  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 from stfpm_lib.config import STFPMConfig
+from stfpm_lib.method.anomaly_map import (
+    MapSettings,
+    anomaly_map,
+    final_map,
+    fused_map,
+    gaussian_blur,
+    image_scores,
+    layer_maps,
+)
 from stfpm_lib.method.loss import stfpm_loss
-from stfpm_lib.method.anomaly_map import (MapSettings, anomaly_map, final_map, fused_map, gaussian_blur, image_scores,
-                                         layer_maps)
-
-from hand_features import feats_a, feats_b  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 
 def test_layer_map_scales_by_hand():

@@ -8,8 +8,16 @@ from scipy import ndimage, stats
 
 from stfpm_lib import metrics as M
 from stfpm_lib.metrics.bootstrap import (
-    BOOTSTRAP_METRICS, PerImage, bootstrap_ci, bootstrap_p_value, paired_bootstrap, per_image_stats, percentile_ci,
-    resample_values, resample_weights, seed_comparison,
+    BOOTSTRAP_METRICS,
+    PerImage,
+    bootstrap_ci,
+    bootstrap_p_value,
+    paired_bootstrap,
+    per_image_stats,
+    percentile_ci,
+    resample_values,
+    resample_weights,
+    seed_comparison,
 )
 
 

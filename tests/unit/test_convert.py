@@ -7,7 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SURFACE_COMMAND  # tests/ is on sys.path (rootdir conftest)
 from PIL import Image
+from test_adapters import (  # tests/unit/ is on sys.path (pytest rootdir-relative import)
+    defect_region,
+    make_piped_like,
+    make_visa_like,
+    rgb,
+    save_1bit_inverted,
+)
 
 from stfpm_lib.data import DataError, index_category, list_categories
 from stfpm_lib.data.__main__ import main as data_cli
@@ -15,8 +23,6 @@ from stfpm_lib.data.adapters import binarize_mask, get_adapter, read_mask_values
 from stfpm_lib.data.convert import MANIFEST_NAME, convert_to_mvtec, verify_mvtec_root
 from stfpm_lib.data.folder import piped_adapter
 from stfpm_lib.data.imageio import EmptyMaskWarning
-from conftest import SURFACE_COMMAND  # tests/ is on sys.path (rootdir conftest)
-from test_adapters import defect_region, make_piped_like, make_visa_like, rgb, save_1bit_inverted  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 
 def _pixels(path: Path) -> np.ndarray:

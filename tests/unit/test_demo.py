@@ -15,7 +15,11 @@ from stfpm_lib.data import ImageDataset, index_category, list_categories
 from stfpm_lib.data import demo as demo_module
 from stfpm_lib.data.convert import MANIFEST_NAME, verify_mvtec_root
 from stfpm_lib.data.demo import (
-    DEMO_CATEGORIES, RANDOM_TEACHER_LABEL, demo_categories, demo_root, demo_teacher_weights,
+    DEMO_CATEGORIES,
+    RANDOM_TEACHER_LABEL,
+    demo_categories,
+    demo_root,
+    demo_teacher_weights,
 )
 
 EXPECTED = {"train_good": 32, "test_good": 16, "test_impurity": 48}

@@ -13,7 +13,13 @@ from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category
 from stfpm_lib.engine.inference import Predictions, PredictionsError
 from stfpm_lib.records.evaluation import (
-    METRICS_SCHEMA, Evaluation, EvaluationError, MetricsFileError, evaluate_predictions, read_metrics_json, write_metrics_json,
+    METRICS_SCHEMA,
+    Evaluation,
+    EvaluationError,
+    MetricsFileError,
+    evaluate_predictions,
+    read_metrics_json,
+    write_metrics_json,
 )
 
 CFG = STFPMConfig.from_preset("official").to_dict()

@@ -8,8 +8,18 @@ import os
 import pytest
 
 from stfpm_lib.runner import executors
-from stfpm_lib.runner.executors import (ClusterOptions, ExecutorError, ExecutorSpec, executor_spec, gpu_for_slot,
-                                        make_jobqueue_cluster, pin_gpu, run_tasks, slot_from_name, visible_gpus)
+from stfpm_lib.runner.executors import (
+    ClusterOptions,
+    ExecutorError,
+    ExecutorSpec,
+    executor_spec,
+    gpu_for_slot,
+    make_jobqueue_cluster,
+    pin_gpu,
+    run_tasks,
+    slot_from_name,
+    visible_gpus,
+)
 
 
 def test_gpu_for_slot_round_robin():

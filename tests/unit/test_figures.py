@@ -143,8 +143,8 @@ def test_per_defect_type_bars(tmp_path):
 
 def test_best_worst_grid_from_predictions(tiny_mvtec, tmp_path):
     from stfpm_lib.data import load_mask
-    from stfpm_lib.records.evaluation import evaluate_predictions
     from stfpm_lib.engine.inference import Predictions
+    from stfpm_lib.records.evaluation import evaluate_predictions
 
     cfg = STFPMConfig.from_preset("official", image_size=32)
     test = index_category(tiny_mvtec, "grass").test
@@ -188,8 +188,8 @@ def test_published_comparison_bars():
 
 
 # ----------------------------------------------------------------------------- thesis figures (05_figures)
-from PIL import Image  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
 def _saved_at_size(fig: Figure, path) -> tuple[int, int]:

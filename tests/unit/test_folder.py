@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SURFACE_TYPES  # tests/ is on sys.path (rootdir conftest)
 from PIL import Image
+from test_adapters import defect_region, rgb  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 from stfpm_lib.data import DataError
 from stfpm_lib.data.adapters import MaskEncoding, get_adapter
 from stfpm_lib.data.folder import FolderAdapter
-from conftest import SURFACE_TYPES  # tests/ is on sys.path (rootdir conftest)
-from test_adapters import defect_region, rgb  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 SURFACE = {"normal_dir": "MT_Free", "defect_dirs": "MT_*", "mask_template": "{stem}.png"}
 

@@ -171,8 +171,8 @@ def test_empty_mask_is_a_warning_when_the_manifest_allows_it(empty_mask_root) ->
 
 # ----------------------------------------------------------------------------- decompression bombs
 def test_decompression_bomb_is_a_data_error_naming_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
-    from stfpm_lib.runner.cli import main as stfpm
     from stfpm_lib.data.__main__ import main as data_main
+    from stfpm_lib.runner.cli import main as stfpm
 
     make_synthetic_category(tmp_path / "data", "brick", n_train=4, n_test_good=1, n_per_defect=1, size=32, seed=3)
     path = tmp_path / "data" / "brick" / "train" / "good" / "000.png"

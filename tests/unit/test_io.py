@@ -7,14 +7,20 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from stfpm_lib.records import io
-from stfpm_lib.records.io import (OutputError, atomic_save, atomic_write_text, check_writable, clean_stale_tmp,
-                                  relative_posix, tmp_name)
+from stfpm_lib.records.io import (
+    OutputError,
+    atomic_save,
+    atomic_write_text,
+    check_writable,
+    clean_stale_tmp,
+    relative_posix,
+    tmp_name,
+)
 
 
 def test_full_disk_is_said_in_words_and_leaves_nothing(tmp_path):

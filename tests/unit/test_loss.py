@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hand_features import feats_a, feats_b  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.method.loss import loss_from_config, normalized_sq_dist, per_image_loss, stfpm_loss
-
-from hand_features import feats_a, feats_b  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
 
 def test_normalized_sq_dist_by_hand():

@@ -6,12 +6,6 @@ import re
 
 import numpy as np
 import pytest
-from scipy import ndimage
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
-
-from stfpm_lib import metrics as M
-from stfpm_lib.metrics import UndefinedMetricError
-
 from metrics_reference import (  # tests/unit/ is on sys.path (pytest rootdir-relative import)
     ref_au_pro,
     ref_auroc,
@@ -21,6 +15,11 @@ from metrics_reference import (  # tests/unit/ is on sys.path (pytest rootdir-re
     ref_pro_curve,
     trapezoid_upto,
 )
+from scipy import ndimage
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+from stfpm_lib import metrics as M
+from stfpm_lib.metrics import UndefinedMetricError
 
 
 # ------------------------------------------------------------------------------------ test data

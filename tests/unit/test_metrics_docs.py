@@ -3,8 +3,9 @@
 import doctest
 import inspect
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import stfpm_lib.metrics as M
 from stfpm_lib.metrics import _resize, pro, roc, summary

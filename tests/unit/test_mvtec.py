@@ -11,8 +11,15 @@ from PIL import Image
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import (
-    DataError, ImageDataset, index_category, list_categories, load_image, load_mask, make_synthetic_category,
-    resolve_data_root, split_train_val,
+    DataError,
+    ImageDataset,
+    index_category,
+    list_categories,
+    load_image,
+    load_mask,
+    make_synthetic_category,
+    resolve_data_root,
+    split_train_val,
 )
 from stfpm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, read_mask_uint8
 

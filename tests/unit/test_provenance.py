@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from stfpm_lib.records import provenance
-from stfpm_lib.records.provenance import (LOCK_FILE, LOCK_FIX, RESULT_PACKAGES, environment_info, lock_mismatches,
-                                          lock_summary, package_versions, read_lock)
+from stfpm_lib.records.provenance import (
+    LOCK_FILE,
+    LOCK_FIX,
+    RESULT_PACKAGES,
+    environment_info,
+    lock_mismatches,
+    lock_summary,
+    package_versions,
+    read_lock,
+)
 
 # The shape of pip-compile's output: header comments, "# via" lines, markers, names spelt in any case.
 LOCK_TEXT = """\

@@ -8,7 +8,13 @@ import pytest
 
 from stfpm_lib.data.mvtec import MVTEC_CATEGORIES
 from stfpm_lib.reporting.published import (
-    COLUMNS, PUBLISHED_CSV, PublishedDataError, check_means, load_published, published_table, source_labels,
+    COLUMNS,
+    PUBLISHED_CSV,
+    PublishedDataError,
+    check_means,
+    load_published,
+    published_table,
+    source_labels,
 )
 
 

@@ -15,8 +15,18 @@ from stfpm_lib.data.mvtec import MVTEC_CATEGORIES
 from stfpm_lib.records.evaluation import write_metrics_json
 from stfpm_lib.reporting.published import load_published
 from stfpm_lib.reporting.tables import (
-    ReportError, category_group, collect_per_defect_type, collect_run, comparison_table, f1_table, format_latex,
-    format_markdown, main, per_defect_type_table, results_table, write_tables,
+    ReportError,
+    category_group,
+    collect_per_defect_type,
+    collect_run,
+    comparison_table,
+    f1_table,
+    format_latex,
+    format_markdown,
+    main,
+    per_defect_type_table,
+    results_table,
+    write_tables,
 )
 
 IMAGENET = {"source": "imagenet", "name": "ResNet18_Weights.IMAGENET1K_V1", "path": None, "sha256": "ab" * 32}

@@ -13,8 +13,12 @@ import torchvision
 import stfpm_lib.method.weights as W
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.method.model import build_stfpm
-from stfpm_lib.method.weights import (WeightsFileError, WeightsUnavailableError, resolve_teacher_weights,
-                               state_dict_sha256)
+from stfpm_lib.method.weights import (
+    WeightsFileError,
+    WeightsUnavailableError,
+    resolve_teacher_weights,
+    state_dict_sha256,
+)
 from stfpm_lib.records.io import sha256_file
 
 

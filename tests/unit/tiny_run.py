@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import nbformat
-
 import numpy as np
 import pandas as pd
 
