@@ -244,7 +244,11 @@ def test_cpu_description(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: True)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):  # the machine's own cap must not decide the test
+        monkeypatch.delenv(name, raising=False)
     assert dev.cpu_description()["capability"] == "AVX512+AMX" and dev.cpu_description()["native_bf16"]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN capped below AMX: not claimed
+    assert dev.cpu_description()["capability"] == "AVX512"
     monkeypatch.setattr(dev, "_CPUINFO", str(tmp_path / "missing"))
     assert dev.cpu_description()["model"]  # falls back to what platform reports
 
