@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal, get_args
 import numpy as np
 import yaml
 
-from .records.io import atomic_write_text
+from .io import atomic_write_text
 
 __all__ = ["STFPMConfig", "PRESETS", "BACKBONES", "LAYERS", "CONFIG_FIELDS", "RUNTIME_FIELDS", "ConfigError",
            "config_differences", "FIELD_SPECS", "FieldSpec", "MIN_INPUT_SIZE", "parse_field", "parse_fields",

@@ -24,9 +24,9 @@ def tiny_mvtec(tmp_path_factory) -> Path:
 #: (width, height) of the images of :func:`make_surface_defects`, used in turn.
 SURFACE_SIZES = ((40, 48), (56, 40), (64, 64))
 SURFACE_TYPES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
-#: The README's one command for that layout (worked example under "The data command line"), without --root/--out.
-SURFACE_COMMAND = ["convert", "--adapter", "folder", "--param", "normal_dir=MT_Free", "--param", "defect_dirs=MT_*",
-                   "--param", "mask_template={stem}.png", "--param", "mask_threshold=127", "--allow-empty-masks"]
+#: The docs' one command for that layout (worked example in docs/datasets.md), without --root/--out.
+SURFACE_COMMAND = ["convert", "--adapter", "folder", "-p", "normal_dir", "MT_Free", "-p", "defect_dirs", "MT_*",
+                   "-p", "mask_template", "{stem}.png", "-p", "mask_threshold", "127", "--allow-empty-masks"]
 
 
 def make_surface_defects(root: Path, n_normal: int = 12, n_per_type: int = 2) -> Path:

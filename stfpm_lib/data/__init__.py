@@ -3,7 +3,7 @@
 from .adapters import ADAPTER_NAMES, AdapterIndex, DatasetAdapter, MaskEncoding, get_adapter
 from .convert import convert_to_mvtec, verify_mvtec_root
 from .dataset import ImageDataset
-from .demo import RANDOM_TEACHER_LABEL, demo_root, demo_teacher_weights
+from .demo import demo_root
 from .mvtec import (
     MVTEC_CATEGORIES,
     MVTEC_OBJECTS,
@@ -26,5 +26,5 @@ __all__ = [
     "load_image", "load_mask", "make_synthetic_category", "normalize", "resolve_data_root", "split_train_val",
     # adapters, converter, demo (datasets engineer)
     "ADAPTER_NAMES", "AdapterIndex", "DatasetAdapter", "MaskEncoding", "get_adapter", "convert_to_mvtec",
-    "verify_mvtec_root", "RANDOM_TEACHER_LABEL", "demo_root", "demo_teacher_weights",
+    "verify_mvtec_root", "demo_root",
 ]

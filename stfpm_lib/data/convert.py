@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from ..records.io import atomic_write_text, relative_posix, sha256_file
+from ..io import atomic_write_text, relative_posix, sha256_file
 from .adapters import AdapterIndex, DatasetAdapter, binarize_mask
 from .imageio import check_mask_has_defect, image_size_of, read_image, read_mask_values
 from .mvtec import MANIFEST_NAME, DataError, index_category, list_categories, list_images, manifest_allows_empty_masks

@@ -24,7 +24,8 @@ from ..config import STFPMConfig
 
 __all__ = [
     "DataError", "Sample", "CategoryIndex", "IMAGE_EXTENSIONS", "MVTEC_CATEGORIES", "MVTEC_TEXTURES", "MVTEC_OBJECTS",
-    "list_categories", "index_category", "split_train_val", "resolve_data_root", "list_images", "MANIFEST_NAME",
+    "list_categories", "index_category", "split_train_val", "resolve_data_root", "demo_root", "demo_dir", "is_demo_root",
+    "DEMO_NAME", "DEMO_CATEGORIES", "DEMO_DATA_ROOT", "list_images", "MANIFEST_NAME",
     "manifest_allows_empty_masks",
 ]
 
@@ -108,23 +109,101 @@ class CategoryIndex:
         return {"root": str(self.root), "category": self.category, "counts": self.counts()}
 
 
-def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
-    """The dataset root: ``data_root`` if given, else ``$MVTEC_ROOT``; must be a directory.
+#: The embedded demo dataset's folder name under ``stfpm_lib/demo_data`` (see :mod:`stfpm_lib.data.demo`).
+DEMO_NAME = "piped"
+#: PIPED classes in the demo, chosen for clearly visible impurities of two kinds:
+#: PA_BFT01_TL (dark compact specks and spots) and PA_BRG03_TL (long dark fibres).
+DEMO_CATEGORIES = ("PA_BFT01_TL", "PA_BRG03_TL")
+#: The ``data_root`` value that names the embedded demo dataset, everywhere a data root is taken.
+DEMO_DATA_ROOT = "demo"
+
+
+def demo_dir() -> Path:
+    """Where the embedded demo dataset lives in the package (whether or not it is there).
+
+    Returns
+    -------
+    Path
+        ``stfpm_lib/demo_data/piped``.
+    """
+    return Path(__file__).resolve().parents[1] / "demo_data" / DEMO_NAME
+
+
+def demo_root() -> Path:
+    """Root of the embedded demo dataset (MVTec AD layout, categories :data:`DEMO_CATEGORIES`).
+
+    It is package data (``stfpm_lib/demo_data/piped``), found from this file's location (works for a
+    source checkout and for regular/editable installs).
+
+    Returns
+    -------
+    Path
+        The root folder.
+
+    Raises
+    ------
+    DataError
+        The embedded dataset is missing (the message says how to rebuild it).
+    """
+    root = demo_dir()
+    if not (root / DEMO_CATEGORIES[0] / "train" / "good").is_dir():
+        raise DataError(f"the embedded demo dataset is missing at {root}: reinstall the package, or rebuild it "
+                        f"with `stfpm data build-demo` (needs PIPED, see stfpm_lib/demo_data/README)")
+    return root
+
+
+def is_demo_root(data_root: str | os.PathLike | None) -> bool:
+    """Whether ``data_root`` names the embedded demo dataset (``"demo"``, or its folder).
 
     Parameters
     ----------
     data_root : str or os.PathLike, optional
-        Dataset root; ``None`` or ``""`` reads ``$MVTEC_ROOT``.
+        A data root as given.
+
+    Returns
+    -------
+    bool
+    """
+    if data_root in (None, ""):
+        return False
+    if str(data_root) == DEMO_DATA_ROOT:
+        return True
+    return Path(data_root).expanduser().resolve() == demo_dir().resolve()
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None, *, demo_fallback: bool = False) -> Path:
+    """The dataset root, by the one rule of every command: the argument, else ``$MVTEC_ROOT``.
+
+    ``"demo"`` names the embedded demo dataset (:func:`demo_root`). With ``demo_fallback`` (the main
+    job and the notebooks opened interactively) no argument and no ``$MVTEC_ROOT`` mean the demo too;
+    without it they are an error.
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike, optional
+        Dataset root, or ``"demo"``; ``None`` or ``""`` reads ``$MVTEC_ROOT``.
+    demo_fallback : bool, default=False
+        Use the embedded demo when neither ``data_root`` nor ``$MVTEC_ROOT`` is set.
 
     Returns
     -------
     Path
         The existing root directory.
+
+    Raises
+    ------
+    DataError
+        No root given (without ``demo_fallback``), or not a directory.
     """
     if data_root in (None, ""):
         data_root = os.environ.get("MVTEC_ROOT") or None
         if data_root is None:
-            raise DataError("no data root given: pass data_root / --data-root or set MVTEC_ROOT")
+            if demo_fallback:
+                return demo_root()
+            raise DataError("no data root given: pass data_root / --data-root (a folder, or 'demo' for the "
+                            "embedded demo data) or set MVTEC_ROOT")
+    if str(data_root) == DEMO_DATA_ROOT:
+        return demo_root()
     root = Path(data_root).expanduser()
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist or is not a directory")

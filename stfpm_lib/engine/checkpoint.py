@@ -1,7 +1,7 @@
 """The checkpoint format: ``checkpoint.pt`` (a finished run) and ``last.pt`` (an interrupted one).
 
 Both are ``torch.save`` dicts with a ``format`` marker (``stfpm-checkpoint`` / ``stfpm-last``) and a
-``version``. Written by :func:`save_checkpoint` (atomically, through :func:`stfpm_lib.records.io.atomic_save`),
+``version``. Written by :func:`save_checkpoint` (atomically, through :func:`stfpm_lib.io.atomic_save`),
 which seals each file with ``student_sha256`` (:func:`stfpm_lib.method.weights.state_dict_sha256` of the
 student tensors) and ``content_sha256`` (:func:`checkpoint_sha256`: every tensor and every other value
 in the file). :func:`read_checkpoint` verifies both whenever a file is read, so a damaged file raises
@@ -19,9 +19,9 @@ from typing import Any
 import torch
 
 from ..config import STFPMConfig
+from ..io import atomic_save
 from ..method.model import STFPM, build_stfpm
 from ..method.weights import TeacherWeights, state_dict_sha256
-from ..records.io import atomic_save
 from .device import prepare_model, resolve_device
 
 __all__ = ["CHECKPOINT_NAME", "LAST_NAME", "CHECKPOINT_FORMAT", "LAST_FORMAT", "FORMAT_VERSION", "CheckpointError",
@@ -79,7 +79,7 @@ def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
     """Seal ``obj`` with its hashes and write it atomically.
 
     Written through a Python file object, so a full disk is an ``OSError`` ENOSPC, which
-    :mod:`stfpm_lib.records.io` reports in words.
+    :mod:`stfpm_lib.io` reports in words.
 
     Parameters
     ----------

@@ -3,31 +3,8 @@
 ``predict`` runs a trained checkpoint over a split and writes (atomically) one file with
 everything the metrics and figures need, so they can be recomputed without the networks:
 
-=================  ==========================  =============================================
-key                dtype / shape               meaning
-=================  ==========================  =============================================
-maps               float32 (N, S, S)           anomaly maps at the network input size S (float16 on request)
-fused_maps         float32 (N, S/4, S/4)       ``official`` upsampling only: the fused map before the final
-                                               resize (metrics are computed from it in float64)
-scores             float32 (N,)                max of each map
-labels             int8 (N,)                   1 anomalous, 0 normal
-defect_types       str (N,)                    ``good`` for normal images
-image_paths        str (N,)                    absolute paths
-mask_paths         str (N,)                    ``""`` when the image has no mask
-image_sizes        int32 (N, 2)                original (width, height)
-masks_packed       uint8 (N, ceil(S²/8))       masks at S² by the config's mask rule (np.packbits)
-config             JSON str                    the run's :class:`STFPMConfig` as a dict
-teacher_weights    JSON str                    source, name, path, sha256, seed, state_sha256
-dataset            JSON str                    root, category, counts, split images
-meta               JSON str                    split, checkpoint path and sha256, timings, environment
-=================  ==========================  =============================================
-
-Metrics are computed from float32 maps at least: :func:`stfpm_lib.records.evaluation.evaluate_predictions`
-refuses a file whose maps were stored as float16 (``maps_dtype="float16"``, half the size, is
-for figures and storage; its rounding moves the official-code PRO by ~2.5e-4). With ``official``
-upsampling the final map is float64 (the official code's ``cv2.resize`` of a float64 copy): the
-file stores it rounded to float32 in ``maps`` and, exactly, the fused map it came from in
-``fused_maps``, from which the evaluation recomputes the float64 maps.
+The file's format (keys, dtypes, what the metrics recompute from it) is described in
+:mod:`stfpm_lib.records.predictions`, which also reads it back (:func:`~stfpm_lib.records.predictions.load_predictions`).
 
 Order: the dataset's order (test: ``good`` first, then defects by path, as the official code).
 
@@ -48,22 +25,28 @@ import numbers
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, STFPMConfig
-from ..data import DataError, ImageDataset, Sample, image_size_of, index_category, load_mask, split_train_val
-from ..data.mvtec import manifest_allows_empty_masks
+from ..data import DataError, ImageDataset, Sample, image_size_of, index_category, split_train_val
+from ..io import sha256_file
 from ..method.anomaly_map import final_map, fused_map, image_scores
 from ..method.model import STFPM, inference_copy
-from ..records.io import atomic_path, clean_stale_tmp, sha256_file
-from ..records.provenance import environment_info
+from ..provenance import environment_info
+from ..records.predictions import (
+    FORMAT,
+    FORMAT_VERSION,
+    OPTIONAL_ARRAYS,
+    Predictions,
+    PredictionsError,
+    load_predictions,
+    write_predictions,
+)
 from .checkpoint import load_checkpoint
 from .device import amp_dtype, autocast, kernel_policy, prepare_input, prepare_model, resolve_device, tune_cpu_allocator
 
@@ -71,119 +54,7 @@ __all__ = ["predict", "Predictions", "load_predictions", "PredictionsError", "SP
            "predict_batch", "recorded_split"]
 
 SPLITS = ("test", "val", "train")
-_FORMAT = "stfpm-predictions"
 _F16_TINY = float(np.finfo(np.float16).tiny)  # 6.1e-5, the smallest normal float16
-_VERSION = 1
-_ARRAYS = ("maps", "scores", "labels", "defect_types", "image_paths", "mask_paths", "image_sizes", "masks_packed")
-_OPTIONAL = ("fused_maps",)  # official upsampling only (files from before it was stored lack it)
-_JSON = ("config", "teacher_weights", "dataset", "meta")
-
-
-class PredictionsError(ValueError):
-    """A predictions file that is missing, unreadable or incomplete."""
-
-
-@dataclass
-class Predictions:
-    """Contents of a ``predictions_<split>.npz`` file (see the module docstring).
-
-    Attributes
-    ----------
-    maps : ndarray of shape (N, S, S), float32 (or float16, figures only)
-        Anomaly maps at the network input size ``S``.
-    scores : ndarray of shape (N,), float32
-        Image scores (max of each map).
-    labels : ndarray of shape (N,), int8
-        1 = anomalous.
-    defect_types, image_paths, mask_paths : ndarray of shape (N,), str
-        ``mask_paths`` is ``""`` for normal images.
-    config, teacher_weights, dataset : dict
-        The run's config, teacher description and dataset record.
-    meta : dict
-        Split, precision, timings, versions.
-    image_sizes : ndarray of shape (N, 2), optional
-        Original ``(width, height)`` of each image, pixels.
-    masks_packed : ndarray, optional
-        The binarised masks at map resolution, bit-packed (see :meth:`masks`).
-    fused_maps : ndarray of shape (N, S/4, S/4), float32, optional
-        ``official`` upsampling: the fused maps before the final resize (the float64 maps of the
-        metrics are recomputed from them with :func:`stfpm_lib.method.anomaly_map.final_map`).
-    path : Path, optional
-        The file read.
-    """
-
-    maps: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    defect_types: np.ndarray
-    image_paths: np.ndarray
-    mask_paths: np.ndarray
-    config: dict[str, Any]
-    teacher_weights: dict[str, Any]
-    dataset: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
-    image_sizes: np.ndarray | None = None
-    masks_packed: np.ndarray | None = field(default=None, repr=False)
-    fused_maps: np.ndarray | None = field(default=None, repr=False)
-    path: Path | None = None
-
-    def __len__(self) -> int:
-        return int(self.maps.shape[0])
-
-    @property
-    def cfg(self) -> STFPMConfig:
-        """The run's configuration."""
-        return STFPMConfig.from_dict(self.config)
-
-    @property
-    def split(self) -> str:
-        """The split predicted (``test``, ``val`` or ``train``)."""
-        return str(self.meta.get("split", ""))
-
-    @property
-    def category(self) -> str:
-        """The dataset category."""
-        return str(self.dataset.get("category", ""))
-
-    def masks(self, mask_rule: str | None = None) -> np.ndarray:
-        """Ground truth at the map resolution.
-
-        Parameters
-        ----------
-        mask_rule : {"gt0", "nearest", "eq1"}, optional
-            ``None`` (or the run's rule): the masks stored at prediction time. Another rule reloads the
-            mask files via :func:`stfpm_lib.data.load_mask` (they must still exist).
-
-        Returns
-        -------
-        ndarray of shape (N, S, S), bool
-        """
-        cfg = self.cfg
-        n, side = len(self), int(self.maps.shape[-1])
-        if (mask_rule is None or mask_rule == cfg.mask_rule) and self.masks_packed is not None:
-            bits = np.unpackbits(self.masks_packed, axis=1, count=side * int(self.maps.shape[-2]))
-            return bits.reshape(n, int(self.maps.shape[-2]), side).astype(bool)
-
-        cfg = cfg.replace(mask_rule=mask_rule or cfg.mask_rule)
-        root = self.dataset.get("root")
-        allow_empty = bool(root) and manifest_allows_empty_masks(root)  # the rule prediction applied
-        out = np.zeros(self.maps.shape, dtype=bool)
-        for i, (image_path, mask_path) in enumerate(zip(self.image_paths, self.mask_paths)):
-            if mask_path:
-                size = tuple(self.image_sizes[i]) if self.image_sizes is not None else image_size_of(image_path)
-                out[i] = load_mask(mask_path, size, cfg, image_path, allow_empty=allow_empty).numpy()
-        return out
-
-    def to_frame(self):
-        """Per-image table.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``image_path``, ``defect_type``, ``label``, ``score``; one row per image.
-        """
-        return pd.DataFrame({"image_path": self.image_paths, "defect_type": self.defect_types,
-                             "label": self.labels.astype(int), "score": self.scores})
 
 
 def prepare_for_inference(model: STFPM, cfg: STFPMConfig, device: torch.device) -> STFPM:
@@ -334,7 +205,7 @@ def _predictions_meta(split: str, checkpoint_path: Path, checkpoint_epoch: int, 
                       timing: Mapping[str, Any]) -> dict[str, Any]:
     """The ``meta`` record of a predictions file: its source checkpoint, run settings, timing, environment."""
     return {
-        "format": _FORMAT, "version": _VERSION, "split": split, "checkpoint": str(checkpoint_path.resolve()),
+        "format": FORMAT, "version": FORMAT_VERSION, "split": split, "checkpoint": str(checkpoint_path.resolve()),
         "checkpoint_sha256": sha256_file(checkpoint_path), "checkpoint_epoch": checkpoint_epoch,
         "mask_rule": run_cfg.mask_rule, "device": str(dev), "maps_dtype": maps_dtype,
         "float16_subnormal_fraction": subnormal, "batch_size": batch_size,
@@ -350,7 +221,7 @@ def _prediction_arrays(samples: list[Sample], computed: Mapping[str, np.ndarray]
     """The arrays of the predictions ``.npz`` (its format; records as JSON strings); ``computed`` as
     :func:`_run_batches` returns them."""
     masks = computed["masks"]
-    optional = {k: computed[k] for k in _OPTIONAL if k in computed}
+    optional = {k: computed[k] for k in OPTIONAL_ARRAYS if k in computed}
     return {
         "maps": computed["maps"], "scores": computed["scores"], **optional,
         "labels": np.array([s.label for s in samples], dtype=np.int8),
@@ -365,15 +236,6 @@ def _prediction_arrays(samples: list[Sample], computed: Mapping[str, np.ndarray]
         "dataset": np.array(json.dumps(dataset)),
         "meta": np.array(json.dumps(info, default=str)),
     }
-
-
-def _write_npz(out_path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    if out_path.suffix != ".npz":
-        raise ValueError(f"out_path must end in .npz, got {out_path}")
-    clean_stale_tmp(out_path.parent)  # temporary files of killed writes
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
 
 
 def predict(checkpoint_path, data_root=None, category: str | None = None, out_path=None, *, split: str = "test",
@@ -461,7 +323,7 @@ def predict(checkpoint_path, data_root=None, category: str | None = None, out_pa
     dataset["root"], dataset["category"] = str(Path(index.root).resolve()), category
     arrays = _prediction_arrays(samples, computed, image_sizes, cfg, meta, dataset, info)
     out_path = Path(out_path) if out_path is not None else default_predictions_path(checkpoint_path, split)
-    _write_npz(out_path, arrays)
+    write_predictions(out_path, arrays)
     return out_path
 
 
@@ -517,38 +379,3 @@ def recorded_split(dataset: dict[str, Any], index, split: str, cfg: STFPMConfig)
 def _first_five(names: list[str]) -> str:
     """``a, b, c, d, e ...``: the first five of ``names``, with `` ...`` when there are more."""
     return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
-
-
-def load_predictions(path) -> Predictions:
-    """Read a file written by :func:`predict` (no pickles).
-
-    Parameters
-    ----------
-    path : str or path-like
-
-    Returns
-    -------
-    Predictions
-
-    Raises
-    ------
-    PredictionsError
-        A missing, unreadable or incomplete file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PredictionsError(f"predictions file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in _ARRAYS + _JSON if k not in data.files]
-            if missing:
-                raise PredictionsError(f"{path} is not an STFPM predictions file (missing {missing})")
-            arrays = {k: data[k] for k in _ARRAYS + tuple(k for k in _OPTIONAL if k in data.files)}
-            texts = {k: json.loads(str(data[k])) for k in _JSON}
-    except PredictionsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - corrupt zip, bad JSON, ...
-        raise PredictionsError(f"cannot read predictions file {path}: {type(exc).__name__}: {exc}") from exc
-    if texts["meta"].get("format") != _FORMAT:
-        raise PredictionsError(f"{path} is not an STFPM predictions file (format {texts['meta'].get('format')!r})")
-    return Predictions(**arrays, **texts, path=path)

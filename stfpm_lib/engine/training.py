@@ -51,7 +51,7 @@ of being used. The dataset record holds the absolute data root and the relative 
 of every training and validation image (``train_files``/``train_sha256``,
 ``val_files``/``val_sha256``), which ``predict(split="val"|"train")`` uses instead of
 recomputing the split. Before training, ``out_dir`` is probed for writing
-(:func:`stfpm_lib.records.io.check_writable`), temporary files of killed writes are removed, and a
+(:func:`stfpm_lib.io.check_writable`), temporary files of killed writes are removed, and a
 batch size that would leave a training batch of one image where the deepest student layer
 is 1×1 (BatchNorm cannot train on a single value per channel) is refused.
 
@@ -82,13 +82,13 @@ from tqdm.auto import tqdm
 
 from ..config import LAYERS, ConfigError, STFPMConfig, config_differences
 from ..data import ImageDataset, index_category, split_train_val
+from ..io import atomic_write_text, check_writable, clean_stale_tmp, relative_posix, sha256_file
 from ..method.anomaly_map import anomaly_map, fused_map
 from ..method.loss import loss_from_config, per_image_loss
 from ..method.model import STFPM, build_stfpm, feature_shapes
 from ..method.weights import TeacherWeights, resolve_teacher_weights
 from ..metrics import pixel_auroc
-from ..records.io import atomic_write_text, check_writable, clean_stale_tmp, relative_posix, sha256_file
-from ..records.provenance import environment_info
+from ..provenance import environment_info
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,

@@ -34,9 +34,10 @@ from typing import Any
 import torch
 
 from ..config import BACKBONES
-from ..records.io import sha256_file
+from ..io import sha256_file
 
 __all__ = [
+    "RANDOM_TEACHER_LABEL",
     "TeacherWeights",
     "WeightsError",
     "WeightsUnavailableError",
@@ -49,6 +50,9 @@ __all__ = [
 # torch.hub's convention: "<name>-<first 8+ hex digits of the sha256>.<ext>".
 _HUB_NAME = re.compile(r"^(?P<stem>.+)-(?P<hash>[0-9a-f]{8,64})\.pth$")
 
+
+#: The label for every table and figure title of a random-teacher run.
+RANDOM_TEACHER_LABEL = "random teacher (not comparable with the paper)"
 
 class WeightsError(RuntimeError):
     """Teacher weights that cannot be used (base class)."""

@@ -29,14 +29,14 @@ from .. import metrics as M
 from ..config import MapSettings
 from ..data import image_size_of, index_category
 from ..data.imageio import read_mask_values
-from ..engine.inference import PredictionsError, load_predictions
+from ..io import atomic_save, atomic_write_text, sha256_file
 from ..method.anomaly_map import final_map
 from ..metrics._pool import build_pool  # the pixel pool, built once and shared by the metrics and the curves
 from ..metrics.bootstrap import PerImage, per_image_stats
 from ..metrics.pro import official_curve_from_pool, pro_curve_from_pool
 from ..metrics.roc import roc_from_pool, thin_curve
-from .io import atomic_save, atomic_write_text, sha256_file
-from .provenance import environment_info
+from ..provenance import environment_info
+from .predictions import PredictionsError, load_predictions
 
 __all__ = [
     "METRICS_SCHEMA", "TEACHER_SOURCES", "MetricsFileError", "EvaluationError", "Evaluation", "evaluate_predictions",
@@ -524,7 +524,7 @@ def write_metrics_json(path: str | os.PathLike, *, metrics: Mapping[str, Any], c
     -------
     Path
         The file written; it also records the environment
-        (:func:`stfpm_lib.records.provenance.environment_info`).
+        (:func:`stfpm_lib.provenance.environment_info`).
 
     Raises
     ------

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..data.demo import RANDOM_TEACHER_LABEL
+from ..method.weights import RANDOM_TEACHER_LABEL
 from .figures import TEXT_WIDTH_IN, _title, metric_label, save_figure, styled  # same layer: one title rule
 from .study_tables import DAGGER, StudyResultsError, _is_random, load_study_results
 

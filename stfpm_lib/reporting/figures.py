@@ -41,7 +41,7 @@ from ..config import STFPMConfig
 from ..data import denormalize
 from ..data.mvtec import MVTEC_CATEGORIES
 from ..data.transforms import read_image_uint8
-from ..records.io import atomic_save
+from ..io import atomic_save
 from .published import published_table
 
 __all__ = [
@@ -608,7 +608,7 @@ def plot_best_worst(predictions: Any, selection: Mapping[str, Sequence[int]], *,
 
     Parameters
     ----------
-    predictions : stfpm_lib.engine.inference.Predictions
+    predictions : stfpm_lib.records.predictions.Predictions
         Test-split predictions (maps (N, S, S), image paths, config).
     selection : mapping of str to sequence of int
         Group -> test indices, as ``Evaluation.best_worst(k)`` gives.

@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.demo import RANDOM_TEACHER_LABEL
+from ..io import atomic_write_text
+from ..method.weights import RANDOM_TEACHER_LABEL
+from ..provenance import RESULT_PACKAGES, lock_summary
 from ..records.evaluation import read_metrics_json
-from ..records.io import atomic_write_text
-from ..records.provenance import RESULT_PACKAGES, lock_summary
 from .tables import ReportError, collect_run
 
 __all__ = ["REPORT_DIR", "INDEX", "parse_markdown_tables", "table_html", "render_notebook", "executed_notebooks",

@@ -40,10 +40,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import metrics as M
-from ..data.demo import DEMO_NAME, RANDOM_TEACHER_LABEL, demo_root
-from ..engine.inference import Predictions, PredictionsError, load_predictions
+from ..data.demo import DEMO_NAME, demo_root
+from ..io import atomic_write_text
+from ..method.weights import RANDOM_TEACHER_LABEL
 from ..records.evaluation import Evaluation, MetricsFileError, read_metrics_json
-from ..records.io import atomic_write_text
+from ..records.predictions import Predictions, PredictionsError, load_predictions
 from . import figures as F
 from .published import METRICS as PUBLISHED_METRICS
 from .tables import ReportError, collect_run

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..io import atomic_write_text, sha256_file
 from ..metrics.bootstrap import (
     PerImage,
     bootstrap_p_value,
@@ -64,9 +65,8 @@ from ..metrics.bootstrap import (
     resample_weights,
     seed_comparison,
 )
+from ..provenance import environment_info
 from ..records.evaluation import PER_IMAGE_NAME, MetricsFileError, PerImageFileError, read_metrics_json, read_per_image
-from ..records.io import atomic_write_text, sha256_file
-from ..records.provenance import environment_info
 from .tables import METRIC_LABELS, _label, _random_label, _Table, format_latex, format_markdown
 
 __all__ = ["StudyResultsError", "STUDY_METRICS", "JobResult", "StudyResults", "load_study_results", "write_study_tables", "main"]

@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 
 from ..config import STFPMConfig
-from ..data.demo import RANDOM_TEACHER_LABEL
 from ..data.mvtec import MVTEC_CATEGORIES, MVTEC_OBJECTS, MVTEC_TEXTURES
+from ..io import atomic_write_text
+from ..method.weights import RANDOM_TEACHER_LABEL
 from ..records.evaluation import read_metrics_json
-from ..records.io import atomic_write_text
 from .published import load_published, source_labels
 
 __all__ = [

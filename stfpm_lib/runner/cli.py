@@ -1,11 +1,21 @@
-"""Command line: ``stfpm train | predict | evaluate`` (also ``python -m stfpm_lib.runner.cli``).
+"""The front door: ``stfpm <command>`` for everything a user runs (also ``python -m stfpm_lib.runner.cli``).
 
-Examples::
+Commands::
+
+    train | predict | evaluate          one category, without notebooks
+    run | reproduce | report | study    the notebook runner (:mod:`stfpm_lib.runner.papermill_runner`;
+                                       ``python -m stfpm_lib.batch`` is an alias)
+    data list|convert|verify|...       datasets (:mod:`stfpm_lib.runner.data_commands`; alias ``python -m stfpm_lib.data``)
+    bench metrics|speed|bootstrap      benchmarks that print their figures (alias ``python -m stfpm_lib.bench``)
+
+Overrides are ``-p KEY VALUE`` everywhere (papermill's syntax); ``--set KEY=VALUE`` and ``--param
+KEY=VALUE`` still work for one release, with a deprecation message. Examples::
 
     stfpm train --data-root $MVTEC_ROOT --category bottle --out runs/bottle --preset official \\
-        --set epochs=200 --set layers=layer1,layer2,layer3
+        -p epochs 200 -p layers layer1,layer2,layer3
     stfpm predict --checkpoint runs/bottle/checkpoint.pt
     stfpm evaluate --predictions runs/bottle/predictions_test.npz
+    stfpm reproduce --categories bottle -p epochs 200
 
 Bad input (unknown preset or key, missing data, unusable weights, a damaged checkpoint, an
 output folder that cannot be written or a full disk) prints one message on stderr and exits
@@ -21,18 +31,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import MASK_RULES, ConfigError, STFPMConfig, parse_fields
-from ..records.io import OutputError
+from ..config import MASK_RULES, STFPMConfig, parse_fields
+from .data_commands import add_data_commands, run_data_command
+from .errors import UsageError, guarded
+from .papermill_runner import add_batch_commands, run_command
 
 __all__ = ["main", "build_parser", "parse_set"]
 
-EXIT_USAGE = 2
 # The commands import the torch-based layers (engine, records.evaluation, data) inside their functions
 # ("lazy: no torch for --help"): ``stfpm --help`` and usage errors answer at once, without loading torch.
-
-
-class _UsageError(Exception):
-    pass
 
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -56,14 +63,32 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise _UsageError(f"--set expects key=value, got {item!r}")
+            raise UsageError(f"--set expects key=value, got {item!r}")
         out[key] = raw
     return parse_fields(out)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stfpm", description="STFPM: train, predict and evaluate (MVTec AD layout).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The ``stfpm`` parser: every command a user runs.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With one sub-command per command (see the module docstring).
+    """
+    parser = argparse.ArgumentParser(prog="stfpm", description="STFPM reproducibility study: every command.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_single_run_commands(sub)
+    add_batch_commands(sub)
+    data = sub.add_parser("data", help="datasets: list, convert to the MVTec AD layout, verify, the demo")
+    add_data_commands(data.add_subparsers(dest="data_command", required=True))
+    bench = sub.add_parser("bench", help="benchmarks that print their figures: metrics, speed, bootstrap",
+                           add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="NAME [options]: metrics, speed or bootstrap")
+    return parser
+
+
+def _add_single_run_commands(sub: argparse._SubParsersAction) -> None:
 
     tr = sub.add_parser("train", help="train a student for one category; writes OUT/checkpoint.pt")
     tr.add_argument("--data-root", default=None, help="MVTec-layout root (default: $MVTEC_ROOT)")
@@ -71,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="output directory of the run")
     tr.add_argument("--preset", default=None, help="official (default), anomalib, hcw or xia")
     tr.add_argument("--config", default=None, help="a .json/.yaml config file (instead of --preset)")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    tr.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="override a config field (repeatable)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="deprecated spelling of -p KEY VALUE")
     tr.add_argument("--no-resume", action="store_true", help="start afresh even if OUT has a run")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.add_argument("--predict", action="store_true", help="also write predictions_test.npz afterwards")
@@ -101,21 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--original-resolution", action="store_true",
                     help="also AU-PRO and pixel AUROC at the original image resolution (slow for 1024² images)")
     ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
-    return parser
 
 
 def _config_from_args(args: argparse.Namespace):
     """``--config FILE`` or ``--preset NAME`` (default ``official``), then the ``--set`` overrides."""
     if args.config and args.preset:
-        raise _UsageError("give either --config or --preset, not both (a config file names its preset)")
+        raise UsageError("give either --config or --preset, not both (a config file names its preset)")
     if args.config:
         path = Path(args.config)
         if not path.is_file():
-            raise _UsageError(f"config file not found: {path}")
+            raise UsageError(f"config file not found: {path}")
         cfg = STFPMConfig.from_file(path)
     else:
         cfg = STFPMConfig.from_preset(args.preset or "official")
+    if args.set:
+        print("warning: --set KEY=VALUE is deprecated; use -p KEY VALUE", file=sys.stderr)
     overrides = parse_set(args.set)
+    for key, value in parse_fields(dict(args.parameter)).items():
+        if key in overrides or sum(k == key for k, _ in args.parameter) > 1:
+            raise UsageError(f"config field {key!r} given twice")
+        overrides[key] = value
     return cfg.replace(**overrides) if overrides else cfg
 
 
@@ -142,7 +174,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     expect = None
     if args.expect_config:
         if not Path(args.expect_config).is_file():
-            raise _UsageError(f"config file not found: {args.expect_config}")
+            raise UsageError(f"config file not found: {args.expect_config}")
         expect = STFPMConfig.from_file(args.expect_config)
     path = predict(args.checkpoint, args.data_root, args.category, args.out, split=args.split, device=args.device,
                    batch_size=args.batch_size, progress=not args.no_progress,
@@ -152,8 +184,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..engine.inference import load_predictions  # lazy: no torch for --help
-    from ..records.evaluation import evaluate_predictions, write_metrics_json
+    from ..records.evaluation import evaluate_predictions, write_metrics_json  # lazy: no torch for --help
+    from ..records.predictions import load_predictions
 
     start = time.perf_counter()
     pred = load_predictions(args.predictions)
@@ -180,19 +212,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The errors reported as ``error: ...`` with exit status 2 (imported only once one is raised: torch)."""
-    from ..data import DataError  # lazy: see the docstring
-    from ..engine.checkpoint import CheckpointError
-    from ..engine.inference import PredictionsError
-    from ..engine.training import TrainError
-    from ..method.weights import WeightsError
-    from ..metrics import UndefinedMetricError
-    from ..records.evaluation import EvaluationError, MetricsFileError
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ..bench.__main__ import main as bench_main  # lazy: a benchmark may load torch
 
-    errors: list[type[BaseException]] = [_UsageError, ConfigError, DataError, WeightsError, CheckpointError,
-                                         TrainError, PredictionsError, FileNotFoundError, NotImplementedError]
-    return tuple(errors + [EvaluationError, MetricsFileError, OutputError, UndefinedMetricError])
+    return bench_main(args.bench_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,19 +229,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status (2 for a user error, 130 when interrupted).
+        Exit status: 0 on success, 1 when a notebook or job failed, 2 for a user error, 130 when
+        interrupted.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits with 2 on bad usage
-    commands = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate}
-    try:
-        return commands[args.command](args)
-    except _user_errors() as exc:
-        print(f"stfpm {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"stfpm {args.command}: interrupted (a training run resumes from last.pt)", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)  # argparse itself exits with 2 on bad usage
+    if args.command in ("run", "reproduce", "report", "study"):
+        return run_command(args, prog="stfpm")
+    if args.command == "data":
+        return guarded(f"stfpm data {args.data_command}", lambda: run_data_command(args))
+    commands = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "bench": _cmd_bench}
+    return guarded(f"stfpm {args.command}", lambda: commands[args.command](args),
+                   interrupted="interrupted (a training run resumes from last.pt)")
 
 
 if __name__ == "__main__":

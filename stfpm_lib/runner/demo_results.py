@@ -3,7 +3,7 @@
 ``python -m stfpm_lib.runner.demo_results regenerate`` (``make demo-results``):
 
 1. runs the main job on the embedded demo (``python -m stfpm_lib.batch reproduce --force``, the
-   :data:`~stfpm_lib.runner.papermill_runner.DEMO_OVERRIDES`, ``-p per_image False``) into
+   :data:`~stfpm_lib.runner.teacher.DEMO_OVERRIDES`, ``-p per_image False``) into
    ``results/runs/demo`` (git-ignored);
 2. copies what is committed into a fresh ``results/demo/``: ``run.json`` and, per category,
    :data:`CATEGORY_FILES` (metrics, history, the cached predictions the figures are drawn from,
@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .papermill_runner import _kernel_config  # same package: the kernels' transport (IPC)
+from .jobs import kernel_config
 
 __all__ = ["REPO", "DEMO_DIR", "CATEGORY_FILES", "RUN_LEVEL_NOTEBOOKS", "SANITIZE", "copy_committed",
            "execute_run_level", "regenerate", "nbval", "main"]
@@ -64,7 +64,7 @@ def copy_committed(run_dir: Path, dest: Path) -> None:
     dest : Path
         The committed demo folder (replaced).
     """
-    from ..records.io import atomic_write_bytes  # lazy: --help answers without the library
+    from ..io import atomic_write_bytes  # lazy: --help answers without the library
 
     if dest.exists():
         shutil.rmtree(dest)
@@ -97,7 +97,7 @@ def execute_run_level(demo_dir: Path, notebooks_dir: Path | None = None, per_ima
     for name in RUN_LEVEL_NOTEBOOKS:
         params = {"run_dir": "."} if name.startswith("04") else {"run_dir": ".", "per_image": per_image}
         papermill.execute_notebook(str(nb_dir / name), str(demo_dir / name), parameters=params, cwd=str(demo_dir),
-                                   progress_bar=False, config=_kernel_config())
+                                   progress_bar=False, config=kernel_config())
 
 
 def regenerate(results_dir: Path = REPO / "results" / "runs", demo_dir: Path = DEMO_DIR) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differences, parse_field
-from ..records.io import sha256_file
+from ..io import sha256_file
 
 # The torch-, pandas- and matplotlib-based layers (data, engine, records.evaluation) are imported inside the
 # functions that use them ("lazy"): the notebook runner imports this module for its config reading only.
@@ -94,13 +94,9 @@ def resolve_notebook_data_root(data_root: str | os.PathLike | None) -> Path:
     Path
         The dataset root.
     """
-    if data_root in (None, "") and not os.environ.get("MVTEC_ROOT"):
-        from ..data.demo import demo_root  # lazy: see the note at the imports
-
-        return Path(demo_root())
     from ..data.mvtec import resolve_data_root  # lazy: see the note at the imports
 
-    return resolve_data_root(data_root)
+    return resolve_data_root(data_root, demo_fallback=True)
 
 
 def resolve_category(data_root: str | os.PathLike, category: str | None) -> str:
@@ -171,7 +167,7 @@ def teacher_label(teacher: STFPMConfig | Mapping[str, Any] | str | None) -> str:
     else:
         source = teacher
     if source == "random":
-        from ..data.demo import RANDOM_TEACHER_LABEL  # lazy: see the note at the imports
+        from ..method.weights import RANDOM_TEACHER_LABEL  # lazy: see the note at the imports
 
         return RANDOM_TEACHER_LABEL
     return ""
@@ -274,7 +270,7 @@ class CategoryEvaluation:
     ----------
     evaluation : stfpm_lib.records.evaluation.Evaluation
         Metrics of the test split.
-    predictions : stfpm_lib.engine.inference.Predictions
+    predictions : stfpm_lib.records.predictions.Predictions
         Test-split predictions.
     metrics_path, predictions_path, val_predictions_path : Path
         ``metrics.json``, ``predictions_test.npz``, ``predictions_val.npz``.
@@ -283,7 +279,7 @@ class CategoryEvaluation:
     """
 
     evaluation: Any  # stfpm_lib.records.evaluation.Evaluation
-    predictions: Any  # stfpm_lib.engine.inference.Predictions (test split)
+    predictions: Any  # stfpm_lib.records.predictions.Predictions (test split)
     metrics_path: Path
     predictions_path: Path
     val_predictions_path: Path

@@ -42,7 +42,8 @@ from typing import Any
 import yaml
 
 from ..config import CONFIG_FIELDS, ConfigError, STFPMConfig, parse_field
-from .papermill_runner import PIPELINE, RUNNER_KEYS, BatchError
+from .errors import BatchError
+from .notebook_specs import PIPELINE, RUNNER_KEYS
 
 __all__ = ["StudyError", "Variant", "Study", "Job", "load_study", "narrow_study", "expand_jobs", "study_spec", "safe_name",
            "SPEC_KEYS"]

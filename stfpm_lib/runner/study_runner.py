@@ -33,13 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.demo import RANDOM_TEACHER_LABEL, demo_root
-from ..data.mvtec import resolve_data_root
-from ..records.io import atomic_write_text
-from ..records.provenance import package_versions
+from ..data.mvtec import DEMO_DATA_ROOT, is_demo_root, resolve_data_root
+from ..io import atomic_write_text
+from ..method.weights import RANDOM_TEACHER_LABEL
+from ..provenance import package_versions
 from ..reporting.study_tables import StudyResultsError, write_study_tables
-from . import papermill_runner as runner
+from . import jobs as batch_jobs
+from . import teacher
+from .errors import BatchError
 from .executors import ClusterOptions, ExecutorSpec, executor_spec
+from .notebook_params import resolve_categories, validate_overrides
+from .notebook_specs import NotebookSpec, default_notebooks_dir, load_notebook_spec
 from .notebook_steps import METRICS_NAME
 from .study import Job, Study, StudyError, expand_jobs, load_study, narrow_study, study_spec
 
@@ -51,7 +55,7 @@ STUDY_JSON = "study.json"
 
 
 # ----------------------------------------------------------------------------- the "study" stamp
-def stamp_study(record: Mapping[str, Any], out_dir: Path) -> runner.StepResult | None:
+def stamp_study(record: Mapping[str, Any], out_dir: Path) -> batch_jobs.StepResult | None:
     """A job's last step: put ``record`` under ``"study"`` in ``out_dir/metrics.json`` (atomically), and
     the process that ran the job (host, pid) under ``"study_worker"``.
 
@@ -79,27 +83,22 @@ def stamp_study(record: Mapping[str, Any], out_dir: Path) -> runner.StepResult |
     metrics["study"] = dict(record)
     metrics["study_worker"] = {"host": platform.node(), "pid": os.getpid()}
     atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
-    return runner.StepResult("study", "ok", str(path))
+    return batch_jobs.StepResult("study", "ok", str(path))
 
 
 # ----------------------------------------------------------------------------- preparing
 def _resolve_data_root(study: Study, given: str | None) -> tuple[Path, bool]:
-    """``--data-root``, else the spec's ``data_root`` (``demo``: the embedded demo; relative paths from
-    the spec's folder), else ``$MVTEC_ROOT``. Returns the root and whether it is the demo."""
-    if given == "demo" or (not given and study.data_root == "demo"):
-        return Path(demo_root()).resolve(), True
-    if given:
-        return resolve_data_root(given).resolve(), False
-    if study.data_root == "demo":
-        return Path(demo_root()).resolve(), True
-    if study.data_root:
-        path = Path(os.path.expandvars(os.path.expanduser(study.data_root)))
-        return resolve_data_root(path if path.is_absolute() else study.path.parent / path).resolve(), False
-    return resolve_data_root(None).resolve(), False
+    """``--data-root``, else the spec's ``data_root`` (relative paths from the spec's folder), else
+    ``$MVTEC_ROOT`` (``demo`` names the embedded demo in both). Returns the root and whether it is the demo."""
+    chosen: str | Path | None = given or study.data_root or None
+    if chosen and not given and chosen != DEMO_DATA_ROOT:
+        path = Path(os.path.expandvars(os.path.expanduser(str(chosen))))
+        chosen = path if path.is_absolute() else study.path.parent / path
+    return resolve_data_root(chosen).resolve(), is_demo_root(chosen)
 
 
-def _notebook_specs(study: Study, notebooks_dir: Path) -> list[runner.NotebookSpec]:
-    specs = [runner.load_notebook_spec(Path(n) if Path(n).is_absolute() else notebooks_dir / n)
+def _notebook_specs(study: Study, notebooks_dir: Path) -> list[NotebookSpec]:
+    specs = [load_notebook_spec(Path(n) if Path(n).is_absolute() else notebooks_dir / n)
              for n in study.notebooks]
     run_level = [s.path.name for s in specs if not s.per_category]
     if run_level:
@@ -120,14 +119,14 @@ def _job_overrides(study: Study, job: Job) -> dict[str, Any]:
     return overrides
 
 
-def _validate(study: Study, specs: Sequence[runner.NotebookSpec], *, check_teacher: bool) -> list[str]:
+def _validate(study: Study, specs: Sequence[NotebookSpec], *, check_teacher: bool) -> list[str]:
     """Check every variant against the notebooks and the config; return the random-teacher variants."""
     random, teachers = [], {}
     for variant in study.variants:
         job = Job(study, variant, study.seeds[0], "")
         try:
-            cfg = runner.validate_overrides(specs, study.preset, _job_overrides(study, job))
-        except runner.BatchError as exc:
+            cfg = validate_overrides(specs, study.preset, _job_overrides(study, job))
+        except BatchError as exc:
             raise StudyError(f"{study.path}: variant {variant.name!r}: {exc}") from None
         if cfg is not None and cfg.teacher_weights == "random":
             random.append(variant.name)
@@ -135,16 +134,16 @@ def _validate(study: Study, specs: Sequence[runner.NotebookSpec], *, check_teach
             teachers.setdefault((cfg.teacher_weights, cfg.backbone), cfg)
     if check_teacher:
         for cfg in teachers.values():
-            runner._check_teacher(cfg)
+            teacher.check_teacher(cfg)
     return random
 
 
 def prepare_study_dir(study_dir: Path, study: Study, jobs: Sequence[Job], *, data_root: Path,
-                      notebooks: Sequence[runner.NotebookSpec], executor: ExecutorSpec, force: bool) -> dict:
+                      notebooks: Sequence[NotebookSpec], executor: ExecutorSpec, force: bool) -> dict:
     """Write ``study.json`` (atomically) and the ``run.json`` of every ``runs/<variant>/seed<seed>``.
 
     Refuses (:class:`StudyError`) a folder holding another study, and (``BatchError``, from
-    :func:`~stfpm_lib.runner.papermill_runner.prepare_run_dir`) a run directory made with another
+    :func:`~stfpm_lib.runner.jobs.prepare_run_dir`) a run directory made with another
     config, unless ``force``.
 
     Parameters
@@ -178,8 +177,8 @@ def prepare_study_dir(study_dir: Path, study: Study, jobs: Sequence[Job], *, dat
     names = [spec.path.name for spec in notebooks]
     for run_subdir in dict.fromkeys(job.run_subdir for job in jobs):
         job = next(j for j in jobs if j.run_subdir == run_subdir)
-        record = runner._run_record(study.preset, _job_overrides(study, job), data_root, notebooks)
-        runner.prepare_run_dir(study_dir / run_subdir, record, force=force, categories=categories)
+        record = batch_jobs.run_record(study.preset, _job_overrides(study, job), data_root, notebooks)
+        batch_jobs.prepare_run_dir(study_dir / run_subdir, record, force=force, categories=categories)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     spec_bytes = study.path.read_bytes()
     record = {
@@ -217,11 +216,11 @@ class StudyResult:
     name: str
     study_dir: Path
     jobs: list[Job]
-    results: list[runner.CategoryResult]
+    results: list[batch_jobs.CategoryResult]
     seconds: float = 0.0
 
     @property
-    def failed(self) -> list[tuple[Job, runner.CategoryResult]]:
+    def failed(self) -> list[tuple[Job, batch_jobs.CategoryResult]]:
         """The failed jobs with their results."""
         return [(j, r) for j, r in zip(self.jobs, self.results) if r.status == "failed"]
 
@@ -231,7 +230,7 @@ class StudyResult:
         return 1 if self.failed else 0
 
 
-def run_study(study: Study, jobs: Sequence[Job], specs: Sequence[runner.NotebookSpec], *, study_dir: Path,
+def run_study(study: Study, jobs: Sequence[Job], specs: Sequence[NotebookSpec], *, study_dir: Path,
               data_root: Path, executor: ExecutorSpec, force: bool = False, kernel_name: str | None = None,
               log_output: bool = False, execution_timeout: int | None = None, progress: bool = True) -> StudyResult:
     """Run ``jobs`` (from :func:`~stfpm_lib.runner.study.expand_jobs`) on ``executor``; one progress bar.
@@ -271,15 +270,15 @@ def run_study(study: Study, jobs: Sequence[Job], specs: Sequence[runner.Notebook
         Each job with its result.
     """
     study_dir = Path(study_dir).resolve()
-    runner._ensure_importable()
+    batch_jobs.ensure_importable()
     start = time.perf_counter()
-    tasks = [runner.category_job(specs, job.category, data_root=data_root, run_dir=study_dir / job.run_subdir,
+    tasks = [batch_jobs.category_job(specs, job.category, data_root=data_root, run_dir=study_dir / job.run_subdir,
                                  preset=study.preset, overrides=_job_overrides(study, job), force=force,
                                  kernel_name=kernel_name, log_output=log_output,
                                  execution_timeout=execution_timeout, threads=executor.threads_per_job,
                                  finish=functools.partial(stamp_study, job.record), label=job.label)
              for job in jobs]
-    results = runner.run_jobs(tasks, executor, desc=f"study {study.name}", progress=progress, unit="job")
+    results = batch_jobs.run_jobs(tasks, executor, desc=f"study {study.name}", progress=progress, unit="job")
     return StudyResult(study.name, study_dir, list(jobs), results, time.perf_counter() - start)
 
 
@@ -379,24 +378,24 @@ def _executor(args: argparse.Namespace) -> ExecutorSpec:
                          options=options, allowed_failures=args.worker_retries)
 
 
-def _report_spec(study: Study, notebooks_dir: Path) -> runner.NotebookSpec | None:
+def _report_spec(study: Study, notebooks_dir: Path) -> NotebookSpec | None:
     """The study's ``report`` notebook, checked before any job runs (it must take ``study_dir``)."""
     if study.report is None:
         return None
-    spec = runner.load_notebook_spec(Path(study.report) if Path(study.report).is_absolute()
+    spec = load_notebook_spec(Path(study.report) if Path(study.report).is_absolute()
                                      else notebooks_dir / study.report)
     if not spec.accepts("study_dir"):
         raise StudyError(f"{study.path}: report {spec.path.name} has no 'study_dir' parameter")
     return spec
 
 
-def _run_report(spec: runner.NotebookSpec, study: Study, study_dir: Path, args: argparse.Namespace) -> runner.StepResult:
+def _run_report(spec: NotebookSpec, study: Study, study_dir: Path, args: argparse.Namespace) -> batch_jobs.StepResult:
     """Execute the report notebook in ``study_dir`` (always: it reads every finished job), under its lock."""
     params = {"study_dir": str(study_dir), "baseline": study.baseline, "n_resamples": args.n_resamples}
     params = {k: v for k, v in params.items() if spec.accepts(k)}
-    job = runner.CategoryJob("(study)", str(study_dir), ((str(spec.path.resolve()), spec.outputs, params),),
+    job = batch_jobs.CategoryJob("(study)", str(study_dir), ((str(spec.path.resolve()), spec.outputs, params),),
                              True, args.kernel, args.log_output, args.timeout, None, label=f"{study.name} report")
-    result = runner.run_category_job(job)
+    result = batch_jobs.run_category_job(job)
     step = result.steps[-1]
     print(f"study report: {step.status} {step.path}" + (f" ({step.error})" if step.error else ""), flush=True)
     return step
@@ -432,10 +431,10 @@ def run_study_cli(args: argparse.Namespace) -> int:
         raise StudyError(f"--n-resamples must be >= 1; got {args.n_resamples}")
     executor = _executor(args)
     data_root, demo = _resolve_data_root(study, args.data_root)
-    nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else runner.default_notebooks_dir()
+    nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else default_notebooks_dir()
     specs = _notebook_specs(study, nb_dir)
     report = _report_spec(study, nb_dir)
-    categories = runner.resolve_categories(data_root, "all" if study.categories == "all" else list(study.categories))
+    categories = resolve_categories(data_root, "all" if study.categories == "all" else list(study.categories))
     jobs = expand_jobs(study, categories)
     random = _validate(study, specs, check_teacher=not args.dry_run)
     study_dir = (Path(args.out) if args.out else DEFAULT_STUDIES_DIR / study.name).resolve()
@@ -447,7 +446,7 @@ def run_study_cli(args: argparse.Namespace) -> int:
         return 0
     prepare_study_dir(study_dir, study, jobs, data_root=data_root, notebooks=specs, executor=executor,
                       force=args.force)
-    note = runner._banner(f"teacher_weights=random in variant(s) {random}: their results are a "
+    note = teacher.banner(f"teacher_weights=random in variant(s) {random}: their results are a "
                           f"{RANDOM_TEACHER_LABEL}") if random else None
     for line in filter(None, (note, head)):
         print(line, flush=True)

@@ -16,7 +16,7 @@ import papermill
 import pytest
 from PIL import Image
 
-from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
+from stfpm_lib.method.weights import RANDOM_TEACHER_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[01][0-9]_ablation_*.ipynb"))

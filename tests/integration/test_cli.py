@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from stfpm_lib.config import LAYERS, STFPMConfig
-from stfpm_lib.engine.inference import load_predictions
+from stfpm_lib.records.predictions import load_predictions
 from stfpm_lib.runner.cli import build_parser, main, parse_set
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import DataError
-from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
+from stfpm_lib.method.weights import RANDOM_TEACHER_LABEL
 from stfpm_lib.runner import papermill_runner as batch
 from stfpm_lib.runner.notebook_steps import (
     CONFIG_FIELDS,
@@ -187,7 +187,7 @@ def test_evaluate_writes_metrics_json(executed):
     assert record["wall_time_s"] == pytest.approx(extra["train_time_s"] + extra["eval_time_s"], rel=1e-6)
     assert extra["best_epoch"] == 1 and Path(extra["predictions"]) == cat_dir / "predictions_test.npz"
     # The metrics agree with sklearn recomputed from the cached anomaly maps.
-    from stfpm_lib.engine.inference import load_predictions
+    from stfpm_lib.records.predictions import load_predictions
 
     pred = load_predictions(cat_dir / "predictions_test.npz")
     assert pred.maps.shape == (10, 64, 64) and list(pred.labels) == [0] * 4 + [1] * 6

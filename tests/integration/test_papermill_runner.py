@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from stfpm_lib.config import STFPMConfig
+from stfpm_lib.runner import jobs
 from stfpm_lib.runner import papermill_runner as batch
 from stfpm_lib.runner.papermill_runner import BatchError, parse_overrides, parse_value
 
@@ -267,11 +268,11 @@ def test_parallel_jobs_and_force(work, tmp_path):
 def test_category_lock_prevents_concurrent_writers(work, tmp_path):
     out_dir = tmp_path / "brick"
     job = batch.CategoryJob("brick", str(out_dir), ((str(work["nb"]), (), {}),), False, None, False, None, None)
-    with batch._flock(out_dir / ".lock", wait=False):
+    with jobs._flock(out_dir / ".lock", wait=False):
         res = batch.run_category_job(job)
     assert res.status == "failed" and "is being written by pid" in res.steps[0].error
     assert not (out_dir / ".lock").exists()  # removed by its holder on release
-    with batch._flock(out_dir / ".lock", wait=False):  # and taken again
+    with jobs._flock(out_dir / ".lock", wait=False):  # and taken again
         assert (out_dir / ".lock").read_text() == f"pid {os.getpid()}\n"
 
 
@@ -281,12 +282,12 @@ def test_force_reaches_notebooks_that_declare_it(tmp_path):
     evaluate = batch.load_notebook_spec(REPO / "notebooks" / "03_evaluate.ipynb")
     kw = dict(category="brick", data_root=tmp_path, run_dir=tmp_path, out_dir=tmp_path / "brick",
               preset="official", overrides={"epochs": 2, "k_examples": 1})
-    params = batch._notebook_params(train, force=True, **kw)
+    params = jobs._notebook_params(train, force=True, **kw)
     assert params == {"category": "brick", "data_root": str(tmp_path), "run_dir": str(tmp_path),
                       "out_dir": str(tmp_path / "brick"), "preset": "official", "force": True, "epochs": 2}
-    assert batch._notebook_params(train, **kw)["force"] is False
-    assert "force" not in batch._notebook_params(evaluate, force=True, **kw)
-    assert batch._notebook_params(evaluate, **kw)["k_examples"] == 1
+    assert jobs._notebook_params(train, **kw)["force"] is False
+    assert "force" not in jobs._notebook_params(evaluate, force=True, **kw)
+    assert jobs._notebook_params(evaluate, **kw)["k_examples"] == 1
     with pytest.raises(BatchError, match="set by the runner; use --force"):
         batch.validate_overrides([train], "official", {"force": True})
     source = "".join(c.source for c in nbformat.read(train.path, as_version=4).cells)
@@ -304,7 +305,7 @@ def test_rerun_removes_stale_outputs_of_the_steps_it_reexecutes(tmp_path):
         (out / name).write_text("old")
     steps = [(str(tmp_path / "03_evaluate.ipynb"), batch.NOTEBOOK_OUTPUTS["03_evaluate"], {}),
              (str(tmp_path / "04_report.ipynb"), batch.NOTEBOOK_OUTPUTS["04_report"], {})]
-    batch._remove_outputs(out, steps)
+    jobs._remove_outputs(out, steps)
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert left == ["02_train.ipynb", "checkpoint.pt", "history.csv", "last.pt"]
 
@@ -382,7 +383,7 @@ def test_demo_banner_says_which_teacher_is_used(tmp_path, monkeypatch, capsys):
     base = ["reproduce", "--results-dir", str(tmp_path / "runs"), "--no-progress"]
     assert batch.main(base + ["-p", "teacher_weights", str(pth)]) == 0
     out = capsys.readouterr().out
-    from stfpm_lib.records.io import sha256_file
+    from stfpm_lib.io import sha256_file
 
     assert "RANDOMLY INITIALISED" not in out and "random teacher" not in out
     note = f"teacher weights: file {pth.name} from {pth} (sha256 {sha256_file(pth)[:16]}...)"

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from stfpm_lib.data.demo import DEMO_CATEGORIES, RANDOM_TEACHER_LABEL, demo_root
+from stfpm_lib.data.demo import DEMO_CATEGORIES, demo_root
+from stfpm_lib.method.weights import RANDOM_TEACHER_LABEL
 from stfpm_lib.runner import papermill_runner as batch
+from stfpm_lib.runner.teacher import DEMO_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +53,7 @@ def test_demo_reproduce_produces_metrics(demo_run):
         # -p overrides beat the demo parameter set; the rest of it applies.
         config = record["config"]
         assert (config["epochs"], config["image_size"]) == (2, 64)
-        assert config["batch_size"] == batch.DEMO_OVERRIDES["batch_size"]
+        assert config["batch_size"] == DEMO_OVERRIDES["batch_size"]
         assert config["teacher_weights"] == "random" and record["teacher_weights"]["source"] == "random"
         assert record["dataset"]["root"] == str(demo_root().resolve())
         assert record["dataset"]["counts"]["train_good"] == 32 and record["wall_time_s"] > 0
@@ -59,7 +61,7 @@ def test_demo_reproduce_produces_metrics(demo_run):
     assert (run_dir / "figures" / "all_categories.png").is_file() and (run_dir / "report" / "index.html").is_file()
     run = json.loads((run_dir / "run.json").read_text())
     assert run["data_root"] == str(demo_root().resolve()) and run["preset"] == "official"
-    assert run["overrides"] == {**batch.DEMO_OVERRIDES, "epochs": 2, "image_size": 64, "teacher_weights": "random",
+    assert run["overrides"] == {**DEMO_OVERRIDES, "epochs": 2, "image_size": 64, "teacher_weights": "random",
                                 "per_image": False}
     assert run["notebooks"] == ["02_train.ipynb", "03_evaluate.ipynb", "04_report.ipynb", "05_figures.ipynb"]
 

@@ -233,10 +233,28 @@ def test_cli_train_bad_values_exit_2_naming_the_field(item: str, field: str, tmp
     from stfpm_lib.runner.cli import main
 
     out = tmp_path / "out"
-    assert main(["train", "--category", "c", "--out", str(out), "--set", item, "--no-progress"]) == 2
+    key, _, value = item.partition("=")
+    assert main(["train", "--category", "c", "--out", str(out), "-p", key, value, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("stfpm train: error: ") and f"{field}=" in err and "\n" not in err
     assert not out.exists()
+
+
+def test_train_overrides_old_and_new_spelling_give_one_config() -> None:
+    """``-p KEY VALUE`` is the one override syntax; ``--set KEY=VALUE`` still works, with a deprecation message."""
+    import argparse
+
+    from stfpm_lib.runner.cli import _config_from_args
+    from stfpm_lib.runner.errors import UsageError
+
+    def config(**kw):
+        return _config_from_args(argparse.Namespace(**{"config": None, "preset": None, "set": [], "parameter": [], **kw}))
+
+    new = config(parameter=[["epochs", "3"], ["layers", "layer1,layer2"], ["loss_half", "no"]])
+    assert new == config(set=["epochs=3", "layers=layer1,layer2", "loss_half=no"])
+    assert (new.epochs, new.layers, new.loss_half) == (3, ("layer1", "layer2"), False)
+    with pytest.raises(UsageError, match="'epochs' given twice"):
+        config(parameter=[["epochs", "3"]], set=["epochs=4"])
 
 
 @pytest.mark.parametrize("item, field", _BAD_SETS)
@@ -246,7 +264,7 @@ def test_runner_bad_values_exit_2_naming_the_field(item: str, field: str, tmp_pa
     key, _, value = item.partition("=")
     code = batch.main(["reproduce", "--results-dir", str(tmp_path / "runs"), "-p", key, value, "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("error: ") and f"{field}=" in err and "\n" not in err
+    assert code == 2 and err.startswith("python -m stfpm_lib.batch reproduce: error: ") and f"{field}=" in err and "\n" not in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -259,7 +277,7 @@ def test_runner_types_p_values_for_config_fields() -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ["-m", "stfpm_lib.runner.cli", "train", "--category", "c", "--out", "OUT", "--set", "lr=abc"],
+    ["-m", "stfpm_lib.runner.cli", "train", "--category", "c", "--out", "OUT", "-p", "lr", "abc"],
     ["-m", "stfpm_lib.batch", "reproduce", "--results-dir", "OUT", "-p", "epochs", "abc"],
 ])
 def test_console_entry_points_print_no_traceback(argv: list[str], tmp_path: Path) -> None:
@@ -271,7 +289,7 @@ def test_console_entry_points_print_no_traceback(argv: list[str], tmp_path: Path
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("MVTEC_ROOT", None)
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=300)
-    field = "lr" if "lr=abc" in argv else "epochs"
+    field = "lr" if "lr" in argv else "epochs"
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and f"{field}='abc'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -18,11 +18,11 @@ from test_adapters import (  # tests/unit/ is on sys.path (pytest rootdir-relati
 )
 
 from stfpm_lib.data import DataError, index_category, list_categories
-from stfpm_lib.data.__main__ import main as data_cli
 from stfpm_lib.data.adapters import binarize_mask, get_adapter, read_mask_values
 from stfpm_lib.data.convert import MANIFEST_NAME, convert_to_mvtec, verify_mvtec_root
 from stfpm_lib.data.folder import piped_adapter
 from stfpm_lib.data.imageio import EmptyMaskWarning
+from stfpm_lib.runner.data_commands import main as data_cli
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -201,9 +201,9 @@ def test_cli_convert_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "PA_BBB01_RL: {'train_good': 0, 'test_good': 0, 'pool_good': 6, 'test_impurity': 3}" in capsys.readouterr().out
     args = ["convert", "--adapter", "folder", "--root", str(data), "--out", str(tmp_path / "out"),
             "--categories", "PA_AAA01_TL", "--n-train", "3", "--n-test-good", "3",
-            "--param", 'normal_dir=["NoDefects"]', "--param", 'defect_dirs={"impurity": "Defects"}',
-            "--param", "mask_dir=Defects/GroundThruth", "--param", "mask_template={stem}.bmp",
-            "--param", 'stem_replace=[["_S_D_", "_S_GT_"]]', "--param", "mask_polarity=low"]
+            "-p", "normal_dir", '["NoDefects"]', "-p", "defect_dirs", '{"impurity": "Defects"}',
+            "-p", "mask_dir", "Defects/GroundThruth", "-p", "mask_template", "{stem}.bmp",
+            "-p", "stem_replace", '[["_S_D_", "_S_GT_"]]', "-p", "mask_polarity", "low"]
     assert data_cli(args) == 0
     assert index_category(tmp_path / "out", "PA_AAA01_TL").counts() == {"train_good": 3, "test_good": 3,
                                                                        "test_impurity": 3}
@@ -215,23 +215,32 @@ def test_cli_convert_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     captured = capsys.readouterr()
     assert "PA_BBB01_RL: {" in captured.out and "PA_AAA01_TL" not in captured.out
     assert "error: PA_AAA01_TL: defect image" in captured.err and "PA_AAA01_TL_S_D_01_1.bmp has no mask" in captured.err
-    assert data_cli(["list", "--adapter", "folder", "--root", str(data), "--param", "defect_dirs=3"]) == 2
+    assert data_cli(["list", "--adapter", "folder", "--root", str(data), "-p", "defect_dirs", "3"]) == 2
     assert "error: defect_dirs=3 must be a folder, a glob" in capsys.readouterr().err
+    # the old spelling still works, with a deprecation message
+    assert data_cli(["list", "--adapter", "folder", "--root", str(data), "--param", "defect_dirs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "--param KEY=VALUE is deprecated; use -p KEY VALUE" in err and "error: defect_dirs=3 must be" in err
 
 
-def test_readme_documents_the_surface_command() -> None:
+def test_docs_show_the_surface_command() -> None:
+    """The worked example of the docs (README or docs/) is the command the next test runs."""
     import shlex
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index("**Worked example: one category from several top-level folders"):]
-    command = shlex.split(block[block.index("python -m stfpm_lib.data convert"):block.index("python -m stfpm_lib.batch")]
+    repo = Path(__file__).resolve().parents[2]
+    marker = "**Worked example: one category from several top-level folders"
+    pages = [p for p in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))] if p.is_file()]
+    texts = [p.read_text(encoding="utf-8") for p in pages if marker in p.read_text(encoding="utf-8")]
+    assert len(texts) == 1, "the worked example must stand in exactly one page"
+    block = texts[0][texts[0].index(marker):]
+    command = shlex.split(block[block.index("stfpm data convert"):block.index("stfpm reproduce")]
                           .replace("\\\n", " "))
-    assert command[:3] == ["python", "-m", "stfpm_lib.data"]
-    options = command[3:]
+    assert command[:2] == ["stfpm", "data"]
+    options = command[2:]
     for flag in ("--root", "--out"):  # the test below gives its own paths
         i = options.index(flag)
         del options[i:i + 2]
-    assert options == SURFACE_COMMAND  # what the test below runs is what the README says
+    assert options == SURFACE_COMMAND  # what the test below runs is what the docs say
 
 
 def test_cli_converts_the_surface_layout_in_one_command(surface_defects: Path, tmp_path: Path,

@@ -1,4 +1,4 @@
-"""The embedded demo dataset is intact, and the demo's teacher-weights choice falls back loudly."""
+"""The embedded demo dataset is intact."""
 
 from __future__ import annotations
 
@@ -7,20 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from stfpm_lib.config import STFPMConfig
-from stfpm_lib.data import ImageDataset, index_category, list_categories
+from stfpm_lib.data import ImageDataset, index_category, list_categories, mvtec
 from stfpm_lib.data import demo as demo_module
 from stfpm_lib.data.convert import MANIFEST_NAME, verify_mvtec_root
-from stfpm_lib.data.demo import (
-    DEMO_CATEGORIES,
-    RANDOM_TEACHER_LABEL,
-    demo_categories,
-    demo_root,
-    demo_teacher_weights,
-)
+from stfpm_lib.data.demo import DEMO_CATEGORIES, demo_categories, demo_root
 
 EXPECTED = {"train_good": 32, "test_good": 16, "test_impurity": 48}
 
@@ -74,61 +67,19 @@ def test_demo_masks_load_through_the_data_module() -> None:
     assert item["mask"].float().mean().item() >= full.mean() * 0.9 and item["mask"].any()
 
 
-# ----------------------------------------------------------------------------- teacher weights
-@pytest.fixture()
-def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.delenv("STFPM_OFFLINE", raising=False)
-    return tmp_path / "hub" / "checkpoints"
-
-
-def test_random_teacher_label() -> None:
-    assert RANDOM_TEACHER_LABEL == "random teacher (not comparable with the paper)"
-
-
-def test_falls_back_loudly_when_not_downloadable(empty_hub: Path) -> None:
-    calls = []
-
-    def unreachable(url: str, timeout: float) -> str:
-        calls.append((url, timeout))
-        return "offline in this test"
-
-    source, warning = demo_teacher_weights("resnet18", probe_timeout_s=0.5, probe=unreachable)
-    assert source == "random"
-    assert calls == [("https://download.pytorch.org/models/resnet18-f37072fd.pth", 0.5)]
-    lines = warning.splitlines()
-    assert len(lines) >= 8 and lines[0] == lines[-1] == "!" * 78
-    for phrase in ("NOT available", "resnet18-f37072fd.pth", str(empty_hub), "offline in this test",
-                   "RANDOMLY INITIALISED", "NOT comparable", RANDOM_TEACHER_LABEL, "never fall back"):
-        assert phrase in warning
-
-
-def test_imagenet_when_downloadable(empty_hub: Path) -> None:
-    assert demo_teacher_weights("wide_resnet50_2", probe=lambda url, t: None) == ("imagenet", None)
-
-
-def test_offline_env_skips_the_probe(empty_hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STFPM_OFFLINE", "1")
-
-    def must_not_run(url: str, timeout: float) -> str:
-        raise AssertionError("probe called although STFPM_OFFLINE is set")
-
-    source, warning = demo_teacher_weights(probe=must_not_run)
-    assert source == "random" and "STFPM_OFFLINE" in warning
-
-
-def test_cached_file_is_verified(empty_hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty_hub.mkdir(parents=True)
-    (empty_hub / "resnet18-f37072fd.pth").write_bytes(b"not a state dict")
-    source, warning = demo_teacher_weights(probe=lambda url, t: None)
-    assert source == "random" and "is unusable" in warning and "resnet18-f37072fd.pth" in warning
-    seen = []
-    monkeypatch.setattr(demo_module, "resolve_teacher_weights", lambda spec, backbone: seen.append((spec, backbone)))
-    assert demo_teacher_weights(probe=lambda url, t: "unreachable") == ("imagenet", None)
-    assert seen == [("imagenet", "resnet18")]
-
-
 def test_missing_demo_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(demo_module, "_package_demo_dir", lambda: tmp_path / "piped")
+    monkeypatch.setattr(mvtec, "demo_dir", lambda: tmp_path / "piped")
     with pytest.raises(demo_module.DataError, match="embedded demo dataset is missing.*build-demo"):
         demo_root()
+
+
+def test_one_data_root_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``demo`` names the embedded data everywhere; no root and no $MVTEC_ROOT is the demo only when asked."""
+    monkeypatch.delenv("MVTEC_ROOT", raising=False)
+    assert mvtec.resolve_data_root("demo") == demo_root()
+    assert mvtec.resolve_data_root(None, demo_fallback=True) == demo_root()
+    with pytest.raises(mvtec.DataError, match="no data root given.*'demo'"):
+        mvtec.resolve_data_root(None)
+    monkeypatch.setenv("MVTEC_ROOT", str(tmp_path))
+    assert mvtec.resolve_data_root(None, demo_fallback=True) == tmp_path
+    assert mvtec.is_demo_root("demo") and mvtec.is_demo_root(demo_root()) and not mvtec.is_demo_root(tmp_path)

@@ -11,7 +11,6 @@ import pytest
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category
-from stfpm_lib.engine.inference import Predictions, PredictionsError
 from stfpm_lib.records.evaluation import (
     METRICS_SCHEMA,
     Evaluation,
@@ -21,6 +20,7 @@ from stfpm_lib.records.evaluation import (
     read_metrics_json,
     write_metrics_json,
 )
+from stfpm_lib.records.predictions import Predictions, PredictionsError
 
 CFG = STFPMConfig.from_preset("official").to_dict()
 RANDOM_TW = {"source": "random", "name": "random", "path": None, "sha256": None, "seed": 0}

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from stfpm_lib.config import STFPMConfig
 from stfpm_lib.data import index_category, normalize
-from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
+from stfpm_lib.method.weights import RANDOM_TEACHER_LABEL
 from stfpm_lib.reporting import figures as F
 
 
@@ -143,8 +143,8 @@ def test_per_defect_type_bars(tmp_path):
 
 def test_best_worst_grid_from_predictions(tiny_mvtec, tmp_path):
     from stfpm_lib.data import load_mask
-    from stfpm_lib.engine.inference import Predictions
     from stfpm_lib.records.evaluation import evaluate_predictions
+    from stfpm_lib.records.predictions import Predictions
 
     cfg = STFPMConfig.from_preset("official", image_size=32)
     test = index_category(tiny_mvtec, "grass").test

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from tiny_run import make_report_run  # tests/unit/ is on sys.path (pytest rootdir-relative import)
 
-from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
+from stfpm_lib.method.weights import RANDOM_TEACHER_LABEL
 from stfpm_lib.reporting import html_report as H
 from stfpm_lib.reporting.tables import ReportError, format_markdown
 

@@ -171,8 +171,8 @@ def test_empty_mask_is_a_warning_when_the_manifest_allows_it(empty_mask_root) ->
 
 # ----------------------------------------------------------------------------- decompression bombs
 def test_decompression_bomb_is_a_data_error_naming_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
-    from stfpm_lib.data.__main__ import main as data_main
     from stfpm_lib.runner.cli import main as stfpm
+    from stfpm_lib.runner.data_commands import main as data_main
 
     make_synthetic_category(tmp_path / "data", "brick", n_train=4, n_test_good=1, n_per_defect=1, size=32, seed=3)
     path = tmp_path / "data" / "brick" / "train" / "good" / "000.png"
@@ -191,7 +191,7 @@ def test_decompression_bomb_is_a_data_error_naming_the_file(tmp_path: Path, monk
 
 def test_reloaded_masks_follow_the_manifest_rule_too(empty_mask_root) -> None:
     """Predictions.masks(another rule) re-reads the mask files under the same empty-mask rule as prediction."""
-    from stfpm_lib.engine.inference import Predictions
+    from stfpm_lib.records.predictions import Predictions
 
     root, mask = empty_mask_root
     image = root / "brick" / "test" / "blob" / "000.png"

@@ -1,4 +1,4 @@
-"""Atomic writes (stfpm_lib.records.io): failed writes said in words, write probes, stale temporary files."""
+"""Atomic writes (stfpm_lib.io): failed writes said in words, write probes, stale temporary files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from stfpm_lib.records import io
-from stfpm_lib.records.io import (
+from stfpm_lib import io
+from stfpm_lib.io import (
     OutputError,
     atomic_save,
     atomic_write_text,

@@ -1,11 +1,11 @@
-"""Provenance (stfpm_lib.records.provenance): recorded versions, and the environment against the lock."""
+"""Provenance (stfpm_lib.provenance): recorded versions, and the environment against the lock."""
 
 from __future__ import annotations
 
 import pytest
 
-from stfpm_lib.records import provenance
-from stfpm_lib.records.provenance import (
+from stfpm_lib import provenance
+from stfpm_lib.provenance import (
     LOCK_FILE,
     LOCK_FIX,
     RESULT_PACKAGES,

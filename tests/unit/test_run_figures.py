@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
-from stfpm_lib.engine.inference import load_predictions
+from stfpm_lib.method.weights import RANDOM_TEACHER_LABEL
+from stfpm_lib.records.predictions import load_predictions
 from stfpm_lib.reporting import figures as F
 from stfpm_lib.reporting import run_figures as R
 from stfpm_lib.reporting.tables import ReportError

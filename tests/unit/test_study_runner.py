@@ -122,7 +122,7 @@ def test_bad_input_exits_2_before_anything_is_written(tmp_path, tiny_mvtec, caps
     spec = tmp_path / "bad.yaml"
     spec.write_text(text)
     code, _, err = _main(["study", str(spec), "--data-root", str(tiny_mvtec), "--out", str(tmp_path / "o")], capsys)
-    assert code == 2 and err.startswith("error: ") and message in err, err
+    assert code == 2 and err.startswith("python -m stfpm_lib.batch study: error: ") and message in err, err
     assert not (tmp_path / "o").exists()
 
 

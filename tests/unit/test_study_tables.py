@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from stfpm_lib.config import STFPMConfig
-from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
-from stfpm_lib.engine.inference import Predictions
+from stfpm_lib.method.weights import RANDOM_TEACHER_LABEL
 from stfpm_lib.records.evaluation import PER_IMAGE_NAME, evaluate_predictions, write_metrics_json, write_per_image
+from stfpm_lib.records.predictions import Predictions
 from stfpm_lib.reporting.study_tables import DAGGER, StudyResultsError, load_study_results, main, write_study_tables
 
 CFG = STFPMConfig.from_preset("official").to_dict()

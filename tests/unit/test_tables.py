@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stfpm_lib.data.demo import RANDOM_TEACHER_LABEL
 from stfpm_lib.data.mvtec import MVTEC_CATEGORIES
+from stfpm_lib.method.weights import RANDOM_TEACHER_LABEL
 from stfpm_lib.records.evaluation import write_metrics_json
 from stfpm_lib.reporting.published import load_published
 from stfpm_lib.reporting.tables import (

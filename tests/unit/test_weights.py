@@ -12,6 +12,7 @@ import torchvision
 
 import stfpm_lib.method.weights as W
 from stfpm_lib.config import STFPMConfig
+from stfpm_lib.io import sha256_file
 from stfpm_lib.method.model import build_stfpm
 from stfpm_lib.method.weights import (
     WeightsFileError,
@@ -19,7 +20,6 @@ from stfpm_lib.method.weights import (
     resolve_teacher_weights,
     state_dict_sha256,
 )
-from stfpm_lib.records.io import sha256_file
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ __all__ = ["package_versions", "environment_info", "LOCK_FILE", "RESULT_PACKAGES
            "lock_summary"]
 
 #: The lock in a checkout (absent when the library was installed from a wheel).
-LOCK_FILE = Path(__file__).resolve().parents[2] / "requirements-lock.txt"
+LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements-lock.txt"
 #: Packages whose version can change a metric, a map or a table; the lock check covers these.
 RESULT_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "scikit-image", "pillow", "pandas")
 #: What to run when the environment differs from the lock.
