@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..method.weights import RANDOM_TEACHER_LABEL
-from .figures import TEXT_WIDTH_IN, _title, metric_label, save_figure, styled  # same layer: one title rule
+from .figures import TEXT_WIDTH_IN, compose_title, metric_label, save_figure, styled  # same layer: one title rule
 from .study_tables import DAGGER, StudyResultsError, _is_random, load_study_results
 
 __all__ = ["ABLATION_METRICS", "plot_variant_metrics", "plot_factor_deltas", "write_ablation_figures", "main"]
@@ -83,7 +83,7 @@ def plot_variant_metrics(results: pd.DataFrame, metrics: Sequence[str] = ABLATIO
     ax.set_ylabel("metric value (fraction)")
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, ncols=len(metrics), loc="outside lower center")
-    fig.suptitle(_title(f"{title} ({'mean over categories' if category == 'mean' else category}); "
+    fig.suptitle(compose_title(f"{title} ({'mean over categories' if category == 'mean' else category}); "
                         "bars: mean over seeds, error bars: ± 1 std", title_suffix))
     return fig
 
@@ -138,7 +138,7 @@ def plot_factor_deltas(compare: pd.DataFrame, metrics: Sequence[str] = ABLATION_
     ax.set_xlabel("metric")
     ax.set_ylabel("factor (variant)")
     fig.colorbar(image, ax=ax, label="difference to the baseline (metric units)")
-    fig.suptitle(_title(f"{title} ({'mean over categories' if category == 'mean' else category}); "
+    fig.suptitle(compose_title(f"{title} ({'mean over categories' if category == 'mean' else category}); "
                         f"{DAGGER}: within the seed noise", title_suffix))
     return fig
 

@@ -373,7 +373,7 @@ def test_fast_fit_and_predict_override(reference, tiny_mvtec, tmp_path):
 # ---------------------------------------------------------------------------- benchmark
 def test_official_baseline_computes_the_official_quantities():
     """The benchmark's official-equivalent loop (layer4 kept) gives the project's fp32 loss and maps."""
-    from stfpm_lib.bench.speed_bench import official_infer, official_pyramid
+    from stfpm_lib.bench.official_recipe import official_infer, official_pyramid
     from stfpm_lib.method.loss import stfpm_loss
 
     torch.manual_seed(0)

@@ -83,7 +83,7 @@ UNIT_FILES_NOT_NAMED_AFTER_A_MODULE = {"test_metrics.py", "test_metrics_docs.py"
 
 def test_unit_test_files_are_named_after_the_module_they_test():
     """``tests/unit/test_<name>.py`` tests ``stfpm_lib/**/<name>.py``: a reader finds a module's tests by its name."""
-    modules = {p.stem for p in _modules()}
+    modules = {p.stem for p in _modules()} | {p.parent.name for p in _modules() if p.name == "__init__.py"}
     orphans = [p.name for p in sorted((TESTS / "unit").glob("test_*.py"))
                if p.name not in UNIT_FILES_NOT_NAMED_AFTER_A_MODULE and p.stem.removeprefix("test_") not in modules]
     assert orphans == []
