@@ -24,7 +24,7 @@ def tiny_mvtec(tmp_path_factory) -> Path:
 #: (width, height) of the images of :func:`make_surface_defects`, used in turn.
 SURFACE_SIZES = ((40, 48), (56, 40), (64, 64))
 SURFACE_TYPES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
-#: The README's one command for that layout (worked example under "The data command line"), without --root/--out.
+#: The one command for that layout (the worked example of docs/datasets.md), without --root/--out.
 SURFACE_COMMAND = ["convert", "--adapter", "folder", "--param", "normal_dir=MT_Free", "--param", "defect_dirs=MT_*",
                    "--param", "mask_template={stem}.png", "--param", "mask_threshold=127", "--allow-empty-masks"]
 

@@ -219,19 +219,21 @@ def test_cli_convert_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "error: defect_dirs=3 must be a folder, a glob" in capsys.readouterr().err
 
 
-def test_readme_documents_the_surface_command() -> None:
+def test_docs_document_the_surface_command() -> None:
     import shlex
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index("**Worked example: one category from several top-level folders"):]
-    command = shlex.split(block[block.index("python -m stfpm_lib.data convert"):block.index("python -m stfpm_lib.batch")]
-                          .replace("\\\n", " "))
-    assert command[:3] == ["python", "-m", "stfpm_lib.data"]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "datasets.md").read_text(encoding="utf-8")
+    block = page[page.index("## Worked example: several top-level folders"):]
+    command = shlex.split(block[block.index("stfpm data convert"):block.index("stfpm reproduce")].replace("\\\n", " "))
+    assert command[:3] == ["stfpm", "data", "convert"]
     options = command[3:]
     for flag in ("--root", "--out"):  # the test below gives its own paths
         i = options.index(flag)
         del options[i:i + 2]
-    assert options == SURFACE_COMMAND  # what the test below runs is what the README says
+    while "-p" in options:  # the page writes -p KEY VALUE; SURFACE_COMMAND has today's --param KEY=VALUE
+        i = options.index("-p")
+        options[i:i + 3] = ["--param", f"{options[i + 1]}={options[i + 2]}"]
+    assert ["convert", *options] == SURFACE_COMMAND  # what the test below runs is what the page says
 
 
 def test_cli_converts_the_surface_layout_in_one_command(surface_defects: Path, tmp_path: Path,
