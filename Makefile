@@ -4,6 +4,7 @@
 #   make demo-results  regenerate the committed results/demo/ (see results/README.md)
 #   make test-fast   the unit tests that train nothing (about a minute)
 #   make lint        ruff's lint rules (also run by .ci/run)
+#   make docs        the documentation site, offline, warnings as errors (docs/_build/html; also run by .ci/run)
 #   make lock        refresh requirements-lock.txt (the newest releases pyproject.toml's ranges allow)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,7 +19,7 @@ CUDA_ONLY := '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)=='
 # Extra arguments for the main job, e.g. make reproduce ARGS="--categories bottle -p epochs 200"
 ARGS   ?=
 
-.PHONY: install lock lint test test-fast reproduce demo-results ablation-demo bench clean
+.PHONY: install lock lint docs test test-fast reproduce demo-results ablation-demo bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +38,7 @@ endif
 lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet pip-tools==7.6.2
-	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --upgrade --quiet --extra dev --strip-extras \
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --upgrade --quiet --extra dev --extra docs --strip-extras \
 		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
 
 install: $(STAMP)
@@ -45,6 +46,11 @@ install: $(STAMP)
 # ruff's lint rules ([tool.ruff] in pyproject.toml); .ci/run runs it before the tests
 lint: $(STAMP)
 	$(BIN)/ruff check stfpm_lib tests notebooks
+
+# the site: docs/*.md (MyST), the API reference (autosummary + numpydoc), the committed demo notebooks
+# (not executed); any warning fails the build (docs/conf.py; .ci/run runs it after make lint)
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,9 +1,9 @@
 """Speed of the bootstrap over test images (``python -m stfpm_lib.bench bootstrap [--n 100 --size 256]``).
 
-Builds one synthetic category (``n`` maps of ``size``² pixels, a third normal; defects are rectangles
+Builds one synthetic category (``n`` maps of ``size`` × ``size`` pixels, a third normal; defects are rectangles
 with a weak signal), summarises it with :func:`~stfpm_lib.metrics.bootstrap.per_image_stats` and times
 :func:`~stfpm_lib.metrics.bootstrap.bootstrap_ci` over every metric. The last line reads
-``per_image_s=... resamples_per_s=... max_binning_error=...`` (the largest |binned - exact| of the
+``per_image_s=... resamples_per_s=... max_binning_error=...`` (the largest ``|binned - exact|`` of the
 pixel metrics on all images).
 """
 

@@ -1,8 +1,8 @@
 """Speed of :mod:`stfpm_lib.metrics` on MVTec-like synthetic data: ``python -m stfpm_lib.bench metrics``.
 
-Data: ``--n`` maps of ``--size``² (a third normal; anomalous images carry 1–4 blobs, ellipses
+Data: ``--n`` maps of ``--size`` × ``--size`` pixels (a third normal; anomalous images carry 1–4 blobs, ellipses
 or scratches, all of one defect type), maps = smoothed noise + smoothed signal on the defects,
-float32. The same defects are also drawn at ``--orig-size``² (MVTec's original resolution) for
+float32. The same defects are also drawn at ``--orig-size`` × ``--orig-size`` pixels (MVTec's original resolution) for
 AU-PRO with each map bilinearly upsampled to its mask.
 
 Baselines, measured in the same run (the straightforward implementations live in this file):

@@ -30,7 +30,7 @@ Every section names the hardware its figures come from: CPU model, PyTorch's CPU
 (``AVX2``, ``AVX512``, ``+AMX``) and whether bf16 is native or emulated
 (:func:`stfpm_lib.engine.device.cpu_description`), or the GPU.
 
-Images are synthetic (random crops of a CC0 texture, ``--size``² pixels, held in memory as
+Images are synthetic (random crops of a CC0 texture, ``--size`` × ``--size`` pixels, held in memory as
 uint8); decoding files is not timed (the official code holds its images in memory too).
 The fast training speed is that of a cached (steady-state) epoch; the first epoch, which
 runs the teacher and fills the cache, is printed and added in the extrapolation.
@@ -46,7 +46,7 @@ for a full category, and a fidelity check on a small synthetic MVTec-layout cate
   predicted in its own settings; a control run (fp32 with channels_last only) shows how far
   a mere rounding change moves a short training run.
 
-``auroc_delta`` is the larger of the two |Δ| (image and pixel AUROC). The last line is
+``auroc_delta`` is the larger of the two ``|Δ|`` (image and pixel AUROC). The last line is
 machine-readable (one line, wrapped here)::
 
     train_speedup=<x> infer_speedup=<x> train_img_s=<n> infer_img_s=<n> auroc_delta=<d> device=<cpu|cuda>

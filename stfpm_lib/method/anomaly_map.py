@@ -13,7 +13,9 @@ Upsampling (``map_upsample``)
         align_corners=False, antialias=False)``, which is what is used here, **in float64** as
         well (the final map is float64; tested against cv2 to 1e-12). In float32 the result would
         be up to ~7e-7 from the official one.
+
     ``direct``: every layer map goes straight to the output size, then they are fused.
+
 Fusion (``map_fusion``): ``product`` (starting from ones) or ``sum`` over layers.
 Smoothing: optional Gaussian filter of the final map (``smoothing_sigma`` in pixels, kernel
 truncated at 4σ and reflect boundary like ``scipy.ndimage.gaussian_filter(mode="reflect")``).

@@ -1,6 +1,6 @@
 """A new user's path on a public surface-defect dataset's shape (JPEG images with PNG masks beside them,
 three image sizes, six top-level folders, anti-aliased masks, one empty mask): the one documented
-``convert`` command (README, "Your own folders"), then ``python -m stfpm_lib.batch reproduce`` trains and
+``convert`` command (docs/datasets.md, "Worked example"), then ``python -m stfpm_lib.batch reproduce`` trains and
 evaluates it end to end, and the run's tables hold per-defect-type rows."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_surface_dataset_converts_trains_and_reports_per_defect_type(surface_defects: Path) -> None:
     work = surface_defects.parent
-    # the README's command, as written there (tests/unit/test_convert.py checks they are the same)
+    # the command of docs/datasets.md (tests/unit/test_convert.py checks they are the same)
     converted = _run(["stfpm_lib.data", *SURFACE_COMMAND, "--root", "Magnetic-tile-defect", "--out", "magnetic_mvtec"],
                      work)
     assert converted.returncode == 0, converted.stderr[-3000:]
