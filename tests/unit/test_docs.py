@@ -163,3 +163,50 @@ def test_no_page_cites_the_private_reference() -> None:
     cites = [p.name for p in [README, *_pages()]
              if re.search(r"reference §|STFPM_REFERENCE", p.read_text(encoding="utf-8"))]
     assert cites == []
+
+
+def _shown_commands(prefix: str) -> list[tuple[str, str]]:
+    """``(page, command)`` for every command starting with ``prefix`` in a ``bash`` block of the README or the
+    docs: continuation lines joined, trailing comments dropped."""
+    out = []
+    for path in [README, *_pages()]:
+        for info, body in _split(path)[1]:
+            if info not in ("bash", "sh", "shell", "console"):
+                continue
+            for command in body.replace("\\\n", " ").splitlines():
+                command = command.strip().removeprefix("$ ")
+                if command.startswith(prefix + " "):
+                    out.append((path.name, command))
+    return out
+
+
+def test_the_shown_stfpm_commands_parse_with_the_real_command_line() -> None:
+    """Every ``stfpm ...`` command the README and the docs show is accepted by the real parser (none runs:
+    most need MVTec AD); ``stfpm bench NAME`` names a benchmark, and the speed benchmark's options parse."""
+    import shlex
+
+    from stfpm_lib.bench.speed_bench import _parser as speed_parser
+    from stfpm_lib.runner.cli import build_parser
+
+    commands = _shown_commands("stfpm")
+    assert len(commands) >= 20, commands  # the docs show the commands in bash blocks
+    parser, bad = build_parser(), []
+    for page, command in commands:
+        argv = shlex.split(command, comments=True)[1:]
+        try:
+            args = parser.parse_args(argv)
+            if args.command == "bench":
+                name, *rest = args.bench_args
+                assert name in ("metrics", "speed", "bootstrap"), name
+                if name == "speed":
+                    speed_parser().parse_args(rest)
+        except (SystemExit, AssertionError, ValueError) as exc:
+            bad.append(f"{page}: {command} ({type(exc).__name__}: {exc})")
+    assert bad == []
+
+
+def test_the_command_parser_check_sees_a_wrong_command() -> None:
+    from stfpm_lib.runner.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["reproduce", "--no-such-option"])
