@@ -61,14 +61,14 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration and not slow"
 
 reproduce: $(STAMP)
-	$(BIN)/python -m stfpm_lib.batch reproduce $(ARGS)
+	$(BIN)/stfpm reproduce $(ARGS)
 
 demo-results: $(STAMP)
 	$(BIN)/python -m stfpm_lib.runner.demo_results regenerate
 
 bench: $(STAMP)
-	$(BIN)/python -m stfpm_lib.bench metrics
-	$(BIN)/python -m stfpm_lib.bench speed
+	$(BIN)/stfpm bench metrics
+	$(BIN)/stfpm bench speed
 
 clean:
 	rm -rf $(VENV) .venv-lock .pytest_cache
@@ -83,10 +83,10 @@ FACTORS_DEMO := $(FACTORS_DEMO),select_test_leakage,student_zero_last_bn,map_hal
 FACTORS_DEMO := $(FACTORS_DEMO),fusion_sum,smooth4,mask_eq1,mask_nearest,split_random
 
 ablation-demo: $(STAMP)
-	$(BIN)/python -m stfpm_lib.batch study studies/layers.yaml $(ABLATION_DEMO) --out results/ablations/layers
-	$(BIN)/python -m stfpm_lib.batch study studies/backbones.yaml $(ABLATION_DEMO) --out results/ablations/backbones
-	$(BIN)/python -m stfpm_lib.batch study studies/teacher.yaml $(ABLATION_DEMO) --variants random,random_zero_last_bn \
+	$(BIN)/stfpm study studies/layers.yaml $(ABLATION_DEMO) --out results/ablations/layers
+	$(BIN)/stfpm study studies/backbones.yaml $(ABLATION_DEMO) --out results/ablations/backbones
+	$(BIN)/stfpm study studies/teacher.yaml $(ABLATION_DEMO) --variants random,random_zero_last_bn \
 		--baseline random --out results/ablations/teacher
-	$(BIN)/python -m stfpm_lib.batch study studies/factors.yaml $(ABLATION_DEMO) --variants $(FACTORS_DEMO) \
+	$(BIN)/stfpm study studies/factors.yaml $(ABLATION_DEMO) --variants $(FACTORS_DEMO) \
 		--out results/ablations/factors
-	$(BIN)/python -m stfpm_lib.batch study studies/seeds.yaml $(ABLATION_DEMO) --out results/ablations/seeds
+	$(BIN)/stfpm study studies/seeds.yaml $(ABLATION_DEMO) --out results/ablations/seeds

@@ -1,6 +1,6 @@
 """One configuration object for every knob of STFPM, with named presets.
 
-The presets follow the difference matrix of the reference (``STFPM_REFERENCE.md`` §9):
+The presets follow the differences between the public implementations (``docs/implementation-differences.md``):
 
 * ``official`` (default): the official code (gdwang08/STFPM) exactly.
 * ``anomalib``: anomalib's STFPM (½ and batch-sum loss, direct upsampling, wd 1e-3).
@@ -693,7 +693,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "selection": "last",
     },
     # xiahaifeng1995/STPM: crop 224, ½ batch-sum loss / n_layers, area-scaled maps, sum, σ=4.
-    # Not reproduced: its bug that leaves the student's BatchNorm in eval mode from epoch 2 on (§7).
+    # Not reproduced: its bug that leaves the student's BatchNorm in eval mode from epoch 2 on (docs/implementation-differences.md, known faults).
     "xia": {
         "crop_size": 224,
         "loss_half": True,

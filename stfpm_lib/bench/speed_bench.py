@@ -4,7 +4,7 @@ In one run on one machine it times three variants (four with ``--with-bf16``), e
 own (spawned) process, called one at a time and interleaved round by round; the best of
 ``--rounds`` counts, so that load from other processes inflates neither side:
 
-* ``official``: a loop equivalent to the official code (gdwang08/STFPM, reference §2):
+* ``official``: a loop equivalent to the official code (gdwang08/STFPM; :mod:`stfpm_lib.bench.official_recipe`):
   torchvision ``resnet18`` ``children()[:-2]`` for teacher and student (layer4 kept and
   run), fp32, NCHW, in-memory PIL images through ``Resize → ToTensor → Normalize`` per
   item, teacher under ``no_grad``, per-batch ``F.normalize`` loss with ``loss.item()``,

@@ -1,7 +1,7 @@
 """Image and mask preprocessing, faithful to the official code by default.
 
 Files are decoded by :mod:`stfpm_lib.data.imageio` (EXIF orientation, 16-bit scaling, the
-empty-mask rule, errors naming the file). Images: RGB (grayscale replicated to 3 channels) → resize to ``cfg.image_size``² with
+empty-mask rule, errors naming the file). Images: RGB (grayscale replicated to 3 channels) → resize to ``cfg.image_size`` × ``cfg.image_size`` with
 PIL bilinear (antialiased, as torchvision's ``Resize`` on PIL images) → optional centre
 crop → ``[0, 1]`` → ImageNet normalisation.
 

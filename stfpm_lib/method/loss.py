@@ -4,7 +4,7 @@ Official code (default)::
 
     L = Σ_l  mean_{b,i,j}  Σ_c (F̂t − F̂s)²,     F̂ = F / max(‖F‖₂ over channels, 1e-12)
 
-Options reproduce the other implementations (reference §9): ``half`` multiplies by ½
+Options reproduce the other implementations (``docs/implementation-differences.md``): ``half`` multiplies by ½
 (paper, anomalib, HCW, XIA); ``reduction="batch_sum"`` sums the per-image losses over the
 batch instead of averaging (anomalib, HCW, XIA: B/2 × the official loss with ``half``);
 ``layer_reduction="mean"`` averages over layers instead of summing (XIA).

@@ -307,7 +307,7 @@ def official_pro(
 ) -> float:
     """The official STFPM code's PRO (``evaluate.py``, from DFR). **NOT the MVTec AU-PRO.**
 
-    Algorithm (reference §2.6), reproduced exactly but without relabelling per threshold:
+    Algorithm (the official ``evaluate.py``; ``docs/metrics.md``), reproduced exactly but without relabelling per threshold:
     ``max_steps`` (4000) thresholds ``t_s = max - s * (max - min) / max_steps``, s = 0..max_steps-1
     (see :func:`official_thresholds` for the exact float arithmetic); a pixel is positive iff
     ``score > t_s``; 8-connected ground-truth regions per image; PRO(t) = mean over all regions of

@@ -6,7 +6,7 @@ A study (``studies/<name>.yaml``)::
     description: which feature levels matter
     preset: official             # the base STFPMConfig preset
     data_root: demo              # optional: "demo" (the embedded demo dataset) or a path (relative to
-                                 # this file); the command line's --data-root and $MVTEC_ROOT come first
+                                 # this file); the command line's --data-root comes first, $MVTEC_ROOT last
     overrides: {epochs: 100}     # STFPMConfig fields common to every variant
     parameters: {k_examples: 3}  # other notebook parameters (checked against the notebooks when run)
     variants:                    # named variants: name -> the overrides that make it

@@ -210,3 +210,12 @@ def test_the_command_parser_check_sees_a_wrong_command() -> None:
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["reproduce", "--no-such-option"])
+
+
+def test_one_version_source() -> None:
+    """``stfpm_lib.__version__`` is the version; CITATION.cff states it and the CHANGELOG has its section."""
+    import stfpm_lib
+
+    citation = (REPO / "CITATION.cff").read_text(encoding="utf-8")
+    assert re.search(rf"^version:\s*\"?{re.escape(stfpm_lib.__version__)}\"?\s*$", citation, re.M)
+    assert f"## [{stfpm_lib.__version__}]" in (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
