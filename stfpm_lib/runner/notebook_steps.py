@@ -27,13 +27,16 @@ __all__ = [
     "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
     "config_from_namespace", "resolve_notebook_data_root", "resolve_category", "resolve_out_dir", "teacher_label",
     "counts_table", "epoch_logger", "check_checkpoint_config", "expected_config", "evaluate_category", "run_category",
-    "CategoryEvaluation", "plot_dataset_examples",
+    "CategoryEvaluation", "plot_dataset_examples", "RESULTS_ENV", "results_root", "resolve_run_dir", "notebook_config",
+    "metrics_table",
 ]
 
 #: File names inside a category directory (``results/runs/<run>/<category>/``).
 PREDICTIONS_TEST = "predictions_test.npz"
 PREDICTIONS_VAL = "predictions_val.npz"
 METRICS_NAME = "metrics.json"
+#: The environment variable that sets the results root (:func:`results_root`).
+RESULTS_ENV = "STFPM_RESULTS"
 
 def config_overrides(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The ``STFPMConfig`` fields set in ``namespace`` (``None`` values mean "the preset's").
@@ -125,8 +128,29 @@ def resolve_category(data_root: str | os.PathLike, category: str | None) -> str:
     return str(category)
 
 
-def resolve_out_dir(out_dir: str | os.PathLike | None, category: str | None, base: str = "results/notebooks") -> Path:
-    """``out_dir`` if given, else ``<base>/<category>`` (interactive use); created.
+def results_root() -> Path:
+    """Where results go by default: ``$STFPM_RESULTS``, else ``results/`` of the source checkout, else ``./results``.
+
+    Never relative to the working directory of a source checkout: a notebook opened in JupyterLab (whose
+    working directory is ``notebooks/``), run by papermill from the repository root, or run from any other
+    folder writes to the same place.
+
+    Returns
+    -------
+    Path
+        The results root (absolute).
+    """
+    env = os.environ.get(RESULTS_ENV, "")
+    if env:
+        return Path(env).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "stfpm_lib").is_dir():
+        return checkout / "results"
+    return Path.cwd().resolve() / "results"
+
+
+def resolve_out_dir(out_dir: str | os.PathLike | None, category: str | None) -> Path:
+    """``out_dir`` if given, else ``<results root>/notebooks/<category>`` (interactive use, git-ignored); created.
 
     Parameters
     ----------
@@ -134,17 +158,126 @@ def resolve_out_dir(out_dir: str | os.PathLike | None, category: str | None, bas
         Output folder.
     category : str, optional
         Category name (``run`` when None).
-    base : str
-        Parent folder when ``out_dir`` is not given.
 
     Returns
     -------
     Path
         The created folder.
     """
-    path = Path(out_dir) if out_dir not in (None, "") else Path(base) / (category or "run")
+    path = Path(out_dir) if out_dir not in (None, "") else results_root() / "notebooks" / (category or "run")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def resolve_run_dir(run_dir: str | os.PathLike | None) -> Path:
+    """``run_dir`` if given, else the latest run under ``<results root>/runs`` (the newest ``run.json``).
+
+    What ``04_report`` and ``05_figures`` read when opened with their defaults: right after
+    ``make reproduce`` that is its run (``results/runs/demo`` on the embedded demo).
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike, optional
+        A run directory.
+
+    Returns
+    -------
+    Path
+        The run directory.
+
+    Raises
+    ------
+    ReportError
+        ``run_dir`` is not a directory, or none is given and there is no run (the message says what to do).
+    """
+    from ..reporting.tables import ReportError  # lazy: see the note at the imports
+
+    if run_dir not in (None, ""):
+        path = Path(run_dir)
+        if not path.is_dir():
+            raise ReportError(f"run directory not found: {path} (run_dir is relative to the working directory "
+                              f"{Path.cwd()}; give an absolute path, or None for the latest run)")
+        return path
+    runs = results_root() / "runs"
+    found = sorted(runs.glob("*/run.json"), key=lambda p: (p.stat().st_mtime, str(p)))
+    if not found:
+        raise ReportError(f"no run under {runs}: make one with `make reproduce` (or `stfpm reproduce`), or set "
+                          f"run_dir to a run directory (e.g. the committed results/demo)")
+    return found[-1].parent
+
+
+def notebook_config(namespace: Mapping[str, Any], data_root: str | os.PathLike) -> tuple[STFPMConfig, str | None]:
+    """The config of a training notebook, with the demo run's settings when it is opened by hand on the demo data.
+
+    Opened by hand (``run_dir`` is ``None``: the runner always sets it) on the embedded demo dataset,
+    the fields left ``None`` take the runner's demo settings (:data:`~stfpm_lib.runner.teacher.DEMO_OVERRIDES`)
+    and, without ``teacher_weights``, the demo's teacher (ImageNet weights when they can be had, else
+    the labelled random teacher, with a warning banner), as ``make reproduce`` does. Everything else
+    is :func:`config_from_namespace` (MVTec AD keeps the official defaults).
+
+    Parameters
+    ----------
+    namespace : mapping of str to Any
+        A notebook's parameters (e.g. ``globals()``).
+    data_root : str or os.PathLike
+        The resolved dataset root.
+
+    Returns
+    -------
+    tuple of (STFPMConfig, str or None)
+        The config and the random-teacher banner (``None`` unless the demo fell back).
+    """
+    from ..data.mvtec import is_demo_root  # lazy: see the note at the imports
+
+    if namespace.get("run_dir") is not None or not is_demo_root(data_root):
+        return config_from_namespace(namespace), None
+    from .teacher import DEMO_OVERRIDES, banner, demo_teacher_weights
+
+    given = config_overrides(namespace)
+    values = {**dict(namespace), **{k: v for k, v in DEMO_OVERRIDES.items() if k not in given}}
+    warning = None
+    if "teacher_weights" not in given:
+        values["teacher_weights"], warning = demo_teacher_weights(config_from_namespace(values).backbone)
+    return config_from_namespace(values), banner(warning) if warning else None
+
+
+def metrics_table(metrics: Mapping[str, Any], name: str, decimals: int = 4):
+    """One column of metrics as a researcher reads them: fixed decimals, counts as integers, ``n/a`` when undefined.
+
+    Parameters
+    ----------
+    metrics : mapping of str to number or None
+        Metric name -> value.
+    name : str
+        The column's name (e.g. the category).
+    decimals : int, default=4
+        Decimals of the non-integer values.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column of formatted values, indexed by metric.
+
+    Examples
+    --------
+    >>> metrics_table({"image_auroc": 0.52734375, "n_test": 64, "pro": None}, "bottle")
+                 bottle
+    image_auroc  0.5273
+    n_test           64
+    pro             n/a
+    """
+    import pandas as pd  # lazy: see the note at the imports
+
+    def text(value: Any) -> str:
+        if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            return "n/a"
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return str(int(value))
+        return f"{float(value):.{decimals}f}"
+
+    cells = {key: text(value) for key, value in metrics.items()}
+    width = max(map(len, cells.values()), default=0)
+    return pd.DataFrame({name: {key: cell.rjust(width) for key, cell in cells.items()}})
 
 
 def teacher_label(teacher: STFPMConfig | Mapping[str, Any] | str | None) -> str:
