@@ -1,10 +1,10 @@
-"""``python -m stfpm_lib.bench {metrics,speed,bootstrap} [options]``: benchmarks that print their figures."""
+"""``python -m stfpm_lib.bench {metrics,speed,bootstrap,figures} [options]``: benchmarks that print their figures."""
 
 from __future__ import annotations
 
 import sys
 
-USAGE = "usage: python -m stfpm_lib.bench {metrics,speed,bootstrap} [options]  (--help after the name for its options)"
+USAGE = "usage: python -m stfpm_lib.bench {metrics,speed,bootstrap,figures} [options]  (--help after the name for its options)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         from .speed_bench import main as run  # (loads torch)
     elif name == "bootstrap":
         from .bootstrap_bench import main as run  # (NumPy only)
+    elif name == "figures":
+        from .figures_bench import main as run  # (trains a tiny model first)
     else:
         print(f"unknown benchmark {name!r}. {USAGE}", file=sys.stderr)
         return 2

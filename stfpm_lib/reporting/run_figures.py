@@ -30,7 +30,7 @@ import io
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,18 +201,26 @@ def run_categories(run_dir: str | Path, categories: str | Sequence[str] | None =
 class _Writer:
     """Saves figures under ``out`` and records them (path relative to ``out``, caption) for the manifest."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, total: int = 0, on_figure: Callable[[int, int], None] | None = None) -> None:
         self.out = out
         self.entries: list[dict[str, str]] = []
+        self.total, self.on_figure = total, on_figure
 
-    def figure(self, fig: Figure, name: str, caption: str, kind: str) -> None:
-        paths = F.save_figure(fig, self.out / name)
-        self.entries.append({"name": name, "png": str(paths[0].relative_to(self.out)),
-                             "pdf": str(paths[1].relative_to(self.out)), "caption": caption, "kind": kind})
+    def _added(self, entry: dict[str, str]) -> None:
+        self.entries.append(entry)
+        if self.on_figure is not None:
+            self.on_figure(len(self.entries), max(self.total, len(self.entries)))
+
+    def figure(self, fig: Figure, name: str, caption: str, kind: str, *, pdf: bool = True) -> None:
+        paths = F.save_figure(fig, self.out / name, formats=("png", "pdf") if pdf else ("png",))
+        entry = {"name": name, "png": str(paths[0].relative_to(self.out)), "caption": caption, "kind": kind}
+        if pdf:
+            entry["pdf"] = str(paths[1].relative_to(self.out))
+        self._added(entry)
 
     def file(self, path: Path, caption: str, kind: str) -> None:
-        self.entries.append({"name": str(path.relative_to(self.out).with_suffix("")),
-                             "png": str(path.relative_to(self.out)), "caption": caption, "kind": kind})
+        self._added({"name": str(path.relative_to(self.out).with_suffix("")),
+                     "png": str(path.relative_to(self.out)), "caption": caption, "kind": kind})
 
 
 def image_path(predictions: Predictions, i: int, data_root: str | Path | None = None) -> Path:
@@ -263,17 +271,17 @@ def _image_caption(data: CategoryData, i: int) -> str:
     return f"{Path(str(p.image_paths[i])).name} ({p.defect_types[i]}), score {float(p.scores[i]):.3f}"
 
 
-def _per_image(w: _Writer, data: CategoryData, images: list[np.ndarray]) -> None:
+def _per_image(w: _Writer, data: CategoryData, images: list[np.ndarray], pdf: bool) -> None:
     p, vr = data.predictions, _value_range(data)
     for i, image in enumerate(images):
         name = f"{data.category}/images/{p.defect_types[i]}_{Path(str(p.image_paths[i])).stem}"
         fig = F.plot_image_panel(image, p.maps[i], data.masks[i] if data.masks[i].any() else None,
                                  threshold=data.threshold, value_range=vr, threshold_source=data.threshold_source,
                                  title=f"{data.category}: {_image_caption(data, i)}", title_suffix=data.label)
-        w.figure(fig, name, f"{data.category}: {_image_caption(data, i)}", "image")
+        w.figure(fig, name, f"{data.category}: {_image_caption(data, i)}", "image", pdf=pdf)
 
 
-def _category_figures(w: _Writer, data: CategoryData, *, per_image: bool, gif: bool, k: int,
+def _category_figures(w: _Writer, data: CategoryData, *, per_image: bool, per_image_pdf: bool, gif: bool, k: int,
                       data_root: str | Path | None) -> dict[str, Any]:
     """The figures of one category; returns its row of the all-categories panel."""
     p, cat = data.predictions, data.category
@@ -295,7 +303,7 @@ def _category_figures(w: _Writer, data: CategoryData, *, per_image: bool, gif: b
                                    value_range=_value_range(data), title_suffix=data.label)
         w.file(path, f"{cat}: all {len(p)} test images with their heatmaps (animation)", "animation")
     if per_image:
-        _per_image(w, data, images)
+        _per_image(w, data, images, per_image_pdf)
     anomalous = np.flatnonzero(np.asarray(p.labels) == 1)
     order = anomalous[np.argsort(np.asarray(p.scores)[anomalous], kind="stable")] if anomalous.size else \
         np.argsort(-np.asarray(p.scores), kind="stable")
@@ -329,10 +337,17 @@ def _run_figures(w: _Writer, run_dir: Path, datas: list[CategoryData], rows: lis
              "all_categories", "One defective test image per category (the one of median score)", "panel")
 
 
+def _n_test(category_dir: Path) -> int:
+    """The number of test images a category's ``metrics.json`` records (0 when it does not say)."""
+    counts = read_metrics_json(category_dir / "metrics.json").get("dataset", {}).get("counts", {})
+    return sum(int(n) for key, n in counts.items() if key.startswith("test_"))
+
+
 def write_run_figures(run_dir: str | Path, out_dir: str | Path | None = None,
                       categories: str | Sequence[str] | None = None, *, style: str = "thesis", per_image: bool = True,
-                      gif: bool = True, k: int = 3, fpr_limit: float = 0.3,
-                      data_root: str | Path | None = None) -> list[dict[str, str]]:
+                      per_image_pdf: bool = False, gif: bool = True, k: int = 3, fpr_limit: float = 0.3,
+                      data_root: str | Path | None = None,
+                      on_figure: Callable[[int, int], None] | None = None) -> list[dict[str, str]]:
     """Write every figure of the run (see the module docstring) and ``manifest.json``; return the manifest.
 
     Parameters
@@ -346,7 +361,10 @@ def write_run_figures(run_dir: str | Path, out_dir: str | Path | None = None,
     style : str
         A key of :data:`stfpm_lib.reporting.figures.STYLES`.
     per_image : bool
-        Also the four-panel figure of every test image.
+        Also the four-panel figure of every test image (PNG).
+    per_image_pdf : bool, default=False
+        Also a vector PDF of each per-image figure (about 2/3 of their time and disk; every other
+        figure always has its PDF).
     gif : bool
         Also the animated GIF of each category.
     k : int
@@ -355,6 +373,9 @@ def write_run_figures(run_dir: str | Path, out_dir: str | Path | None = None,
         Largest false-positive rate of the PRO curves.
     data_root : str or Path, optional
         Where the test images are now, if the dataset moved since the run (see :func:`image_path`).
+    on_figure : callable, optional
+        ``on_figure(done, total)`` after each figure file (a progress display; ``total`` is estimated
+        from the test-image counts in ``metrics.json``).
 
     Returns
     -------
@@ -364,11 +385,13 @@ def write_run_figures(run_dir: str | Path, out_dir: str | Path | None = None,
     run_dir = Path(run_dir)
     names = run_categories(run_dir, categories)
     F.set_style(style)
-    w = _Writer(Path(out_dir) if out_dir is not None else run_dir / FIGURES_DIR)
+    total = sum(2 + gif + (_n_test(run_dir / name) if per_image else 0) for name in names) + 4 + len(PUBLISHED_METRICS)
+    w = _Writer(Path(out_dir) if out_dir is not None else run_dir / FIGURES_DIR, total, on_figure)
     datas, rows = [], []
     for name in names:
         data = load_category(run_dir, name)
-        rows.append(_category_figures(w, data, per_image=per_image, gif=gif, k=k, data_root=data_root))
+        rows.append(_category_figures(w, data, per_image=per_image, per_image_pdf=per_image_pdf, gif=gif, k=k,
+                                      data_root=data_root))
         datas.append(data)
     label = RANDOM_TEACHER_LABEL if any(d.random_teacher for d in datas) else None
     _run_figures(w, run_dir, datas, rows, label, fpr_limit)
@@ -424,10 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--style", default="thesis", help=f"one of {list(F.STYLES)}")
     parser.add_argument("--no-per-image", action="store_true", help="skip the figure of every test image")
     parser.add_argument("--no-gif", action="store_true", help="skip the animated GIFs")
+    parser.add_argument("--per-image-pdf", action="store_true", help="also a PDF of every per-image figure")
     args = parser.parse_args(argv)
     try:
         entries = write_run_figures(args.run_dir, args.out_dir, args.categories, style=args.style,
-                                    per_image=not args.no_per_image, gif=not args.no_gif)
+                                    per_image=not args.no_per_image, per_image_pdf=args.per_image_pdf,
+                                    gif=not args.no_gif)
     except (ReportError, MetricsFileError, PredictionsError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

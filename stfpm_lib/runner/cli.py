@@ -6,7 +6,7 @@ Commands::
     run | reproduce | report | study    the notebook runner (:mod:`stfpm_lib.runner.papermill_runner`;
                                        ``python -m stfpm_lib.batch`` is an alias)
     data list|convert|verify|...       datasets (:mod:`stfpm_lib.runner.data_commands`; alias ``python -m stfpm_lib.data``)
-    bench metrics|speed|bootstrap      benchmarks that print their figures (alias ``python -m stfpm_lib.bench``)
+    bench metrics|speed|bootstrap|figures  benchmarks that print their figures (alias ``python -m stfpm_lib.bench``)
 
 Overrides are ``-p KEY VALUE`` everywhere (papermill's syntax); ``--set KEY=VALUE`` and ``--param
 KEY=VALUE`` still work for one release, with a deprecation message. Examples::
@@ -82,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_commands(sub)
     data = sub.add_parser("data", help="datasets: list, convert to the MVTec AD layout, verify, the demo")
     add_data_commands(data.add_subparsers(dest="data_command", required=True))
-    bench = sub.add_parser("bench", help="benchmarks that print their figures: metrics, speed, bootstrap",
+    bench = sub.add_parser("bench", help="benchmarks that print their figures: metrics, speed, bootstrap, figures",
                            add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="NAME [options]: metrics, speed or bootstrap")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="NAME [options]: metrics, speed, bootstrap or figures")
     return parser
 
 

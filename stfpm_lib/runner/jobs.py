@@ -35,15 +35,23 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..io import atomic_write_text, clean_stale_tmp
+from ..io import atomic_write_text, clean_stale_tmp, sha256_file
 from .errors import BatchError
 from .executors import ExecutorSpec, run_tasks
 from .notebook_specs import NOTEBOOK_OUTPUTS, RUN_LEVEL, RUN_LEVEL_OUT, NotebookSpec
+from .progress import PROGRESS_ENV, PROGRESS_NAME, ProgressMonitor, report_progress
 
 # papermill (seconds to import) is imported inside the functions that run notebooks ("lazy").
 
+#: Where a run records the inputs its run-level notebooks last saw (their hash), so an unchanged run skips them.
+RUN_LEVEL_INPUTS = ".run_level_inputs.json"
+#: The files of a category folder the run-level notebooks read (tables, figures, the HTML report).
+RUN_LEVEL_READS = ("metrics.json", "history.csv", "config.json", "per_image.npz", "predictions_test.npz",
+                   "predictions_val.npz")
+
 __all__ = ["StepResult", "CategoryResult", "CategoryJob", "BatchResult", "prepare_run_dir", "run_category_job",
-           "run_batch", "category_job", "run_jobs", "format_summary", "kernel_config", "ensure_importable", "run_record"]
+           "run_batch", "category_job", "run_jobs", "format_summary", "kernel_config", "ensure_importable", "run_record",
+           "run_level_inputs", "RUN_LEVEL_INPUTS"]
 
 
 # ----------------------------------------------------------------------------- run directory
@@ -316,6 +324,8 @@ def _execute(nb_path: Path, out_dir: Path, params: dict, job: CategoryJob) -> St
     tmp = out_dir / f".{name}.tmp{os.getpid()}.ipynb"
     for stale in (final, failed):
         stale.unlink(missing_ok=True)
+    os.environ[PROGRESS_ENV] = str(out_dir / PROGRESS_NAME)  # the kernel inherits it (see .progress)
+    report_progress(step=name)
     start = time.perf_counter()
     error = ""
     with open(out_dir / f"{name}.log", "w", encoding="utf-8") as log:
@@ -398,6 +408,9 @@ def run_category_job(job: CategoryJob) -> CategoryResult:
                 _finish(job, out_dir, result)
     except BatchError as exc:  # locked by another runner
         result.steps.append(StepResult("(lock)", "failed", str(out_dir / ".lock"), 0.0, str(exc)))
+    finally:
+        if os.environ.get(PROGRESS_ENV):  # the job is over: its progress file goes (the monitor closes its line)
+            Path(os.environ.pop(PROGRESS_ENV)).unlink(missing_ok=True)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -554,9 +567,8 @@ def run_batch(
               **{k: v for k, v in (run_level_params or {}).items() if k in spec.parameters}})
             for spec in run_level
         )
-        print(f"running {', '.join(s.path.name for s in run_level)} on {run_dir}", flush=True)
-        run_result = run_category_job(CategoryJob(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
-                                                  execution_timeout, None))
+        run_result = _run_level(run_dir, steps, force=force, kernel_name=kernel_name, log_output=log_output,
+                                execution_timeout=execution_timeout, progress=progress)
     return BatchResult(run_dir, [results[c] for c in categories], run_result, time.perf_counter() - start)
 
 
@@ -636,7 +648,8 @@ def run_jobs(job_list: Sequence[CategoryJob], executor: ExecutorSpec, *, desc: s
         The results in the order of ``job_list``.
     """
     results: list[CategoryResult | None] = [None] * len(job_list)
-    bar = tqdm(total=len(job_list), desc=desc, unit=unit, disable=not progress, file=sys.stdout)
+    live = progress and sys.stdout.isatty()  # a log (CI, a file) gets plain lines, no carriage returns
+    bar = tqdm(total=len(job_list), desc=desc, unit=unit, disable=not live, file=sys.stdout)
 
     def done(index: int, res: CategoryResult | None, exc: BaseException | None) -> None:
         job = job_list[index]
@@ -647,15 +660,64 @@ def run_jobs(job_list: Sequence[CategoryJob], executor: ExecutorSpec, *, desc: s
         failed = sum(1 for r in results if r is not None and r.status == "failed")
         bar.update(1)
         bar.set_postfix_str(f"{job.name}: {res.status}" + (f"; {failed} failed" if failed else ""))
+        if progress and not live:
+            print(f"[{sum(r is not None for r in results)}/{len(job_list)}] {job.name}: {res.status}", flush=True)
         if res.status == "failed":
             step = res.failed_step
             bar.write(f"[{job.name}] FAILED in {step.notebook}: {step.error}  ({step.path})")
 
     if executor.kind == "local" and (executor.workers == 1 or len(job_list) == 1) and job_list:
         bar.set_postfix_str(f"{job_list[0].name}: running")
-    run_tasks(run_category_job, list(job_list), executor, done)
+    with ProgressMonitor([(job.name, Path(job.out_dir) / PROGRESS_NAME) for job in job_list], enabled=progress,
+                         live=live):
+        run_tasks(run_category_job, list(job_list), executor, done)
     bar.close()
     return [r for r in results if r is not None]
+
+
+def run_level_inputs(run_dir: Path, steps: Sequence[tuple[str, tuple[str, ...], dict]]) -> dict[str, Any]:
+    """What the run-level notebooks read, by content: their files and parameters, and each category's results.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory.
+    steps : sequence of (notebook path, outputs, parameters)
+        The run-level steps.
+
+    Returns
+    -------
+    dict
+        ``notebooks`` (name -> sha256 of the file and its parameters) and ``categories`` (category ->
+        file name -> sha256, for :data:`RUN_LEVEL_READS`).
+    """
+    notebooks = {Path(nb).name: {"sha256": sha256_file(nb), "parameters": json.loads(json.dumps(params, default=str))}
+                 for nb, _, params in steps}
+    categories = {}
+    for metrics in sorted(run_dir.glob("*/metrics.json")):
+        folder = metrics.parent
+        categories[folder.name] = {name: sha256_file(folder / name) for name in RUN_LEVEL_READS
+                                   if (folder / name).is_file()}
+    return {"notebooks": notebooks, "categories": categories}
+
+
+def _run_level(run_dir: Path, steps: tuple, *, force: bool, kernel_name: str | None, log_output: bool,
+               execution_timeout: int | None, progress: bool) -> CategoryResult:
+    """The run-level notebooks, skipped when their inputs are those of their last successful run (unless ``force``)."""
+    record, inputs = run_dir / RUN_LEVEL_INPUTS, run_level_inputs(run_dir, steps)
+    complete = all(_step_complete(run_dir, Path(nb).stem, outputs) for nb, outputs, _ in steps)
+    if not force and complete and record.is_file() and json.loads(record.read_text(encoding="utf-8")) == inputs:
+        print(f"{', '.join(Path(nb).name for nb, _, _ in steps)}: up to date (inputs unchanged)", flush=True)
+        return CategoryResult(RUN_LEVEL, [StepResult(Path(nb).stem, "skipped", str(run_dir / f"{Path(nb).stem}.ipynb"))
+                                          for nb, _, _ in steps])
+    record.unlink(missing_ok=True)  # a failed or killed rerun must not look up to date
+    print(f"running {', '.join(Path(nb).name for nb, _, _ in steps)} on {run_dir}", flush=True)
+    with ProgressMonitor([("(run)", run_dir / PROGRESS_NAME)], enabled=progress):
+        result = run_category_job(CategoryJob(RUN_LEVEL, str(run_dir), steps, True, kernel_name, log_output,
+                                              execution_timeout, None))
+    if result.status != "failed":
+        atomic_write_text(record, json.dumps(inputs, indent=1, sort_keys=True) + "\n")
+    return result
 
 
 def format_summary(result: BatchResult) -> str:
@@ -682,6 +744,8 @@ def format_summary(result: BatchResult) -> str:
     n_cat = len(result.categories)
     n_failed = sum(1 for c in result.categories if c.status == "failed")
     lines.append(f"{n_cat - n_failed} of {n_cat} categories succeeded" + (f", {n_failed} failed" if n_failed else ""))
+    if units and all(unit.status == "skipped" for unit in units):
+        lines.append("everything was up to date: nothing was executed (--force redoes it)")
     if failed:
         lines.append("failed notebooks (open them to see the traceback; logs beside them):")
         for unit in failed:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import CONFIG_FIELDS, RUNTIME_FIELDS, STFPMConfig, config_differences, parse_field
 from ..io import sha256_file
+from .progress import report_progress
 
 # The torch-, pandas- and matplotlib-based layers (data, engine, records.evaluation) are imported inside the
 # functions that use them ("lazy"): the notebook runner imports this module for its config reading only.
@@ -27,7 +28,7 @@ __all__ = [
     "CONFIG_FIELDS", "RUNTIME_FIELDS", "PREDICTIONS_TEST", "PREDICTIONS_VAL", "METRICS_NAME", "config_overrides",
     "config_from_namespace", "resolve_notebook_data_root", "resolve_category", "resolve_out_dir", "teacher_label",
     "counts_table", "epoch_logger", "check_checkpoint_config", "expected_config", "evaluate_category", "run_category",
-    "CategoryEvaluation", "plot_dataset_examples", "RESULTS_ENV", "results_root", "resolve_run_dir", "notebook_config",
+    "CategoryEvaluation", "plot_dataset_examples", "figures_progress", "RESULTS_ENV", "results_root", "resolve_run_dir", "notebook_config",
     "metrics_table",
 ]
 
@@ -231,7 +232,7 @@ def notebook_config(namespace: Mapping[str, Any], data_root: str | os.PathLike) 
 
     if namespace.get("run_dir") is not None or not is_demo_root(data_root):
         return config_from_namespace(namespace), None
-    from .teacher import DEMO_OVERRIDES, banner, demo_teacher_weights
+    from .teacher import DEMO_OVERRIDES, banner, demo_teacher_weights  # lazy: it loads torch (the weights)
 
     given = config_overrides(namespace)
     values = {**dict(namespace), **{k: v for k, v in DEMO_OVERRIDES.items() if k not in given}}
@@ -347,7 +348,8 @@ def epoch_logger(category: str, epochs: int, *, every: int = 1, printer: Callabl
                  ) -> Callable[[Mapping[str, Any]], None]:
     """A ``fit(log=...)`` callback printing one line per ``every`` epochs (and the last one).
 
-    Under the batch runner the lines stream into ``<category>/02_train.log``.
+    Under the batch runner the lines stream into ``<category>/02_train.log``, and the epoch, loss and
+    an ETA go to the runner's live progress line (:func:`stfpm_lib.runner.progress.report_progress`).
 
     Parameters
     ----------
@@ -365,12 +367,30 @@ def epoch_logger(category: str, epochs: int, *, every: int = 1, printer: Callabl
     callable
         The ``log(row)`` callback.
     """
+    times: list[float] = []
+
     def log(row: Mapping[str, Any]) -> None:
         epoch = int(row["epoch"])
+        times.append(float(row["epoch_time_s"]))
+        report_progress(step="02_train", epoch=epoch, epochs=epochs, loss=float(row["train_loss"]),
+                        eta_s=sum(times) / len(times) * max(0, epochs - epoch))  # the runner's live line
         if epoch % max(1, every) == 0 or epoch == epochs:
             printer(f"[{category}] epoch {epoch}/{epochs}  train_loss {row['train_loss']:.5f}  "
                     f"val_loss {row['val_loss']:.5f}  val_map {row['val_map']:.5g}  ({row['epoch_time_s']:.1f} s)")
     return log
+
+
+def figures_progress(done: int, total: int) -> None:
+    """``write_run_figures(on_figure=...)``: the figures drawn so far, for the runner's progress line.
+
+    Parameters
+    ----------
+    done : int
+        Figure files written.
+    total : int
+        Figure files expected.
+    """
+    report_progress(step="05_figures", done=done, total=total)
 
 
 def check_checkpoint_config(checkpoint_config: Mapping[str, Any], cfg: STFPMConfig, where: str = "checkpoint") -> None:

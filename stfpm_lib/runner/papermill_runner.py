@@ -149,13 +149,26 @@ def _cli_inputs(args: argparse.Namespace, reproduce_mode: bool, overrides: dict[
     return notebooks, run_level, data_root, overrides, warning, demo, run_name
 
 
-def _print_tables(result: BatchResult, run_dir: Path) -> None:
-    """After a successful report step: print ``tables/results.md`` and where the tables are."""
-    if result.run_level and result.run_level.status != "failed" and (run_dir / "tables").is_dir():
-        results_md = run_dir / "tables" / "results.md"
-        if results_md.is_file():
-            print("\n" + results_md.read_text(encoding="utf-8").strip() + "\n", flush=True)
+def _print_results(result: BatchResult, run_dir: Path, *, note: str | None, reproduce_mode: bool) -> None:
+    """The end of a run's output: the metrics table, the teacher banner or note, then where the results are.
+
+    The last lines printed are the places to open (``tables:``, ``report:``), after any banner.
+    """
+    tables = result.run_level is not None and result.run_level.status != "failed" and (run_dir / "tables").is_dir()
+    if tables and (run_dir / "tables" / "results.md").is_file():
+        print("\n" + (run_dir / "tables" / "results.md").read_text(encoding="utf-8").strip() + "\n", flush=True)
+    if note:
+        print(note, flush=True)
+    if tables:
         print(f"tables: {run_dir / 'tables'}", flush=True)
+    if reproduce_mode and result.exit_code == 0 and result.run_level is not None:  # the tables and figures exist
+        report = run_dir / "report" / "index.html"
+        if result.run_level.status == "skipped" and report.is_file():
+            print(f"report: {report} (up to date)", flush=True)
+        else:
+            from ..reporting.html_report import write_report  # lazy: nbconvert is slow to import
+
+            print(f"report: {write_report(run_dir)}", flush=True)
 
 
 def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
@@ -191,13 +204,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         run_level=run_level, run_level_params={"title": f"{run_name} ({args.preset})"},
     )
     print(format_summary(result), flush=True)
-    _print_tables(result, run_dir)
-    if reproduce_mode and result.exit_code == 0 and result.run_level is not None:  # the tables and figures exist
-        from ..reporting.html_report import write_report
-
-        print(f"report: {write_report(run_dir)}", flush=True)
-    if note:
-        print(note, flush=True)
+    _print_results(result, run_dir, note=note, reproduce_mode=reproduce_mode)
     return result.exit_code
 
 

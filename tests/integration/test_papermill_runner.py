@@ -257,7 +257,7 @@ def test_parallel_jobs_and_force(work, tmp_path):
     assert [r["category"] for r in results] == ["brick", "brick2"]
     assert all(Path(r["run_dir"]) == tmp_path / "runs" / "par" for r in results)
     assert results[0]["pid"] != results[1]["pid"]
-    assert "100%" in proc.stdout or "100%" in proc.stderr  # the progress bar over categories ran to the end
+    assert "[2/2] " in proc.stdout and "\r" not in proc.stdout  # a log gets one plain line per finished category
     # --force re-executes a complete category.
     proc = _cli(*args[:-5], "--categories", "brick", "--force", "-p", "epochs", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -397,3 +397,20 @@ def test_demo_banner_says_which_teacher_is_used(tmp_path, monkeypatch, capsys):
     bad.write_bytes(b"junk")
     assert batch.main(base + ["--run-name", "r3", "-p", "teacher_weights", str(bad)]) == 2
     assert "teacher weights" in capsys.readouterr().err and len(runs) == 2
+
+
+def test_default_output_shows_each_jobs_epochs_readably_in_a_log(tiny_mvtec, tmp_path):
+    """Without --no-progress, output that is not a terminal (CI, a log file) gets plain lines, no carriage
+    returns: each category's step, then its epoch, loss and ETA at each quarter of the epochs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stfpm_lib.runner.cli", "run", "--notebook", str(REPO / "notebooks" / "02_train.ipynb"),
+         "--data-root", str(tiny_mvtec), "--categories", "brick", "--results-dir", str(tmp_path), "--run-name", "p",
+         "-p", "epochs", "4", "-p", "image_size", "64", "-p", "batch_size", "8", "-p", "teacher_weights", "random"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    epochs = [line.split(",")[0] for line in lines if line.startswith("brick 02_train: epoch")]
+    # the runner looks once a second: a fast epoch between two looks is not shown, the last one always is
+    assert epochs and epochs[-1] == "brick 02_train: epoch 4/4" and epochs == sorted(set(epochs)), epochs
+    assert all(", loss " in line and ", ETA " in line for line in lines if line.startswith("brick 02_train: epoch"))
+    assert "brick 02_train: running" in lines and "\r" not in done.stdout

@@ -36,8 +36,10 @@ def demo_run(tmp_path_factory) -> dict:
     run_dir = results / "demo_ci"
     mtimes = {c: (run_dir / c / "metrics.json").stat().st_mtime_ns for c in DEMO_CATEGORIES
               if (run_dir / c / "metrics.json").is_file()}
+    run_level = {name: (run_dir / name).stat().st_mtime_ns for name in ("tables/results.md", "figures/all_categories.png",
+                                                                        "report/index.html") if (run_dir / name).is_file()}
     second = _reproduce(results)
-    return {"first": first, "second": second, "run_dir": run_dir, "mtimes": mtimes}
+    return {"first": first, "second": second, "run_dir": run_dir, "mtimes": mtimes, "run_level": run_level}
 
 
 def test_demo_reproduce_produces_metrics(demo_run):
@@ -69,10 +71,11 @@ def test_demo_reproduce_produces_metrics(demo_run):
 def test_demo_reproduce_prints_tables_and_warns_loudly(demo_run):
     out, run_dir = demo_run["first"].stdout, demo_run["run_dir"]
     lines = out.strip().splitlines()
-    # The random-teacher warning opens and closes the run's output.
+    # The random-teacher warning opens the run's output and stands again just before where the results are:
+    # the last lines printed are the places to open.
     assert "NOT available" in "\n".join(lines[:4]) and lines[0].startswith("!!!!")
-    assert out.count("RANDOMLY INITIALISED teacher") == 2 and lines[-1].startswith("!!!!")
-    assert f"tables: {run_dir / 'tables'}" in out and f"report: {run_dir / 'report' / 'index.html'}" in out
+    assert out.count("RANDOMLY INITIALISED teacher") == 2 and lines[-3].startswith("!!!!")
+    assert lines[-2:] == [f"tables: {run_dir / 'tables'}", f"report: {run_dir / 'report' / 'index.html'}"]
     assert "2 of 2 categories succeeded" in out
     md = (run_dir / "tables" / "results.md").read_text()
     assert RANDOM_TEACHER_LABEL in md and all(f"| {c} |" in md for c in DEMO_CATEGORIES)
@@ -89,16 +92,42 @@ def test_demo_reproduce_resumes(demo_run):
     for category, mtime in demo_run["mtimes"].items():
         assert (run_dir / category / "metrics.json").stat().st_mtime_ns == mtime
     assert len(demo_run["mtimes"]) == 2
+    # nothing changed: the tables, figures and report are not redone either, and the run says so
+    assert "04_report skipped, 05_figures skipped" in second.stdout and "up to date (inputs unchanged)" in second.stdout
+    assert "everything was up to date" in second.stdout
+    assert f"report: {run_dir / 'report' / 'index.html'} (up to date)" in second.stdout
+    assert len(demo_run["run_level"]) == 3
+    for name, mtime in demo_run["run_level"].items():
+        assert (run_dir / name).stat().st_mtime_ns == mtime, name
+
+
+def test_run_level_inputs_change_with_a_category_result(tmp_path):
+    """The record that lets an unchanged run skip its run-level notebooks follows the category results' content."""
+    from stfpm_lib.runner.jobs import run_level_inputs
+
+    notebook = tmp_path / "04_report.ipynb"
+    notebook.write_text("{}")
+    (tmp_path / "bottle").mkdir()
+    (tmp_path / "bottle" / "metrics.json").write_text('{"a": 1}')
+    steps = [(str(notebook), ("tables",), {"run_dir": str(tmp_path)})]
+    first = run_level_inputs(tmp_path, steps)
+    assert list(first["categories"]) == ["bottle"] and first == run_level_inputs(tmp_path, steps)
+    (tmp_path / "bottle" / "metrics.json").write_text('{"a": 2}')
+    assert run_level_inputs(tmp_path, steps) != first
+    assert run_level_inputs(tmp_path, [(str(notebook), ("tables",), {"run_dir": "elsewhere"})]) != \
+        run_level_inputs(tmp_path, steps)
 
 
 def test_mvtec_reproduce_never_falls_back(tiny_mvtec, tmp_path, monkeypatch, capsys):
     """With a data root, unavailable ImageNet weights stop the run before anything runs (no random teacher)."""
     from stfpm_lib.method import weights
+    from stfpm_lib.runner import teacher
+
     def offline(spec, backbone):
         raise weights.WeightsUnavailableError(f"ImageNet weights for {backbone} are not cached and could not be "
                                               "downloaded (offline)")
 
-    monkeypatch.setattr(weights, "resolve_teacher_weights", offline)
+    monkeypatch.setattr(teacher, "resolve_teacher_weights", offline)  # where the runner's teacher check looks it up
     code = batch.main(["reproduce", "--data-root", str(tiny_mvtec), "--results-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2

@@ -197,7 +197,7 @@ def test_the_shown_stfpm_commands_parse_with_the_real_command_line() -> None:
             args = parser.parse_args(argv)
             if args.command == "bench":
                 name, *rest = args.bench_args
-                assert name in ("metrics", "speed", "bootstrap"), name
+                assert name in ("metrics", "speed", "bootstrap", "figures"), name
                 if name == "speed":
                     speed_parser().parse_args(rest)
         except (SystemExit, AssertionError, ValueError) as exc:

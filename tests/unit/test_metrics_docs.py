@@ -45,8 +45,9 @@ def test_metric_examples_give_their_documented_values() -> None:
     assert attempted >= 80  # every example line ran (91 when written)
 
 
-def test_pytest_runs_the_metrics_doctests_and_only_those() -> None:
+def test_pytest_runs_the_metrics_doctests_and_the_runner_helpers_ones() -> None:
+    """The doctests pytest collects: the metrics package and the two runner helper modules with examples."""
     opts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "--doctest-modules" in opts["addopts"].split()
-    assert "stfpm_lib/metrics" in opts["testpaths"]
-    assert [p for p in opts["testpaths"] if p.startswith("stfpm_lib")] == ["stfpm_lib/metrics"]
+    assert [p for p in opts["testpaths"] if p.startswith("stfpm_lib")] == [
+        "stfpm_lib/metrics", "stfpm_lib/runner/notebook_steps.py", "stfpm_lib/runner/progress.py"]
