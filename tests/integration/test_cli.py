@@ -17,8 +17,8 @@ from stfpm_lib.records.predictions import load_predictions
 from stfpm_lib.runner.cli import build_parser, main, parse_set
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = ["--set", "teacher_weights=random", "--set", "image_size=64", "--set", "batch_size=4",
-        "--set", "epochs=1", "--no-progress"]
+FAST = ["-p", "teacher_weights", "random", "-p", "image_size", "64", "-p", "batch_size", "4",
+        "-p", "epochs", "1", "--no-progress"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -284,3 +284,28 @@ def test_predict_removes_temporary_files_of_killed_writes(trained, tmp_path, cap
     assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "p.npz"),
                  "--no-progress"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MVTEC_ROOT", None)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+
+
+def test_one_front_door_lists_every_command_and_the_old_entry_points_still_work():
+    done = _python("-m", "stfpm_lib.runner.cli", "--help")
+    assert done.returncode == 0
+    listed = done.stdout.split("positional arguments:")[1]
+    for command in ("train", "predict", "evaluate", "run", "reproduce", "report", "study", "data", "bench"):
+        assert f"\n    {command} " in listed or f"\n    {command}\n" in listed, command
+    demo = _python("-m", "stfpm_lib.runner.cli", "data", "demo-path")
+    assert demo.returncode == 0 and demo.stdout.strip().endswith("demo_data/piped")
+    assert _python("-m", "stfpm_lib.data", "demo-path").stdout == demo.stdout  # the old address, same answer
+    assert _python("-m", "stfpm_lib.batch", "reproduce", "--help").returncode == 0
+    bench = _python("-m", "stfpm_lib.bench", "--help")
+    assert bench.returncode == 0 and "{metrics,speed,bootstrap,figures}" in bench.stdout
+    assert _python("-m", "stfpm_lib.runner.cli", "bench", "--help").stdout == bench.stdout
+    # one rule for user errors, whichever door: one line, exit 2
+    for door in (("-m", "stfpm_lib.runner.cli", "study"), ("-m", "stfpm_lib.batch", "study")):
+        bad = _python(*door, str(REPO / "studies" / "nonexistent.yaml"), "--data-root", "demo")
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and ": error: " in bad.stderr
