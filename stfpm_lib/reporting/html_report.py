@@ -14,7 +14,7 @@ Every link is relative (the run directory can be moved or zipped); the page has 
 resource. A small script records each image's ``naturalWidth`` in ``data-natural-width`` once
 the page has loaded (what the browser test reads back).
 
-CLI: ``python -m stfpm_lib.batch report RUN_DIR`` (or ``python -m stfpm_lib.reporting.html_report RUN_DIR``).
+CLI: ``stfpm report RUN_DIR`` (or ``python -m stfpm_lib.reporting.html_report RUN_DIR``).
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
-"""Entry points: ``papermill_runner`` (notebooks over categories, ``python -m stfpm_lib.batch``),
-``notebook_steps`` (the helpers the notebooks call) and ``cli`` (the ``stfpm`` console script)."""
+"""Entry points: ``cli`` (the front door, ``stfpm <command>``), the notebook runner behind it (``papermill_runner``
+and its parts), the study runner, and ``notebook_steps`` (the helpers the notebooks call)."""

@@ -1,4 +1,4 @@
-"""Run a study (``python -m stfpm_lib.batch study studies/x.yaml``): every job of the grid, resumable.
+"""Run a study (``stfpm study studies/x.yaml``; alias ``python -m stfpm_lib.batch study``): every job of the grid, resumable.
 
 Layout of a study directory (``--out``, default ``results/studies/<name>``)::
 
