@@ -609,10 +609,13 @@ def _leakage_test_data(cfg: STFPMConfig, data_root, category: str) -> ImageDatas
 
 
 def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
-    """Probe ``out_dir`` for writing, remove temporary files of killed writes, and without ``resume``
-    the files of an earlier run."""
+    """Probe ``out_dir`` for writing, remove temporary files of killed writes, the predictions of the model
+    this training replaces (``predictions_<split>.npz``: evaluating with them would mix two models), and
+    without ``resume`` the files of an earlier run."""
     check_writable(out_dir)  # a read-only folder or a file in the way fails now, not after the first epoch
     clean_stale_tmp(out_dir)
+    for split in ("test", "val", "train"):
+        (out_dir / f"predictions_{split}.npz").unlink(missing_ok=True)
     if not resume:
         for stale in (out_dir / CHECKPOINT_NAME, out_dir / LAST_NAME):
             stale.unlink(missing_ok=True)

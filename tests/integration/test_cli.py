@@ -309,3 +309,23 @@ def test_one_front_door_lists_every_command_and_the_old_entry_points_still_work(
     for door in (("-m", "stfpm_lib.runner.cli", "study"), ("-m", "stfpm_lib.batch", "study")):
         bad = _python(*door, str(REPO / "studies" / "nonexistent.yaml"), "--data-root", "demo")
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and ": error: " in bad.stderr
+
+
+def test_a_new_model_never_evaluates_with_the_old_ones_predictions(trained, tiny_mvtec, tmp_path, capsys):
+    """Retraining into a folder removes the replaced model's predictions, and evaluate refuses validation
+    predictions of another model (both used to pass silently: thresholds of model B from model A)."""
+    import shutil
+
+    out = tmp_path / "brick"
+    shutil.copytree(trained, out)
+    assert main(["predict", "--checkpoint", str(out / "checkpoint.pt"), "--split", "val", "--no-progress"]) == 0
+    old_val = tmp_path / "old_val.npz"
+    shutil.copy(out / "predictions_val.npz", old_val)
+    argv = ["train", "--data-root", str(tiny_mvtec), "--category", "brick", "--out", str(out), "--no-resume",
+            *FAST, "-p", "seed", "3"]
+    assert main(argv) == 0
+    assert not (out / "predictions_val.npz").exists() and not (out / "predictions_test.npz").exists()
+    assert main(["predict", "--checkpoint", str(out / "checkpoint.pt"), "--no-progress"]) == 0
+    capsys.readouterr()
+    code = main(["evaluate", "--predictions", str(out / "predictions_test.npz"), "--val-predictions", str(old_val)])
+    assert code == 2 and "was predicted by another model" in capsys.readouterr().err

@@ -27,7 +27,7 @@ RANDOM_TW = {"source": "random", "name": "random", "path": None, "sha256": None,
 
 
 def _predictions(maps, masks, labels, types, scores=None, image_paths=None, mask_paths=None, config=CFG, sizes=None,
-                 split="test"):
+                 split="test", checkpoint="a" * 64, category="toy"):
     maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks, dtype=bool)
     n = maps.shape[0]
@@ -37,7 +37,8 @@ def _predictions(maps, masks, labels, types, scores=None, image_paths=None, mask
         maps=maps, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int8),
         defect_types=np.asarray(types), image_paths=np.asarray(image_paths or [f"/x/{i}.png" for i in range(n)]),
         mask_paths=np.asarray(mask_paths or [""] * n), config=config, teacher_weights=RANDOM_TW,
-        dataset={"root": "/x", "category": "toy"}, meta={"split": split}, image_sizes=sizes,
+        dataset={"root": "/x", "category": category}, meta={"split": split, "checkpoint_sha256": checkpoint},
+        image_sizes=sizes,
         masks_packed=np.packbits(masks.reshape(n, -1), axis=1))
 
 
@@ -229,6 +230,17 @@ def test_bad_inputs():
                                                                 split="val"))
     with pytest.raises(PredictionsError, match="not found"):
         evaluate_predictions("/nonexistent/predictions_test.npz")
+
+
+def test_val_thresholds_never_come_from_another_model_or_category():
+    """Validation predictions of another checkpoint or category are refused, naming both (they used to be taken)."""
+    pred = _predictions(GOLD_MAPS, GOLD_MASKS, GOLD_LABELS, GOLD_TYPES)
+    val = dict(maps=[[[0.2, 0.3], [0.1, 0.36]]], masks=[[[0, 0], [0, 0]]], labels=[0], types=["good"], split="val")
+    assert evaluate_predictions(pred, val_predictions=_predictions(**val)).metrics["image_f1_val"] >= 0
+    with pytest.raises(EvaluationError, match=r"another model \(checkpoint sha256 bbbbbbbbbbbbbbbb\.\.\.\) than .*aaaaaaaa"):
+        evaluate_predictions(pred, val_predictions=_predictions(**val, checkpoint="b" * 64))
+    with pytest.raises(EvaluationError, match="holds category 'bottle', .* category 'toy'"):
+        evaluate_predictions(pred, val_predictions=_predictions(**val, category="bottle"))
     with pytest.raises(TypeError, match="no attribute 'maps'"):
         evaluate_predictions(object())
     only_normals = _predictions(GOLD_MAPS, np.zeros((3, 2, 2)), [0, 0, 0], ["good"] * 3)
