@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_save", "atomic_write_text", "atomic_write_bytes", "sha256_file", "OutputError",
-           "check_writable", "clean_stale_tmp", "tmp_name", "relative_posix"]
+           "check_writable", "clean_stale_tmp", "tmp_name", "relative_posix", "SAFE_NAME", "UnsafeNameError",
+           "check_safe_name"]
 
 #: errno of a failed write -> the reason in words.
 _WRITE_ERRORS = {
@@ -40,6 +41,48 @@ _TMP_NAME = re.compile(r"^\..+\.tmp(?P<pid>\d+)(\.[A-Za-z0-9]+)?$")
 
 class OutputError(RuntimeError):
     """An output file or folder that cannot be written (disk full, read-only, no permission...)."""
+
+
+#: A name that becomes one folder, never a path: letters, digits and ``._+-``, starting with a letter or a
+#: digit, at most 100 characters (no ``/``, no ``..``, no hidden folder).
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+class UnsafeNameError(ValueError):
+    """A name (run, study, variant, category) that would not stay one folder inside its parent."""
+
+
+def check_safe_name(name: object, what: str) -> str:
+    """``name`` if it is a safe folder name (:data:`SAFE_NAME`), else :class:`UnsafeNameError` naming ``what``.
+
+    The one rule for every name that becomes a folder: ``--run-name ../../escaped`` or ``/abs/path``
+    would write outside the results folder.
+
+    Parameters
+    ----------
+    name : object
+        The name to check.
+    what : str
+        Where it came from, for the message (e.g. ``"--run-name"``).
+
+    Returns
+    -------
+    str
+        ``name``.
+
+    Examples
+    --------
+    >>> check_safe_name("mvtec_official", "--run-name")
+    'mvtec_official'
+    >>> check_safe_name("../escaped", "--run-name")
+    Traceback (most recent call last):
+    ...
+    stfpm_lib.io.UnsafeNameError: --run-name: '../escaped' is not a safe folder name (letters, digits and . _ + -, starting with a letter or digit, at most 100 characters)
+    """
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise UnsafeNameError(f"{what}: {name!r} is not a safe folder name (letters, digits and . _ + -, "
+                              "starting with a letter or digit, at most 100 characters)")
+    return name
 
 
 def _reason(exc: OSError) -> str:

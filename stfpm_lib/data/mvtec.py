@@ -261,6 +261,9 @@ def index_category(root: str | os.PathLike, category: str) -> CategoryIndex:
         The category's train and test files.
     """
     root = resolve_data_root(root)
+    if not isinstance(category, str) or Path(category).name != category or category in ("", ".", ".."):
+        raise DataError(f"category {category!r} is not a folder name under {root} (no path: a category never "
+                        "leaves its data root)")
     folder = root / category
     if not (folder / "train" / "good").is_dir():
         found = list_categories(root)

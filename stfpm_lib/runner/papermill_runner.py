@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..io import UnsafeNameError, check_safe_name
 from .errors import BatchError, guarded
 from .jobs import (
     BatchResult,
@@ -188,7 +189,10 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
     if (not demo or teacher_given) and any("teacher_weights" in spec.parameters for spec in notebooks + run_level):
         resolved = teacher.check_teacher(cfg)
     note = teacher.banner(warning) if warning else teacher.teacher_note(cfg, resolved)
-    run_dir = Path(args.results_dir).resolve() / run_name
+    try:
+        run_dir = Path(args.results_dir).resolve() / check_safe_name(run_name, "--run-name")
+    except UnsafeNameError as exc:
+        raise BatchError(str(exc)) from None
     record = run_record(args.preset, overrides, data_root, notebooks + run_level)
     prepare_run_dir(run_dir, record, force=args.force, categories=categories, compare=bool(notebooks))
 
@@ -201,7 +205,7 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
         notebooks, data_root=data_root, categories=categories, run_dir=run_dir, preset=args.preset,
         overrides=overrides, jobs=args.jobs, force=args.force, kernel_name=args.kernel,
         log_output=args.log_output, execution_timeout=args.timeout, progress=not args.no_progress,
-        run_level=run_level, run_level_params={"title": f"{run_name} ({args.preset})"},
+        run_level=run_level, run_level_params={} if "title" in overrides else {"title": f"{run_name} ({args.preset})"},
     )
     print(format_summary(result), flush=True)
     _print_results(result, run_dir, note=note, reproduce_mode=reproduce_mode)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 import yaml
 
 from ..config import CONFIG_FIELDS, ConfigError, STFPMConfig, parse_field
+from ..io import UnsafeNameError, check_safe_name
 from .errors import BatchError
 from .notebook_specs import PIPELINE, RUNNER_KEYS
 
@@ -51,7 +51,6 @@ __all__ = ["StudyError", "Variant", "Study", "Job", "load_study", "narrow_study"
 #: Top-level keys of a study file.
 SPEC_KEYS = ("name", "description", "preset", "data_root", "overrides", "parameters", "variants", "grid", "seeds",
              "categories", "notebooks", "baseline", "report")
-_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 _NOT_OVERRIDES = {"seed": "use the study's 'seeds' list", "preset": "use the study's 'preset'",
                   **{k: "the runner sets it" for k in RUNNER_KEYS}}
 
@@ -216,10 +215,10 @@ def safe_name(name: Any, what: str) -> str:
     str
         ``name``.
     """
-    if not isinstance(name, str) or not _SAFE.fullmatch(name):
-        raise StudyError(f"{what}: {name!r} is not a safe folder name (letters, digits and . _ + -, "
-                         "starting with a letter or digit, at most 100 characters)")
-    return name
+    try:
+        return check_safe_name(name, what)
+    except UnsafeNameError as exc:
+        raise StudyError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- YAML

@@ -329,3 +329,12 @@ def test_a_new_model_never_evaluates_with_the_old_ones_predictions(trained, tiny
     capsys.readouterr()
     code = main(["evaluate", "--predictions", str(out / "predictions_test.npz"), "--val-predictions", str(old_val)])
     assert code == 2 and "was predicted by another model" in capsys.readouterr().err
+
+
+def test_a_category_never_leaves_its_data_root(tiny_mvtec, tmp_path, capsys):
+    (tiny_mvtec.parent / "outside" / "train" / "good").mkdir(parents=True, exist_ok=True)
+    for category in ("../outside", "/etc", "brick/../../outside"):
+        assert main(["train", "--data-root", str(tiny_mvtec), "--category", category, "--out", str(tmp_path / "o"),
+                     *FAST]) == 2
+        assert "is not a folder name under" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

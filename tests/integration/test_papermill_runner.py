@@ -414,3 +414,48 @@ def test_default_output_shows_each_jobs_epochs_readably_in_a_log(tiny_mvtec, tmp
     assert epochs and epochs[-1] == "brick 02_train: epoch 4/4" and epochs == sorted(set(epochs)), epochs
     assert all(", loss " in line and ", ETA " in line for line in lines if line.startswith("brick 02_train: epoch"))
     assert "brick 02_train: running" in lines and "\r" not in done.stdout
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/abs/path", ".hidden", "a/b"])
+def test_run_names_stay_inside_the_results_folder(name, tiny_mvtec, tmp_path, capsys):
+    code = batch.main(["run", "--notebook", str(REPO / "notebooks" / "01_explore_dataset.ipynb"), "--data-root",
+                       str(tiny_mvtec), "--results-dir", str(tmp_path / "runs"), "--run-name", name, "--no-progress"])
+    assert code == 2 and "--run-name: " in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written, inside or outside
+
+
+def test_a_title_given_with_p_is_used_not_replaced(tmp_path, monkeypatch):
+    """``run 04_report -p title MyTitle`` used to exit 0 with the runner's own title in its place."""
+    runs = []
+    monkeypatch.setattr(batch, "run_batch", lambda notebooks, **kw: runs.append(kw) or batch.BatchResult(
+        kw["run_dir"], [], None))
+    report = str(REPO / "notebooks" / "04_report.ipynb")
+    assert batch.main(["run", "--notebook", report, "--results-dir", str(tmp_path), "-p", "title", "MyTitle"]) == 0
+    assert runs[0]["overrides"]["title"] == "MyTitle" and "title" not in runs[0]["run_level_params"]
+    assert batch.main(["run", "--notebook", report, "--results-dir", str(tmp_path), "--run-name", "r"]) == 0
+    assert runs[1]["run_level_params"] == {"title": "r (official)"}
+
+
+def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_mvtec, tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while a notebook runs: exit status 130 and the
+    runner's one line last, not a KeyboardInterrupt traceback and death by the signal."""
+    import signal
+    import time
+
+    nb = _notebook(tmp_path / "slow.ipynb", body="import time, pathlib\npathlib.Path(out_dir, 'started').touch()\n"
+                                                 "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "stfpm_lib.batch", "run", "--notebook", str(nb), "--data-root",
+                             str(tiny_mvtec), "--categories", "brick", "--results-dir", str(tmp_path / "runs"),
+                             "--run-name", "c", "--no-progress"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    started = tmp_path / "runs" / "c" / "brick" / "started"
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert started.exists(), proc.communicate(timeout=30)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out[-1000:], err[-2000:])
+    assert err.strip().splitlines()[-1] == ("python -m stfpm_lib.batch run: interrupted (finished categories and "
+                                            "jobs are kept; rerun to resume)")
+    assert "KeyboardInterrupt" not in err.strip().splitlines()[-1]

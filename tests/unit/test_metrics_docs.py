@@ -46,8 +46,8 @@ def test_metric_examples_give_their_documented_values() -> None:
 
 
 def test_pytest_runs_the_metrics_doctests_and_the_runner_helpers_ones() -> None:
-    """The doctests pytest collects: the metrics package and the two runner helper modules with examples."""
+    """The doctests pytest collects: the metrics package and the other modules with examples."""
     opts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "--doctest-modules" in opts["addopts"].split()
     assert [p for p in opts["testpaths"] if p.startswith("stfpm_lib")] == [
-        "stfpm_lib/metrics", "stfpm_lib/runner/notebook_steps.py", "stfpm_lib/runner/progress.py"]
+        "stfpm_lib/metrics", "stfpm_lib/io.py", "stfpm_lib/runner/notebook_steps.py", "stfpm_lib/runner/progress.py"]
