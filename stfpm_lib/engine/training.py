@@ -701,12 +701,28 @@ def _train_epochs(session: _Session, state: TrainingState, cfg: STFPMConfig, las
                 bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
 
             row = _run_epoch(session, state, cfg, epoch, on_batch if progress else None)
+            _check_finite(row, cfg, last_path)
             save_checkpoint(last_path, state.to_dict())
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4f}", val_map=f"{row['val_map']:.4g}")
             if log is not None:
                 log(dict(row))
     finally:
         bar.close()
+
+
+def _check_finite(row: Mapping[str, Any], cfg: STFPMConfig, last_path: Path) -> None:
+    """Stop at the first epoch whose losses are not finite: a diverged student writes no checkpoint (nor
+    ``last.pt``, which a resume would continue from) and is never evaluated."""
+    # fp16 training may see an overflowing batch loss that the gradient scaler skips: there the student's
+    # validation loss decides; elsewhere any non-finite loss means divergence
+    keys = ("val_loss",) if cfg.precision in ("fp16", "auto") else ("train_loss", "val_loss")
+    bad = {k: row[k] for k in keys if not math.isfinite(float(row[k]))}
+    if bad:
+        last_path.unlink(missing_ok=True)
+        raise TrainError(f"training diverged at epoch {row['epoch']}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; "
+                         f"the likely cause is a learning rate too high for this setup (lr={cfg.lr}"
+                         f"{f', precision {cfg.precision}' if cfg.precision != 'fp32' else ''}): lower lr and train "
+                         "again. No checkpoint was written.")
 
 
 def _write_result(session: _Session, state: TrainingState, cfg: STFPMConfig, out_dir: Path,

@@ -194,6 +194,9 @@ def _float32_maps(maps: Any, where: str) -> np.ndarray:
             f"{where}: the anomaly maps are stored as {maps.dtype}; metrics are computed from float32 maps only "
             f"(float16 rounding moves them, e.g. the official PRO by ~2.5e-4): predict again with "
             f"maps_dtype='float32' (the default; not --float16)")
+    if maps.dtype.kind == "f" and not np.isfinite(maps).all():
+        raise EvaluationError(f"{where}: {int(np.size(maps) - np.isfinite(maps).sum())} anomaly-map value(s) are not "
+                              "finite (NaN or inf): the model that made them diverged; train it again (lower lr)")
     return maps
 
 

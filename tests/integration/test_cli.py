@@ -338,3 +338,14 @@ def test_a_category_never_leaves_its_data_root(tiny_mvtec, tmp_path, capsys):
                      *FAST]) == 2
         assert "is not a folder name under" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_diverged_training_stops_with_exit_2_and_no_checkpoint(tiny_mvtec, tmp_path, capsys):
+    """``-p lr 1e30`` used to train to NaN, exit 0 and write a checkpoint and NaN predictions."""
+    out = tmp_path / "diverged"
+    code = main(["train", "--data-root", str(tiny_mvtec), "--category", "brick", "--out", str(out), *FAST,
+                 "-p", "lr", "1e30", "--predict"])
+    err = capsys.readouterr().err
+    assert code == 2 and "training diverged at epoch 1" in err and "lr=1e+30" in err and "nan" in err
+    assert not (out / "checkpoint.pt").exists() and not (out / "last.pt").exists()
+    assert not list(out.glob("predictions_*.npz"))

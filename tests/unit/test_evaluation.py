@@ -408,3 +408,10 @@ def test_image_keys_pair_runs_by_type_and_file_name():
     assert image_keys(["/r1/cat/test/good/000.png", "/r1/cat/test/hole/000.png"], ["good", "hole"]) == \
         ["good/000.png", "hole/000.png"]
     assert image_keys(["/a/x/1.png", "/a/y/1.png"], ["t", "t"]) == ["/a/x/1.png", "/a/y/1.png"]  # not unique
+
+
+def test_non_finite_maps_are_an_evaluation_error_naming_the_cause():
+    maps = np.array(GOLD_MAPS, dtype=np.float32)
+    maps[1, 0, 0] = np.nan
+    with pytest.raises(EvaluationError, match=r"1 anomaly-map value\(s\) are not finite .* diverged"):
+        evaluate_predictions(_predictions(maps, GOLD_MASKS, GOLD_LABELS, GOLD_TYPES, scores=[0.4, 0.9, 0.38]))
