@@ -221,6 +221,12 @@ def safe_name(name: Any, what: str) -> str:
         raise StudyError(str(exc)) from None
 
 
+def _description(path: Path, value: Any) -> str:
+    if value is not None and not isinstance(value, str):
+        raise StudyError(f"{path}: description must be a text, got {type(value).__name__}")
+    return value or ""
+
+
 # ----------------------------------------------------------------------------- YAML
 class _DuplicateKey(ValueError):
     pass
@@ -243,11 +249,34 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
+#: The most nodes a study file may expand to, aliases expanded (the committed studies have under 200): a
+#: "billion laughs" file of nested aliases would otherwise exhaust memory once a value is printed.
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once every alias in it is expanded (each shared node counted once)."""
+    if id(node) not in memo:
+        memo[id(node)] = 0  # a recursive alias counts as empty here; the loader refuses it anyway
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        memo[id(node)] = 1 + sum(_expanded_nodes(child, memo) for child in children)
+    return memo[id(node)]
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise StudyError(f"study file not found: {path}")
+    text = path.read_text(encoding="utf-8")
     try:
-        spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+        root = yaml.compose(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader: the node graph, aliases shared
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: not valid YAML: {exc}") from None
+    if root is not None and _expanded_nodes(root, {}) > MAX_YAML_NODES:
+        raise StudyError(f"{path}: its YAML aliases expand to more than {MAX_YAML_NODES:,} values (nested aliases that "
+                         "multiply, a 'billion laughs' file?); write the study without such aliases")
+    try:
+        spec = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
     except _DuplicateKey as exc:
         raise StudyError(f"{path}: {exc} (duplicate variant names or keys)") from None
     except yaml.YAMLError as exc:
@@ -417,7 +446,7 @@ def load_study(path: str | os.PathLike) -> Study:
                  categories=_names(path, "categories", spec.get("categories"), "all"),
                  notebooks=_names(path, "notebooks", spec.get("notebooks"), PIPELINE), overrides=common,
                  parameters=dict(parameters), baseline=baseline, data_root=data_root,
-                 description=str(spec.get("description") or ""), report=report)
+                 description=_description(path, spec.get("description")), report=report)
 
 
 def narrow_study(study: Study, *, params: Sequence[tuple[str, str]] = (), seeds: str | None = None,

@@ -207,3 +207,17 @@ baseline: imagenet
         narrow_study(study, params=[("seed", "1")])
     with pytest.raises(StudyError, match=r"variant 'zero' with -p \{'crop_size': '200'\}"):
         narrow_study(study, params=[("crop_size", "200")])  # fits the others' 256 px, not zero's 128 px
+
+
+def test_alias_bombs_and_wrong_types_are_refused_before_use(tmp_path):
+    """Nested YAML aliases that expand exponentially used to exhaust memory when the description was printed."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = "\n".join(levels) + "\ndescription: *a8\nvariants: {v: {}}\ncategories: [bottle]\n"
+    with pytest.raises(StudyError, match="aliases expand to more than 100,000 values"):
+        load_study(_write(tmp_path, bomb))
+    with pytest.raises(StudyError, match="description must be a text, got list"):
+        load_study(_write(tmp_path, "description: [1, 2]\nvariants: {v: {}}\ncategories: [bottle]\n"))
+    shared = "base: &b {epochs: 2}\nvariants: {v1: *b, v2: *b}\ncategories: [bottle]\n"  # a modest alias is fine
+    with pytest.raises(StudyError, match="unknown key"):  # ... up to the unknown key 'base' it carries
+        load_study(_write(tmp_path, shared))
