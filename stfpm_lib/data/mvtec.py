@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,10 @@ def resolve_data_root(data_root: str | os.PathLike | None = None, *, demo_fallba
 
 
 def list_images(directory: Path) -> list[Path]:
-    """Sorted image files (by extension) directly inside ``directory``.
+    """Sorted image files (by extension) directly inside ``directory``; hidden files are not images.
+
+    Hidden files (``._000.png`` that macOS leaves, anything starting with ``.``) are skipped, as the
+    converter skips them; a broken link with an image extension is skipped with a warning naming it.
 
     Parameters
     ----------
@@ -225,7 +229,15 @@ def list_images(directory: Path) -> list[Path]:
     """
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    images = []
+    for p in directory.iterdir():
+        if p.name.startswith(".") or p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if p.is_file():
+            images.append(p)
+        elif p.is_symlink():
+            warnings.warn(f"skipping the broken link {p} (its target {os.readlink(p)} does not exist)", stacklevel=2)
+    return sorted(images)
 
 
 def list_categories(root: str | os.PathLike) -> list[str]:
@@ -242,7 +254,7 @@ def list_categories(root: str | os.PathLike) -> list[str]:
         Category names, sorted.
     """
     root = resolve_data_root(root)
-    return sorted(p.name for p in root.iterdir() if (p / "train" / "good").is_dir())
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "train" / "good").is_dir())
 
 
 def index_category(root: str | os.PathLike, category: str) -> CategoryIndex:
@@ -277,7 +289,8 @@ def index_category(root: str | os.PathLike, category: str) -> CategoryIndex:
     good = [Sample(p, 0, "good", None) for p in list_images(folder / "test" / "good")]
     defects = []
     test_dir = folder / "test"
-    types = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name != "good") if test_dir.is_dir() else []
+    types = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name != "good" and not p.name.startswith(".")) \
+        if test_dir.is_dir() else []
     allow_empty = manifest_allows_empty_masks(root)
     for defect_type in types:
         for image in list_images(test_dir / defect_type):

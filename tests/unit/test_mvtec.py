@@ -175,3 +175,17 @@ def test_mask_size_mismatch_names_both_files(root: Path) -> None:
 def test_split_needs_two_images() -> None:
     with pytest.raises(DataError, match="at least 2"):
         split_train_val([Path("a.png")], CFG)
+
+
+def test_hidden_files_are_skipped_and_a_broken_link_is_named(root: Path) -> None:
+    """macOS's ``._000.png``, ``test/.ipynb_checkpoints/`` and hidden category folders used to be errors."""
+    before = index_category(root, "brick").counts()
+    (root / "brick" / "train" / "good" / "._000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not a PNG")
+    (root / "brick" / "test" / ".ipynb_checkpoints").mkdir()
+    (root / "brick" / "test" / ".ipynb_checkpoints" / "000-checkpoint.png").write_bytes(b"not an image")
+    (root / ".trash" / "train" / "good").mkdir(parents=True)
+    assert index_category(root, "brick").counts() == before
+    assert list_categories(root) == ["brick"]
+    (root / "brick" / "train" / "good" / "999.png").symlink_to(root / "gone.png")
+    with pytest.warns(UserWarning, match=r"skipping the broken link .*999\.png \(its target .*gone\.png does not exist\)"):
+        assert index_category(root, "brick").counts() == before
