@@ -549,6 +549,8 @@ def run_batch(
     run_dir = Path(run_dir).resolve()  # notebooks execute with their category folder as cwd
     ensure_importable()
     start = time.perf_counter()
+    if force and run_level:
+        remove_run_level_outputs(run_dir, run_level)
     executor = ExecutorSpec("local", workers=jobs)
     job_list = [category_job(notebooks, category, data_root=data_root, run_dir=run_dir, preset=preset,
                              overrides=overrides, force=force, kernel_name=kernel_name, log_output=log_output,
@@ -673,6 +675,25 @@ def run_jobs(job_list: Sequence[CategoryJob], executor: ExecutorSpec, *, desc: s
         run_tasks(run_category_job, list(job_list), executor, done)
     bar.close()
     return [r for r in results if r is not None]
+
+
+def remove_run_level_outputs(run_dir: Path, run_level: Sequence[NotebookSpec]) -> None:
+    """Delete what the run-level steps made (their notebooks and outputs, the HTML report, the inputs record).
+
+    Done first in a forced rerun: killed half-way, it must not leave the old run's tables, figures and
+    report beside new (or deleted) category results, looking complete.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory.
+    run_level : sequence of NotebookSpec
+        The run-level notebooks.
+    """
+    _remove_outputs(run_dir, [(spec.name, (*spec.outputs, RUN_LEVEL_OUT.get(spec.name, spec.name)), {})
+                              for spec in run_level])
+    shutil.rmtree(run_dir / "report", ignore_errors=True)
+    (run_dir / RUN_LEVEL_INPUTS).unlink(missing_ok=True)
 
 
 def run_level_inputs(run_dir: Path, steps: Sequence[tuple[str, tuple[str, ...], dict]]) -> dict[str, Any]:

@@ -143,3 +143,29 @@ def test_demo_category_folder_holds_only_declared_outputs(demo_run):
     for category in DEMO_CATEGORIES:
         files = {p.name for p in (demo_run["run_dir"] / category).iterdir()}
         assert files - runner == declared, category
+
+
+def test_a_killed_forced_rerun_leaves_no_old_run_level_output(tmp_path):
+    """``reproduce --force`` killed during training used to leave the old run's tables, figures, report and
+    report notebooks, which looked complete beside the deleted category results."""
+    import signal
+    import shutil
+    import time
+
+    run_dir = tmp_path / "runs" / "demo_ci"
+    shutil.copytree(REPO / "results" / "demo", run_dir)  # a finished run: tables, figures, report, notebooks
+    env = dict(os.environ, PYTHONPATH=str(REPO), STFPM_OFFLINE="1")
+    env.pop("MVTEC_ROOT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "stfpm_lib.batch", "reproduce", "--results-dir", str(run_dir.parent),
+                             "--run-name", "demo_ci", "--force", "-p", "epochs", "200", "-p", "image_size", "64",
+                             "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not (run_dir / DEMO_CATEGORIES[0] / "last.pt").exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # a hard kill, mid-training
+    proc.communicate(timeout=60)
+    left = {p.name for p in run_dir.iterdir()}
+    assert not left & {"tables", "figures", "report", "04_report.ipynb", "05_figures.ipynb"}, left
+    assert not (run_dir / DEMO_CATEGORIES[0] / "metrics.json").exists()
