@@ -148,8 +148,8 @@ def test_demo_category_folder_holds_only_declared_outputs(demo_run):
 def test_a_killed_forced_rerun_leaves_no_old_run_level_output(tmp_path):
     """``reproduce --force`` killed during training used to leave the old run's tables, figures, report and
     report notebooks, which looked complete beside the deleted category results."""
-    import signal
     import shutil
+    import signal
     import time
 
     run_dir = tmp_path / "runs" / "demo_ci"
