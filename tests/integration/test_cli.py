@@ -201,8 +201,9 @@ def test_batch_of_one_where_batchnorm_cannot_train_exits_2(small_root, tmp_path,
     """6 training images -> 4 after the validation split; batch_size 3 leaves a last batch of one, and at
     image_size 32 layer4 is 1x1 (BatchNorm raised 'Expected more than 1 value per channel' mid-training)."""
     out = tmp_path / "o"
-    rc = main(["train", "--data-root", str(small_root), "--category", "brick", "--out", str(out), *FAST,
-               "--set", "image_size=32", "--set", "batch_size=3", "--set", "layers=layer1,layer2,layer3,layer4"])
+    rc = main(["train", "--data-root", str(small_root), "--category", "brick", "--out", str(out), "--no-progress",
+               "-p", "teacher_weights", "random", "-p", "epochs", "1", "-p", "image_size", "32", "-p", "batch_size", "3",
+               "-p", "layers", "layer1,layer2,layer3,layer4"])
     err = capsys.readouterr().err
     assert rc == 2 and "batch_size=3 with 4 training images leaves a training batch of one image" in err
     assert "image_size=32" in err and "layer4 is 1x1" in err and "input size >= 33" in err
