@@ -144,10 +144,11 @@ def _config_from_args(args: argparse.Namespace):
     if args.set:
         print("warning: --set KEY=VALUE is deprecated; use -p KEY VALUE", file=sys.stderr)
     overrides = parse_set(args.set)
-    for key, value in parse_fields(dict(args.parameter)).items():
-        if key in overrides or sum(k == key for k, _ in args.parameter) > 1:
-            raise UsageError(f"config field {key!r} given twice")
-        overrides[key] = value
+    given = [key for key, _ in args.parameter] + list(overrides)
+    twice = sorted({key for key in given if given.count(key) > 1})
+    if twice:
+        raise UsageError(f"config field {twice[0]!r} given twice")
+    overrides.update(parse_fields(dict(args.parameter)))
     return cfg.replace(**overrides) if overrides else cfg
 
 
@@ -212,10 +213,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_bench(argv: list[str]) -> int:
     from ..bench.__main__ import main as bench_main  # lazy: a benchmark may load torch
 
-    return bench_main(args.bench_args)
+    return bench_main(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmarks parse their own options (--help included)
-        return guarded("stfpm bench", lambda: _cmd_bench(argparse.Namespace(bench_args=argv[1:])))
+        return guarded("stfpm bench", lambda: _cmd_bench(argv[1:]))
     args = build_parser().parse_args(argv)  # argparse itself exits with 2 on bad usage
     if args.command in ("run", "reproduce", "report", "study"):
         return run_command(args, prog="stfpm")

@@ -41,7 +41,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..data.mvtec import DataError
     from ..engine.checkpoint import CheckpointError
     from ..engine.training import TrainError
-    from ..io import OutputError
+    from ..io import OutputError, UnsafeNameError
     from ..method.weights import WeightsError
     from ..metrics import UndefinedMetricError
     from ..records.evaluation import EvaluationError, MetricsFileError, PerImageFileError
@@ -52,7 +52,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .executors import ExecutorError
 
     return (UsageError, BatchError, ConfigError, DataError, WeightsError, CheckpointError, TrainError,
-            PredictionsError, EvaluationError, MetricsFileError, PerImageFileError, OutputError, UndefinedMetricError,
+            PredictionsError, EvaluationError, MetricsFileError, PerImageFileError, OutputError, UnsafeNameError,
+            UndefinedMetricError,
             ReportError, StudyResultsError, PublishedDataError, ExecutorError, FileNotFoundError, NotImplementedError)
 
 

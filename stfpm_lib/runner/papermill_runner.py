@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import UnsafeNameError, check_safe_name
+from ..io import check_safe_name
 from .errors import BatchError, guarded
 from .jobs import (
     BatchResult,
@@ -54,6 +54,7 @@ from .notebook_specs import (
     default_notebooks_dir,
     load_notebook_spec,
 )
+from .notebook_steps import results_root
 
 # The torch-based layers (data, method, the teacher policy) and the report (nbconvert) are imported inside
 # the functions that use them ("lazy"): ``stfpm run --help`` and bad input answer at once.
@@ -71,7 +72,9 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--categories", default="all", help="'all' (default) or a comma-separated list")
     parser.add_argument("--data-root", default=None, help="dataset root in MVTec AD layout (default: $MVTEC_ROOT)")
     parser.add_argument("--run-name", default=None, help="name of the run directory under --results-dir")
-    parser.add_argument("--results-dir", default="results/runs", help="parent of run directories (default results/runs)")
+    parser.add_argument("--results-dir", default=None,
+                        help="parent of run directories (default: runs/ of the results root: $STFPM_RESULTS, else "
+                             "the checkout's results/)")
     parser.add_argument("--preset", default="official", help="STFPMConfig preset (official, anomalib, hcw, xia)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"), default=[],
                         help="notebook parameter or STFPMConfig field, parsed like papermill (int/float/bool/None/str)")
@@ -189,10 +192,8 @@ def _execute_cli(args: argparse.Namespace, *, reproduce_mode: bool) -> int:
     if (not demo or teacher_given) and any("teacher_weights" in spec.parameters for spec in notebooks + run_level):
         resolved = teacher.check_teacher(cfg)
     note = teacher.banner(warning) if warning else teacher.teacher_note(cfg, resolved)
-    try:
-        run_dir = Path(args.results_dir).resolve() / check_safe_name(run_name, "--run-name")
-    except UnsafeNameError as exc:
-        raise BatchError(str(exc)) from None
+    results_dir = Path(args.results_dir) if args.results_dir else results_root() / "runs"
+    run_dir = results_dir.resolve() / check_safe_name(run_name, "--run-name")
     record = run_record(args.preset, overrides, data_root, notebooks + run_level)
     prepare_run_dir(run_dir, record, force=args.force, categories=categories, compare=bool(notebooks))
 

@@ -1,6 +1,6 @@
 """Run a study (``stfpm study studies/x.yaml``; alias ``python -m stfpm_lib.batch study``): every job of the grid, resumable.
 
-Layout of a study directory (``--out``, default ``results/studies/<name>``)::
+Layout of a study directory (``--out``, default ``<results root>/studies/<name>``: ``$STFPM_RESULTS``, else the checkout's ``results/``)::
 
     study.json                              the expanded spec (name, preset, variants, seeds, categories,
                                             notebooks, baseline) + provenance (spec file and sha256,
@@ -44,13 +44,13 @@ from .errors import BatchError
 from .executors import ClusterOptions, ExecutorSpec, executor_spec
 from .notebook_params import resolve_categories, validate_overrides
 from .notebook_specs import NotebookSpec, default_notebooks_dir, load_notebook_spec
-from .notebook_steps import METRICS_NAME
+from .notebook_steps import METRICS_NAME, results_root
 from .study import Job, Study, StudyError, expand_jobs, load_study, narrow_study, study_spec
 
 __all__ = ["StudyResult", "add_study_parser", "run_study_cli", "prepare_study_dir", "run_study", "stamp_study",
            "format_study_summary", "DEFAULT_STUDIES_DIR"]
 
-DEFAULT_STUDIES_DIR = Path("results/studies")
+DEFAULT_STUDIES_DIR = "studies"  # under the results root (notebook_steps.results_root)
 STUDY_JSON = "study.json"
 
 
@@ -334,7 +334,7 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="the study file (YAML), e.g. studies/demo.yaml")
     p.add_argument("--data-root", default=None,
                    help="dataset root, or demo for the embedded demo data (default: the spec's data_root, else $MVTEC_ROOT)")
-    p.add_argument("--out", default=None, help="study directory (default results/studies/<name>)")
+    p.add_argument("--out", default=None, help="study directory (default: studies/<name> of the results root, the checkout's results/)")
     p.add_argument("--notebooks-dir", default=None, help="where the spec's notebooks live (default notebooks/)")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and exit (writes nothing)")
     nar = p.add_argument_group("adjusting the study from the command line (recorded in study.json)")
@@ -437,7 +437,7 @@ def run_study_cli(args: argparse.Namespace) -> int:
     categories = resolve_categories(data_root, "all" if study.categories == "all" else list(study.categories))
     jobs = expand_jobs(study, categories)
     random = _validate(study, specs, check_teacher=not args.dry_run)
-    study_dir = (Path(args.out) if args.out else DEFAULT_STUDIES_DIR / study.name).resolve()
+    study_dir = (Path(args.out) if args.out else results_root() / DEFAULT_STUDIES_DIR / study.name).resolve()
     head = (f"study {study.name} ({study.path}): {len(study.variants)} variants x {len(study.seeds)} seeds x "
             f"{len(categories)} categories = {len(jobs)} jobs; data {data_root}{' [embedded demo]' if demo else ''}; "
             f"preset {study.preset}; {executor.describe()}; out {study_dir}")

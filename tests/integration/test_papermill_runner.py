@@ -459,3 +459,14 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tiny_mvtec, tmp_path):
     assert err.strip().splitlines()[-1] == ("python -m stfpm_lib.batch run: interrupted (finished categories and "
                                             "jobs are kept; rerun to resume)")
     assert "KeyboardInterrupt" not in err.strip().splitlines()[-1]
+
+
+def test_runs_land_under_the_results_root_whatever_the_working_directory(tmp_path, monkeypatch):
+    """Without --results-dir a run goes to <results root>/runs, where 04_report and 05_figures look for it."""
+    runs = []
+    monkeypatch.setattr(batch, "run_batch", lambda notebooks, **kw: runs.append(kw) or batch.BatchResult(
+        kw["run_dir"], [], None))
+    monkeypatch.setenv("STFPM_RESULTS", str(tmp_path / "results"))
+    monkeypatch.chdir(tmp_path)
+    assert batch.main(["run", "--notebook", str(REPO / "notebooks" / "04_report.ipynb"), "--run-name", "r"]) == 0
+    assert runs[0]["run_dir"] == tmp_path / "results" / "runs" / "r"
