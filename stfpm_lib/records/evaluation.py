@@ -241,14 +241,14 @@ def _metric_maps(pred: Any, maps: np.ndarray, scores: np.ndarray, where: str) ->
     return full, full.max(axis=(1, 2))
 
 
-def _check_same_model(pred: Any, val: Any, val_source: str | None) -> None:
+def _check_same_model(pred: Any, val: Any) -> None:
     """Refuse validation predictions made by another model or of another category than the test predictions
     (their *_val thresholds would come from that model, silently)."""
     def origin(p: Any) -> tuple[Any, Any]:
         return (getattr(p, "meta", None) or {}).get("checkpoint_sha256"), (getattr(p, "dataset", None) or {}).get("category")
 
     (model, category), (val_model, val_category) = origin(pred), origin(val)
-    names = (str(getattr(pred, "path", None) or "predictions"), str(val_source or getattr(val, "path", None) or "val_predictions"))
+    names = (str(getattr(pred, "path", None) or "predictions"), str(getattr(val, "path", None) or "val_predictions"))
     if category and val_category and category != val_category:
         raise EvaluationError(f"{names[1]} holds category {val_category!r}, {names[0]} category {category!r}: the "
                               "*_val thresholds must come from the same category's held-out normal images")
@@ -379,7 +379,7 @@ def evaluate_predictions(predictions: Any, *, val_predictions: Any = None, origi
     val_maps = val_scores = None
     if val_predictions is not None:
         val = _load_val(val_predictions)
-        _check_same_model(pred, val, None)
+        _check_same_model(pred, val)
         val_maps, val_scores = _metric_maps(val, _float32_maps(val.maps, "val_predictions"),
                                             np.asarray(val.scores, dtype=np.float32), "val_predictions")
     try:
